@@ -1,0 +1,35 @@
+# Set-up and everyday commands. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install sync run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+sync: install
+	$(BIN)/hub schemas sync
+
+run: sync
+	$(BIN)/hub serve
+
+test: sync
+	sh scripts/ensure-postgresql.sh
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check hub tests bench
+	$(BIN)/mypy hub/core
+
+bench: sync
+	$(BIN)/python bench/booking.py
+
+clean:
+	rm -rf $(VENV) var

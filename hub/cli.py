@@ -1,0 +1,122 @@
+"""The `hub` command: run the hub and its built-in services, manage the standards store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hub.core.config import Settings
+
+app = typer.Typer(help="Interoperability hub for Danish healthcare and social-care messaging.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The store of official standards.", no_args_is_help=True)
+vdx_app = typer.Typer(help="The built-in VDX-compatible video booking service.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(vdx_app, name="vdx")
+
+
+@schemas_app.command("sync")
+def schemas_sync(
+    source: Annotated[Path | None, typer.Option(help="Standards directory (default $HUB_STANDARDS_DIR)")] = None,
+    fetch: Annotated[bool, typer.Option(help="Download files missing from the source from their origin")] = False,
+) -> None:
+    """Copy the official packages and schemas into the hub's store, checking their checksums."""
+    from hub.core import standards
+
+    settings = Settings()
+    fetcher = _fetch if fetch else None
+    try:
+        synced = standards.sync(source or settings.standards_dir, settings.standards_store, fetch=fetcher,
+                                report=typer.echo)
+    except standards.SyncError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{len(synced)} standards in {settings.standards_store}")
+
+
+def _fetch(std: object, dest: Path) -> None:
+    import httpx
+
+    origin = str(getattr(std, "origin", ""))
+    if not origin.startswith("https://"):
+        raise typer.BadParameter(f"{getattr(std, 'id', '?')} has no downloadable origin: {origin}")
+    with httpx.stream("GET", origin, follow_redirects=True, timeout=60) as r:
+        r.raise_for_status()
+        with dest.open("wb") as f:
+            for chunk in r.iter_bytes():
+                f.write(chunk)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+) -> None:
+    """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too."""
+    import uvicorn
+
+    from hub.api.server_thread import free_port
+    from hub.core.logging import configure
+
+    settings = Settings()
+    configure(settings.log_level)
+    env = dict(os.environ)
+    vdx_proc = None
+    if not settings.vdx_url:
+        vdx_port = free_port()
+        vdx_proc = subprocess.Popen([sys.executable, "-m", "hub", "vdx", "serve", "--port", str(vdx_port)])
+        env["HUB_VDX_URL"] = os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
+        _wait_for(f"http://127.0.0.1:{vdx_port}/healthz", vdx_proc)
+        typer.echo(f"built-in VDX-compatible service on http://127.0.0.1:{vdx_port}", err=True)
+    try:
+        uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, log_config=None,
+                    access_log=False)
+    finally:
+        if vdx_proc is not None:
+            vdx_proc.send_signal(signal.SIGTERM)
+            vdx_proc.wait(10)
+
+
+def _wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise typer.Exit(f"the built-in service at {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise typer.Exit(f"the built-in service at {url} did not start")
+
+
+@vdx_app.command("serve")
+def vdx_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8081,
+    vmr_available_before: Annotated[int, typer.Option(help="Minutes a room is provisioned before start")] = 30,
+    test_clock: Annotated[bool, typer.Option(help="Expose /_test/clock to move the service's clock")] = False,
+) -> None:
+    """Run the VDX-compatible service alone."""
+    import uvicorn
+
+    from hub.core.logging import configure
+    from hub.video.service import create_vdx_app
+
+    configure(Settings().log_level)
+    vdx = create_vdx_app(vmr_available_before=vmr_available_before, enable_test_clock=test_clock)
+    uvicorn.run(vdx, host=host, port=port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""Configuration from `HUB_*` environment variables (pydantic-settings).
+
+One settings object is built per process and handed to the parts that need it, so tests can build their own
+with other values instead of patching globals.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_standards_dir() -> Path:
+    return Path("..") / "shared" / "standards"
+
+
+class Settings(BaseSettings):
+    """Everything the hub reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where the hub keeps its database and standards store")
+    standards_dir: Path = Field(default_factory=_default_standards_dir, description="Official standards source")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite file in data_dir when unset")
+    public_base_url: str | None = Field(None, description="Base URL used in Location headers and links")
+
+    vdx_url: str | None = Field(None, description="VDX Booking API base URL; the built-in service when unset")
+    vdx_token_url: str | None = Field(None, description="OAuth2 token endpoint for the real VDX")
+    vdx_client_id: str | None = None
+    vdx_client_secret: str | None = None
+    vdx_timeout_seconds: float = 10.0
+    vdx_retries: int = 3
+    vdx_organizer_email: str | None = Field(None, description="organizedByEmail sent with every booking")
+
+    max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
+    log_level: str = "INFO"
+
+    @property
+    def standards_store(self) -> Path:
+        """The hub's own copy of the official standards, filled by `hub schemas sync`."""
+        return self.data_dir / "standards"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hub.sqlite').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,176 @@
+"""FHIR R4 resources in and out: JSON and XML bytes ⇄ plain dicts, with structural checks.
+
+Parsing gives a dict in FHIR JSON shape (the hub's working form) or raises `InvalidInput` carrying an
+OperationOutcome that says what is wrong and where (a FHIRPath expression). Structure (elements, types,
+primitive formats) is checked with fhir.resources' R4B models, which read R4 for the resources the hub uses.
+
+XML is parsed with DTDs, entity expansion and network access off; a document with a DOCTYPE is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from lxml import etree
+from pydantic import ValidationError
+
+from hub.core.errors import InvalidInput
+from hub.core.outcome import Outcome, single
+
+FHIR_NS = "http://hl7.org/fhir"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir")
+
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+    )
+
+
+def media_kind(content_type: str | None) -> str | None:
+    """`json`, `xml` or None for a Content-Type / Accept / _format value."""
+    if not content_type:
+        return None
+    ct = content_type.split(";")[0].strip().lower()
+    if ct in JSON_TYPES or ct == "json":
+        return "json"
+    if ct in XML_TYPES or ct == "xml":
+        return "xml"
+    return None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """JSON bytes → dict; malformed JSON, duplicate keys and non-objects are refused."""
+    try:
+        doc = json.loads(body, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise InvalidInput(single("structure", f"Duplicate JSON property '{exc.key}'")) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(single("structure", f"The body is not valid JSON: {exc}")) from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(single("structure", "A FHIR resource is a JSON object"))
+    return doc
+
+
+def parse_xml_root(body: bytes) -> etree._Element:
+    """Safely parse XML bytes; refuse DOCTYPEs (and so entities) outright."""
+    try:
+        root = etree.fromstring(body, parser=_safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise InvalidInput(single("structure", f"The body is not well-formed XML: {exc}")) from None
+    if root.getroottree().docinfo.doctype:
+        raise InvalidInput(single("security", "XML with a DOCTYPE (DTD or entities) is not accepted"))
+    return root
+
+
+def parse_xml(body: bytes) -> dict[str, Any]:
+    """FHIR XML bytes → FHIR JSON-shaped dict, through the resource's model."""
+    root = parse_xml_root(body)
+    qname = etree.QName(root)
+    if qname.namespace != FHIR_NS:
+        raise InvalidInput(single("structure", f"The root element is not in the FHIR namespace {FHIR_NS}"))
+    model = _model_class(qname.localname, qname.localname)
+    try:
+        resource = model.model_validate_xml(body, xmlparser=_safe_parser())
+    except ValidationError as exc:
+        raise InvalidInput(outcome_from_validation(exc, qname.localname)) from None
+    except KeyError as exc:
+        raise InvalidInput(single("structure", f"Unknown element {exc}", qname.localname)) from None
+    except Exception as exc:  # the XML reader raises assorted errors for malformed FHIR XML
+        raise InvalidInput(single("structure", f"The XML is not a valid {qname.localname}: {exc}")) from None
+    return orjson.loads(resource.model_dump_json())  # type: ignore[no-any-return]
+
+
+def parse(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Bytes of the given media type → dict. JSON when the type says nothing, sniffing `<` as XML."""
+    kind = media_kind(content_type)
+    if kind is None:
+        if content_type and content_type.split(";")[0].strip():
+            raise InvalidInput(single("not-supported", f"Unsupported media type {content_type}"), status=415)
+        kind = "xml" if body.lstrip()[:1] == b"<" else "json"
+    return parse_xml(body) if kind == "xml" else parse_json(body)
+
+
+def _model_class(resource_type: str, where: str) -> Any:
+    try:
+        return get_fhir_model_class(resource_type)
+    except (KeyError, ValueError, AttributeError):
+        raise InvalidInput(single("structure", f"Unknown resourceType '{resource_type}'", where)) from None
+
+
+def _fhirpath(resource_type: str, loc: tuple[int | str, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-") or part in ("__root__",):
+            continue
+        else:
+            path += f".{part.removesuffix('__ext')}"
+    return path
+
+
+def outcome_from_validation(exc: ValidationError, resource_type: str) -> Outcome:
+    """Pydantic's errors as OperationOutcome issues with FHIRPath locations."""
+    out = Outcome()
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        where = _fhirpath(resource_type, loc)
+        if err["type"] == "extra_forbidden":
+            out.error("structure", f"Unknown element '{loc[-1]}'", where, rule="structure")
+        elif err["type"] == "missing":
+            out.error("required", "Missing required element", where, rule="structure")
+        else:
+            out.error("value", f"Invalid value: {err['msg']}", where, rule="structure")
+    return out
+
+
+def check_structure(resource: dict[str, Any], expected_type: str | None = None) -> Outcome:
+    """Structural verdict for a resource dict: known resource type, elements, types and primitive formats."""
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str):
+        return single("structure", "Missing resourceType", None)
+    if expected_type and rtype != expected_type:
+        return single("invalid", f"Expected a {expected_type} resource, got {rtype}", "resourceType")
+    model = _model_class(rtype, "resourceType")
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        return outcome_from_validation(exc, rtype)
+    return Outcome()
+
+
+def to_json(resource: dict[str, Any]) -> bytes:
+    return orjson.dumps(resource)
+
+
+def to_xml(resource: dict[str, Any]) -> bytes:
+    """FHIR XML for a resource dict (valid resources only: the hub produces them)."""
+    model = get_fhir_model_class(resource["resourceType"])
+    return model.model_validate(resource).model_dump_xml()  # type: ignore[no-any-return]
+
+
+def serialise(resource: dict[str, Any], kind: str) -> tuple[bytes, str]:
+    """Bytes and Content-Type for `json` or `xml`."""
+    if kind == "xml":
+        return to_xml(resource), "application/fhir+xml; charset=utf-8"
+    return to_json(resource), "application/fhir+json; charset=utf-8"
