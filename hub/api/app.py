@@ -1,0 +1,83 @@
+"""The FastAPI application: wiring of settings, store, standards, VDX client and routers.
+
+Every error leaves as a FHIR OperationOutcome with a 4xx (or 502/503 when a service the hub depends on is
+down); an unexpected exception is logged and answered with an OperationOutcome too, never a bare 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.api.deps import Services, outcome_response
+from hub.api.routers import appointment, metadata
+from hub.core import standards
+from hub.core.booking import BookingFlow
+from hub.core.config import Settings
+from hub.core.errors import HubError
+from hub.core.outcome import single
+from hub.fhir.packages import PackageSet
+from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.store.db import make_engine, migrate, session_factory
+from hub.video.client import VdxClient
+
+log = logging.getLogger("hub.api")
+
+
+def build_services(settings: Settings) -> Services:
+    """Everything the hub needs, built once: database (migrated), packages, rules, VDX client, flow."""
+    if not settings.vdx_url:
+        raise RuntimeError("HUB_VDX_URL is not set: `hub serve` starts the built-in VDX service and sets it")
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    packages = PackageSet(standards.package_dirs(settings.standards_store))
+    vdx = VdxClient(settings.vdx_url, timeout=settings.vdx_timeout_seconds, retries=settings.vdx_retries,
+                    token_url=settings.vdx_token_url, client_id=settings.vdx_client_id,
+                    client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email)
+    return Services(settings, sessions, packages, VideoAppointmentRules(packages), BookingFlow(sessions, vdx))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = build_services(settings)
+        yield
+        app.state.services.flow.vdx.close()
+
+    app = FastAPI(title="hub", version="0.1.0", lifespan=lifespan,
+                  description="FHIR R4 video appointments booked in VDX; MedCom, HL7 v2 and SF1470 to follow.")
+    app.include_router(metadata.router)
+    app.include_router(appointment.router)
+
+    @app.exception_handler(HubError)
+    async def hub_error(request: Request, exc: HubError) -> Response:
+        return outcome_response(request, exc.outcome, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return outcome_response(request, single("invalid", str(exc)), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return outcome_response(request, single(code, str(exc.detail)), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return outcome_response(request, single("exception", "The hub failed to process the request; "
+                                                "it has been logged"), 500)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,82 @@
+"""Shared pieces of the REST edge: the hub's services, body reading, content negotiation, FHIR answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.core.booking import BookingFlow
+from hub.core.config import Settings
+from hub.core.errors import HubError
+from hub.core.outcome import Outcome, single
+from hub.fhir import io
+from hub.fhir.packages import PackageSet
+from hub.fhir.videoappointment import VideoAppointmentRules
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once at start-up (app.state.services)."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    packages: PackageSet
+    rules: VideoAppointmentRules
+    flow: BookingFlow
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+class BodyTooLarge(HubError):
+    status = 413
+
+    def __init__(self, limit: int, head: bytes) -> None:
+        super().__init__(single("too-costly", f"The body is larger than {limit} bytes"), 413)
+        self.head = head
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused past `limit` bytes without reading the rest into memory."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit, b"")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit, b"".join(chunks)[:limit])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def response_kind(request: Request) -> str:
+    """`json` or `xml`: `_format` first, then Accept, then the request's own Content-Type."""
+    fmt = request.query_params.get("_format")
+    if fmt and io.media_kind(fmt):
+        return io.media_kind(fmt) or "json"
+    accept = request.headers.get("accept", "")
+    for part in accept.split(","):
+        kind = io.media_kind(part)
+        if kind:
+            return kind
+    return io.media_kind(request.headers.get("content-type")) or "json"
+
+
+def fhir_response(request: Request, resource: dict[str, Any], status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    body, media = io.serialise(resource, response_kind(request))
+    return Response(body, status_code=status, media_type=media, headers=headers)
+
+
+def outcome_response(request: Request, outcome: Outcome, status: int) -> Response:
+    return fhir_response(request, outcome.to_fhir(), status)
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    return (settings.public_base_url or str(request.base_url)).rstrip("/")

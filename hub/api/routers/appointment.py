@@ -1,0 +1,217 @@
+"""`/fhir/Appointment`: book (POST), read (GET), move or cancel (PUT, PATCH), search.
+
+The edge's job: keep the raw bytes, parse, check, and hand a canonical request to the booking flow; then
+answer in the sender's format. Every refusal is an OperationOutcome with a 4xx.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import jsonpatch
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.deps import (
+    BodyTooLarge,
+    Services,
+    base_url,
+    fhir_response,
+    outcome_response,
+    read_body,
+    services,
+)
+from hub.core.errors import HubError, InvalidInput, NotFound
+from hub.core.model import BookingResult, Room
+from hub.core.outcome import Outcome, single
+from hub.fhir import appointment as fa
+from hub.fhir import io
+from hub.fhir.search import parse_date, split_token
+from hub.store import appointments as appointment_store
+
+router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
+FORMATS = {"json": "fhir+json", "xml": "fhir+xml"}
+
+
+def _renderer(appt: dict[str, Any]) -> Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]:
+    def render(appointment_id: str, version: int, ts: datetime, room: Room | None, old: list[Room]) -> dict[str, Any]:
+        return fa.render(appt, appointment_id, version, ts, room, old)
+
+    return render
+
+
+async def _receive(request: Request, svc: Services, operation: str) -> tuple[bytes, str]:
+    """Read the body; an oversize body is stored (its first bytes) and refused."""
+    try:
+        body = await read_body(request, svc.settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        await run_in_threadpool(svc.flow.record_message, direction="in", channel="fhir-rest", format="unknown",
+                                operation=operation, content_type=request.headers.get("content-type"),
+                                raw=exc.head, verdict=exc.outcome.to_fhir(), status="rejected", http_status=413)
+        raise
+    return body, operation
+
+
+def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
+    outcome = io.check_structure(appt, "Appointment")
+    if outcome.ok:
+        outcome.extend(svc.rules.check(appt))
+    return outcome
+
+
+async def _accept(request: Request, svc: Services, body: bytes, operation: str,
+                  parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """Parse and check; store the message with its verdict either way. Returns (resource, message id)."""
+    content_type = request.headers.get("content-type")
+    kind = io.media_kind(content_type) or ("xml" if body.lstrip()[:1] == b"<" else "json")
+    fields = dict(direction="in", channel="fhir-rest", format=FORMATS.get(kind, "unknown"), operation=operation,
+                  content_type=content_type, raw=body)
+    try:
+        appt = parsed if parsed is not None else io.parse(body, content_type)
+        outcome = _check(svc, appt)
+        if not outcome.ok:
+            raise InvalidInput(outcome, status=422 if appt.get("resourceType") == "Appointment" else 400)
+    except HubError as exc:
+        await run_in_threadpool(svc.flow.record_message, **fields, verdict=exc.outcome.to_fhir(),
+                                status="rejected", http_status=exc.status)
+        raise
+    message_id = await run_in_threadpool(svc.flow.record_message, **fields, verdict=outcome.to_fhir(),
+                                         status="accepted", http_status=None)
+    return appt, message_id
+
+
+def _answer(request: Request, svc: Services, result: BookingResult, created_status: int) -> Response:
+    version = str(result.resource.get("meta", {}).get("versionId", "1"))
+    location = f"{base_url(request, svc.settings)}/fhir/Appointment/{result.appointment_id}/_history/{version}"
+    headers = {"Location": location, "ETag": f'W/"{version}"'}
+    if result.notes:
+        # Say what VDX's rules made the hub do; in full with `Prefer: return=OperationOutcome`.
+        headers["X-Hub-Notes"] = " | ".join(result.notes).encode("ascii", "replace").decode()
+        if "return=operationoutcome" in request.headers.get("prefer", "").lower():
+            out = Outcome()
+            for note in result.notes:
+                out.add("information", "informational", note)
+            return outcome_response(request, out, 200)
+    return fhir_response(request, result.resource, created_status if result.created else 200, headers)
+
+
+@router.post("", status_code=201, summary="Book a video appointment")
+async def create(request: Request, svc: Services = Depends(services)) -> Response:
+    body, operation = await _receive(request, svc, "POST /fhir/Appointment")
+    appt, message_id = await _accept(request, svc, body, operation)
+    key = fa.source_key(appt, request.headers.get("if-none-exist"))
+    req = fa.to_meeting_request(appt, key)
+    result = await run_in_threadpool(svc.flow.book, req, _renderer(appt), message_id,
+                                     fa.patient_search_keys(req))
+    return _answer(request, svc, result, 201)
+
+
+@router.get("/{appointment_id}", summary="Read an appointment")
+async def read(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
+    row = await run_in_threadpool(svc.flow.get, appointment_id)
+    return fhir_response(request, row.resource, 200, {"ETag": f'W/"{row.version}"'})
+
+
+async def _update(request: Request, svc: Services, appointment_id: str, appt: dict[str, Any],
+                  message_id: str) -> Response:
+    if appt.get("id") not in (None, appointment_id):
+        raise InvalidInput(single("invalid", f"The body's id '{appt.get('id')}' is not {appointment_id}", "id"))
+    row = await run_in_threadpool(svc.flow.get, appointment_id)
+    if_match = request.headers.get("if-match")
+    if if_match and if_match.strip() not in (f'W/"{row.version}"', f'"{row.version}"'):
+        raise HubError(single("conflict", f"Version {row.version} is current, not {if_match}"), status=412)
+    req = fa.to_meeting_request(appt, row.source_key)
+    result = await run_in_threadpool(svc.flow.update, appointment_id, req, _renderer(appt), message_id,
+                                     fa.patient_search_keys(req))
+    return _answer(request, svc, result, 200)
+
+
+@router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
+async def update(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
+    body, operation = await _receive(request, svc, f"PUT /fhir/Appointment/{appointment_id}")
+    appt, message_id = await _accept(request, svc, body, operation)
+    return await _update(request, svc, appointment_id, appt, message_id)
+
+
+@router.patch("/{appointment_id}", summary="JSON Patch an appointment (e.g. status → cancelled)")
+async def patch(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
+    body, operation = await _receive(request, svc, f"PATCH /fhir/Appointment/{appointment_id}")
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
+    if content_type != "application/json-patch+json":
+        raise InvalidInput(single("not-supported", "PATCH takes application/json-patch+json"), status=415)
+    row = await run_in_threadpool(svc.flow.get, appointment_id)
+    try:
+        ops = orjson.loads(body)
+        patched = jsonpatch.apply_patch(_as_sent(row.resource), ops)
+    except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
+            TypeError) as exc:
+        outcome = single("invalid", f"The JSON Patch cannot be applied: {exc}")
+        await run_in_threadpool(svc.flow.record_message, direction="in", channel="fhir-rest",
+                                format="json-patch", operation=operation, content_type=content_type, raw=body,
+                                verdict=outcome.to_fhir(), status="rejected", http_status=400)
+        raise InvalidInput(outcome) from None
+    appt, message_id = await _accept(request, svc, body, operation, parsed=patched)
+    return await _update(request, svc, appointment_id, appt, message_id)
+
+
+def _as_sent(resource: dict[str, Any]) -> dict[str, Any]:
+    """The stored resource without what the hub adds, so a patch applies to what the sender knows."""
+    return orjson.loads(orjson.dumps(resource))  # type: ignore[no-any-return]
+
+
+@router.get("", summary="Search appointments: patient, date, status, identifier")
+async def search(request: Request, svc: Services = Depends(services)) -> Response:
+    params = request.query_params
+    known = {"patient", "patient:identifier", "date", "status", "identifier", "_count", "_format", "_offset"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InvalidInput(single("not-supported", f"Unknown search parameter(s): {', '.join(unknown)}"))
+    refs: list[str] = []
+    pids: list[tuple[str | None, str]] = []
+    for value in _values(params.getlist("patient")):
+        if "|" in value:
+            pids.append(split_token(value))
+        else:
+            refs.append(value if "/" in value else f"Patient/{value}")
+    pids += [split_token(v) for v in _values(params.getlist("patient:identifier"))]
+    try:
+        count = min(max(int(params.get("_count", "50")), 0), 500)
+        offset = max(int(params.get("_offset", "0")), 0)
+    except ValueError:
+        raise InvalidInput(single("invalid", "_count and _offset are whole numbers")) from None
+    dates = [parse_date(v) for v in params.getlist("date")]
+
+    def run() -> tuple[int, list[dict[str, Any]]]:
+        with svc.sessions() as s:
+            return appointment_store.search(
+                s, patient_references=refs, patient_identifiers=pids, dates=dates,
+                statuses=list(_values(params.getlist("status"))),
+                identifiers=[split_token(v) for v in _values(params.getlist("identifier"))],
+                count=count, offset=offset)
+
+    total, resources = await run_in_threadpool(run)
+    base = base_url(request, svc.settings)
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "searchset",
+        "total": total,
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": [{"fullUrl": f"{base}/fhir/Appointment/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                  for r in resources],
+    }
+    if offset + count < total:
+        nxt = request.url.include_query_params(_offset=offset + count, _count=count)
+        bundle["link"].append({"relation": "next", "url": str(nxt)})
+    return fhir_response(request, bundle)
+
+
+def _values(raw: list[str]) -> list[str]:
+    return [v for item in raw for v in item.split(",") if v]
+
+
+__all__ = ["router", "NotFound"]

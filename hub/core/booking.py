@@ -1,0 +1,379 @@
+"""The booking flow: a canonical meeting request becomes a VDX room, stored before anyone is answered.
+
+Guarantees (DESIGN.md, principles 3 and 4):
+- A room is never booked twice for one source key: the VDX meeting uuid and `externalId` are derived from the
+  key, so a retry after a lost answer finds the room it already made (VDX code 21) instead of booking another.
+- Nothing is half-booked: the appointment row is claimed (`pending`) before VDX is called and completed in the
+  same transaction as the meeting row, the outbound messages and the outbox entry; if VDX fails part-way the
+  room is deleted again and the claim marked failed, so a resend books afresh.
+- VDX's rules are followed: a meeting changes only while AWAITS_PROVISION; once provisioned only its end time.
+  A provisioned meeting that must move gets a new room and the old one is ended, and the answer says so.
+
+The flow is format-neutral: the adapter passes `render`, which builds the stored and returned representation.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.core.errors import Conflict, HubError, NotFound, UpstreamError
+from hub.core.model import BookingResult, MeetingRequest, Room
+from hub.core.outcome import single
+from hub.store import models as m
+from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
+
+# Namespace for the meeting uuids the hub derives from source keys (uuid5): stable across restarts.
+MEETING_NAMESPACE = uuid.UUID("6f1f3f2e-7a53-4f59-9d43-5a8d7e3c2b10")
+Render = Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]
+
+AWAITS = "AWAITS_PROVISION"
+PROVISIONED = "PROVISIONED_OK"
+
+
+def external_id(source_key: str, generation: int) -> str:
+    """VDX `externalId` for the n-th room of a booking: stable, fixed length, and free of personal data."""
+    return str(uuid.uuid5(MEETING_NAMESPACE, f"{source_key}#{generation}"))
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def room_from_vdx(info: dict[str, Any], meeting: dict[str, Any]) -> Room:
+    pins = {k: (str(info[k]) if info.get(k) is not None else None) for k in ("guestPin", "hostPin")}
+    return Room(
+        vdx_uuid=str(meeting["uuid"]),
+        external_id=str(meeting.get("externalId") or ""),
+        uri=str(info.get("uriWithDomain") or ""),
+        guest_pin=pins["guestPin"],
+        host_pin=pins["hostPin"],
+        meeting_url=info.get("portalLink"),
+        short_link=info.get("shortLink") or meeting.get("shortLink"),
+        provision_status=str(info.get("provisionStatus") or AWAITS),
+        start=_parse(meeting["startTime"]),
+        end=_parse(meeting["endTime"]),
+    )
+
+
+def room_from_row(row: m.Meeting) -> Room:
+    return Room(row.vdx_uuid, row.external_id, row.uri or "", row.guest_pin, row.host_pin, row.meeting_url,
+                row.short_link, row.provision_status or AWAITS, row.start, row.end)
+
+
+@dataclass
+class BookingFlow:
+    """Book, move and cancel video meetings. Thread-safe; one per process."""
+
+    sessions: sessionmaker[Session]
+    vdx: VdxClient
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    pending_wait_seconds: float = 10.0
+
+    # --- messages ----------------------------------------------------------------------------------------
+
+    def record_message(self, session: Session | None = None, **fields: Any) -> str:
+        """Store one message (raw bytes, verdict, ...); in its own transaction unless a session is given."""
+        msg = m.Message(id=str(uuid.uuid4()), received_at=self.now(), **fields)
+        if session is not None:
+            session.add(msg)
+            return msg.id
+        with self.sessions.begin() as s:
+            s.add(msg)
+        return msg.id
+
+    def _record_exchanges(self, s: Session, trace: list[Exchange], appointment_id: str) -> None:
+        for ex in trace:
+            status = "sent" if ex.status is not None and ex.status < 400 else "failed"
+            self.record_message(s, direction="out", channel="vdx", format="vdx+json",
+                                operation=f"{ex.method} {ex.path}", content_type="application/json",
+                                raw=ex.request, verdict=None, status=status, http_status=ex.status,
+                                appointment_id=appointment_id)
+            self.record_message(s, direction="in", channel="vdx", format="vdx+json",
+                                operation=f"response to {ex.method} {ex.path}", content_type="application/json",
+                                raw=ex.response, verdict=None, status="received", http_status=ex.status,
+                                appointment_id=appointment_id)
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    def get(self, appointment_id: str) -> m.Appointment:
+        with self.sessions() as s:
+            row = s.get(m.Appointment, appointment_id)
+            if row is None or row.state != "booked":
+                raise NotFound(f"Appointment/{appointment_id}")
+            return row
+
+    def find_by_source(self, key: str) -> m.Appointment | None:
+        with self.sessions() as s:
+            return s.scalar(select(m.Appointment).where(m.Appointment.source_key == key))
+
+    # --- book --------------------------------------------------------------------------------------------
+
+    def book(self, req: MeetingRequest, render: Render, message_id: str,
+             patient: tuple[str | None, str | None] = (None, None)) -> BookingResult:
+        """Book a room for a new request, or answer with the booking an earlier identical request made."""
+        appointment_id = str(uuid.uuid4())
+        claimed, attempt = self._claim(appointment_id, req, patient)
+        if claimed is not None:
+            return claimed
+        trace: list[Exchange] = []
+        try:
+            room = self._create_room(req, 1, trace, attempt)
+        except HubError:
+            self._fail(appointment_id, trace, message_id)
+            raise
+        now = self.now()
+        resource = render(appointment_id, 1, now, room, [])
+        with self.sessions.begin() as s:
+            row = s.get(m.Appointment, appointment_id)
+            assert row is not None
+            row.state, row.resource, row.version, row.updated_at = "booked", resource, 1, now
+            s.add(self._meeting_row(appointment_id, room, 1))
+            self._record_exchanges(s, trace, appointment_id)
+            self._link_message(s, message_id, appointment_id)
+            self._outbox(s, "meeting.booked", appointment_id, req, room)
+        return BookingResult(appointment_id, resource, created=True)
+
+    def _claim(self, appointment_id: str, req: MeetingRequest,
+               patient: tuple[str | None, str | None]) -> tuple[BookingResult | None, int]:
+        """Insert the pending appointment, or find the booking that has this source key.
+
+        Returns (earlier result, 0) or (None, attempt): the attempt number counts earlier failed tries, so each
+        try asks VDX for its own meeting uuid (a room deleted after a failure keeps its uuid in VDX).
+        While pending, the row's `version` holds that attempt number.
+        """
+        deadline = time.monotonic() + self.pending_wait_seconds
+        while True:
+            try:
+                with self.sessions.begin() as s:
+                    existing = s.scalar(select(m.Appointment).where(m.Appointment.source_key == req.source_key))
+                    if existing is not None and existing.state == "booked":
+                        return BookingResult(existing.id, existing.resource, created=False), 0
+                    if existing is None or existing.state == "failed":
+                        attempt = existing.version + 1 if existing is not None else 1
+                        if existing is not None:
+                            s.delete(existing)
+                            s.flush()
+                        s.add(m.Appointment(
+                            id=appointment_id, source_key=req.source_key, state="pending", status=req.status,
+                            version=attempt, resource={}, patient_reference=patient[0],
+                            patient_identifier=patient[1], start=req.start, end=req.end, created_at=self.now(),
+                            updated_at=self.now()))
+                        return None, attempt
+            except IntegrityError:
+                pass  # another request claimed the key between our read and insert: look again
+            if time.monotonic() > deadline:
+                raise Conflict(single("conflict", "The same appointment is being booked by another request; "
+                                      "retry shortly"), status=409)
+            time.sleep(0.05)
+
+    def _create_room(self, req: MeetingRequest, generation: int, trace: list[Exchange], attempt: int = 1) -> Room:
+        ext_id = external_id(req.source_key, generation)
+        meeting_uuid = str(uuid.uuid5(MEETING_NAMESPACE, f"{ext_id}#{attempt}"))
+        body: dict[str, Any] = {
+            "uuid": meeting_uuid,
+            "externalId": ext_id,
+            "subject": req.subject,
+            "startTime": _iso(req.start),
+            "endTime": _iso(req.end),
+        }
+        if req.max_participants is not None:
+            body["maxParticipants"] = req.max_participants
+        if req.end_meeting_on_end_time is not None:
+            body["endMeetingOnEndTime"] = req.end_meeting_on_end_time
+        try:
+            try:
+                meeting = self.vdx.create_meeting(body, trace)
+            except VdxRefused as exc:
+                if exc.code not in ("21", "10"):
+                    raise
+                # 21: the externalId is taken; 10 may mean the uuid is. Either way an earlier try of this same
+                # request may have booked the room and lost the answer: reuse that room if it is ours.
+                meeting = self._existing(meeting_uuid, ext_id, trace)
+                if meeting is None:
+                    raise
+            info = self.vdx.scheduling_info(str(meeting["uuid"]), trace)
+        except VdxRefused as exc:
+            raise HubError(single("processing", f"VDX refused the booking: {exc.text} (code {exc.code})"),
+                           status=422) from None
+        except VdxError as exc:
+            self._delete_quietly(meeting_uuid, trace)
+            raise UpstreamError(single("transient", f"VDX is unavailable: {exc}"), status=503) from None
+        return room_from_vdx(info, meeting)
+
+    def _existing(self, meeting_uuid: str, ext_id: str, trace: list[Exchange]) -> dict[str, Any] | None:
+        try:
+            meeting = self.vdx.get_meeting(meeting_uuid, trace)
+        except VdxRefused as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return meeting if meeting.get("externalId") == ext_id else None
+
+    def _delete_quietly(self, vdx_uuid: str, trace: list[Exchange]) -> None:
+        # Nothing was created, or VDX is down: then a resend finds the room through code 21.
+        with suppress(VdxError, VdxRefused):
+            self.vdx.delete_meeting(vdx_uuid, trace)
+
+    def _fail(self, appointment_id: str, trace: list[Exchange], message_id: str) -> None:
+        with self.sessions.begin() as s:
+            row = s.get(m.Appointment, appointment_id)
+            if row is not None:
+                row.state = "failed"
+            self._record_exchanges(s, trace, appointment_id)
+            self._link_message(s, message_id, appointment_id)
+
+    def _meeting_row(self, appointment_id: str, room: Room, generation: int) -> m.Meeting:
+        return m.Meeting(
+            vdx_uuid=room.vdx_uuid, appointment_id=appointment_id, generation=generation,
+            external_id=room.external_id or room.vdx_uuid, state="active", uri=room.uri,
+            guest_pin=room.guest_pin, host_pin=room.host_pin, meeting_url=room.meeting_url,
+            short_link=room.short_link, provision_status=room.provision_status, start=room.start, end=room.end,
+            created_at=self.now(), updated_at=self.now())
+
+    def _link_message(self, s: Session, message_id: str, appointment_id: str) -> None:
+        msg = s.get(m.Message, message_id)
+        if msg is not None:
+            msg.appointment_id = appointment_id
+
+    def _outbox(self, s: Session, topic: str, appointment_id: str, req: MeetingRequest | None,
+                room: Room | None) -> None:
+        payload: dict[str, Any] = {"appointment": appointment_id}
+        if req is not None:
+            payload |= {"start": _iso(req.start), "end": _iso(req.end), "status": req.status}
+        if room is not None:
+            payload |= {"vdx_uuid": room.vdx_uuid, "uri": room.uri}
+        s.add(m.OutboxEntry(topic=topic, ordering_key=appointment_id, payload=payload, status="pending",
+                            attempts=0, next_attempt_at=self.now(), created_at=self.now()))
+
+    # --- change ------------------------------------------------------------------------------------------
+
+    def _active(self, s: Session, appointment_id: str) -> tuple[m.Appointment, m.Meeting | None, list[m.Meeting]]:
+        row = s.get(m.Appointment, appointment_id)
+        if row is None or row.state != "booked":
+            raise NotFound(f"Appointment/{appointment_id}")
+        meetings = list(s.scalars(select(m.Meeting).where(m.Meeting.appointment_id == appointment_id)
+                                  .order_by(m.Meeting.generation)))
+        active = next((mt for mt in meetings if mt.state == "active"), None)
+        return row, active, [mt for mt in meetings if mt.state != "active"]
+
+    def update(self, appointment_id: str, req: MeetingRequest, render: Render, message_id: str,
+               patient: tuple[str | None, str | None] = (None, None)) -> BookingResult:
+        """Apply a changed request: cancel, move, or only restate it, as VDX's rules allow."""
+        with self.sessions() as s:
+            row, active, old = self._active(s, appointment_id)
+        trace: list[Exchange] = []
+        notes: list[str] = []
+        old_rooms = [room_from_row(mt) for mt in old]
+        room = room_from_row(active) if active else None
+        ended: list[Room] = []
+        try:
+            if req.status in ("cancelled", "entered-in-error", "noshow") and active is not None:
+                notes += self._release(active, trace)
+                ended.append(room_from_row(active))
+                room = None
+            elif active is not None and (req.start != row.start or req.end != row.end):
+                room, moved_notes, replaced = self._move(active, req, trace)
+                notes += moved_notes
+                if replaced:
+                    ended.append(replaced)
+        except VdxError as exc:
+            raise UpstreamError(single("transient", f"VDX is unavailable: {exc}"), status=503) from None
+        except VdxRefused as exc:
+            raise HubError(single("processing", f"VDX refused the change: {exc.text} (code {exc.code})"),
+                           status=422) from None
+        now = self.now()
+        with self.sessions.begin() as s:
+            row, active_row, _ = self._active(s, appointment_id)
+            version = row.version + 1
+            resource = render(appointment_id, version, now, room, old_rooms + ended)
+            row.version, row.resource, row.status, row.updated_at = version, resource, req.status, now
+            row.start, row.end = req.start, req.end
+            row.patient_reference, row.patient_identifier = patient
+            for r in ended:
+                mt = s.get(m.Meeting, r.vdx_uuid)
+                if mt is not None:
+                    mt.state = "deleted" if r.provision_status == AWAITS else "ended"
+                    mt.end, mt.updated_at = r.end, now
+            if room is not None:
+                mt = s.get(m.Meeting, room.vdx_uuid)
+                if mt is None:
+                    s.add(self._meeting_row(appointment_id, room, len(old_rooms) + len(ended) + 1))
+                else:
+                    mt.start, mt.end, mt.provision_status, mt.updated_at = room.start, room.end, \
+                        room.provision_status, now
+            self._record_exchanges(s, trace, appointment_id)
+            self._link_message(s, message_id, appointment_id)
+            topic = "meeting.cancelled" if room is None else "meeting.updated"
+            self._outbox(s, topic, appointment_id, req, room)
+        return BookingResult(appointment_id, resource, created=False, notes=notes)
+
+    def _release(self, active: m.Meeting, trace: list[Exchange]) -> list[str]:
+        """Give a cancelled meeting's room back: delete it while VDX allows, otherwise end it now."""
+        try:
+            self.vdx.delete_meeting(active.vdx_uuid, trace)
+            active.provision_status = AWAITS
+            return ["The video room was deleted in VDX."]
+        except VdxRefused as exc:
+            if exc.code not in ("13", None) and exc.status != 404:
+                raise
+            if exc.status == 404:
+                return ["The video room no longer exists in VDX."]
+        info = self.vdx.scheduling_info(active.vdx_uuid, trace)
+        active.provision_status = str(info.get("provisionStatus"))
+        if active.provision_status != PROVISIONED:
+            return [f"The video room is {active.provision_status} in VDX and needs no change."]
+        end = max(self.now(), active.start) + timedelta(minutes=1)
+        if end < active.end:
+            self.vdx.patch_meeting(active.vdx_uuid, {"endTime": _iso(end)}, trace)
+            active.end = end
+        return [f"VDX does not delete a provisioned room: the room now ends at {_iso(active.end)}."]
+
+    def _move(self, active: m.Meeting, req: MeetingRequest, trace: list[Exchange]) -> tuple[Room, list[str],
+                                                                                               Room | None]:
+        info = self.vdx.scheduling_info(active.vdx_uuid, trace)
+        status = str(info.get("provisionStatus"))
+        body = {"subject": req.subject, "startTime": _iso(req.start), "endTime": _iso(req.end)}
+        try:
+            if status == AWAITS:
+                meeting = self.vdx.update_meeting(active.vdx_uuid, body, trace)
+                info = self.vdx.scheduling_info(active.vdx_uuid, trace)
+                return room_from_vdx(info, meeting), [], None
+            if status == PROVISIONED and req.start == active.start:
+                meeting = self.vdx.patch_meeting(active.vdx_uuid, {"endTime": _iso(req.end)}, trace)
+                info = self.vdx.scheduling_info(active.vdx_uuid, trace)
+                return room_from_vdx(info, meeting), ["The room was provisioned: only its end time changed."], None
+        except VdxRefused as exc:
+            if exc.code != "12":
+                raise
+            # Provisioned between our look and the update: fall through to a new room.
+        generation = active.generation + 1
+        new_room = self._create_room(req, generation, trace)
+        old = room_from_row(active)
+        notes = [f"VDX could not move the provisioned room {active.vdx_uuid}: a new room was booked "
+                 "with new links and PINs"]
+        if status == PROVISIONED:
+            end = max(self.now(), active.start) + timedelta(minutes=1)
+            if end < active.end:
+                try:
+                    self.vdx.patch_meeting(active.vdx_uuid, {"endTime": _iso(end)}, trace)
+                    old = replace(old, end=end)
+                except VdxRefused:
+                    pass
+            notes[0] += ", and the old room was ended."
+        else:
+            notes[0] += "."
+        return new_room, notes, replace(old, provision_status=status)

@@ -1,0 +1,111 @@
+"""The hub's tables (SQLAlchemy 2 typed declarative). Migrations in `hub/store/migrations` create them.
+
+- `messages`: every message in or out, raw bytes kept even when unparseable, with its verdict.
+- `appointments`: the resource as the hub answers with it, plus the columns searches need.
+- `meetings`: VDX rooms; an appointment that was moved after provisioning has several, one active.
+- `outbox`: deliveries still to be made, written in the same transaction as the change that causes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite has no time zones: store naive UTC, read back aware)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    channel: Mapped[str] = mapped_column(String(20))  # fhir-rest | vdx | ...
+    format: Mapped[str] = mapped_column(String(40))  # fhir+json | fhir+xml | vdx+json | unknown
+    operation: Mapped[str] = mapped_column(String(200))  # e.g. "POST /fhir/Appointment"
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    verdict: Mapped[dict[str, Any] | None]
+    status: Mapped[str] = mapped_column(String(20))  # accepted | rejected | sent | received | failed
+    http_status: Mapped[int | None]
+    appointment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), index=True)
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(600), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(20))  # pending | booked | failed
+    status: Mapped[str] = mapped_column(String(30), index=True)  # the FHIR Appointment.status
+    resource: Mapped[dict[str, Any]]
+    patient_reference: Mapped[str | None] = mapped_column(String(300), index=True)
+    patient_identifier: Mapped[str | None] = mapped_column(String(300), index=True)
+    start: Mapped[datetime] = mapped_column(index=True)
+    end: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Meeting(Base):
+    __tablename__ = "meetings"
+
+    vdx_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id"), index=True)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # active | ended | deleted
+    uri: Mapped[str | None] = mapped_column(String(100))
+    guest_pin: Mapped[str | None] = mapped_column(String(20))
+    host_pin: Mapped[str | None] = mapped_column(String(20))
+    meeting_url: Mapped[str | None] = mapped_column(Text)
+    short_link: Mapped[str | None] = mapped_column(String(200))
+    provision_status: Mapped[str | None] = mapped_column(String(40))
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxEntry(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(100))  # e.g. meeting.booked
+    ordering_key: Mapped[str] = mapped_column(String(200), index=True)  # deliveries in order per key
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,157 @@
+"""Client for VDX's Booking API v2 (`video-api-v2.yaml`), real or the hub's own compatible service.
+
+Plain HTTP with httpx: timeouts, retries with backoff on transient failures (connection errors, 429, 5xx),
+and OAuth2 client credentials for the real service. Refusals come back as `VdxRefused` carrying VDX's
+`detailed_error_code`, which the booking flow acts on (12, 13, 21). Every exchange can be recorded so the
+flow stores outbound messages with the booking they belong to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request to VDX and its answer, as bytes, for the message log."""
+
+    method: str
+    path: str
+    request: bytes
+    status: int | None
+    response: bytes
+
+
+class VdxError(Exception):
+    """VDX could not be reached or failed (transient: the request may be retried later)."""
+
+
+class VdxRefused(Exception):
+    """VDX answered with an error body; `code` is its detailed_error_code (a string such as "21")."""
+
+    def __init__(self, status: int, code: str | None, text: str) -> None:
+        super().__init__(f"VDX {status} (code {code}): {text}")
+        self.status = status
+        self.code = code
+        self.text = text
+
+
+class _Token:
+    def __init__(self, url: str, client_id: str, secret: str) -> None:
+        self.url, self.client_id, self.secret = url, client_id, secret
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, http: httpx.Client) -> str:
+        with self._lock:
+            if self._token is None or time.monotonic() > self._expires - 30:
+                r = http.post(self.url, data={"grant_type": "client_credentials"},
+                              auth=(self.client_id, self.secret))
+                if r.status_code != 200:
+                    raise VdxRefused(r.status_code, None, f"token request refused: {r.text[:200]}")
+                body = r.json()
+                self._token = str(body["access_token"])
+                self._expires = time.monotonic() + float(body.get("expires_in", 60))
+            return self._token
+
+    def forget(self) -> None:
+        with self._lock:
+            self._token = None
+
+
+class VdxClient:
+    """Thread-safe; one per process, sharing a connection pool."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        token_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        organizer_email: str | None = None,
+    ) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        self.retries = retries
+        self.backoff = backoff
+        self.organizer_email = organizer_email
+        self.token = _Token(token_url, client_id or "", client_secret or "") if token_url else None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None, trace: list[Exchange] | None) -> Any:
+        payload = orjson.dumps(body) if body is not None else b""
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            headers = {"Accept": "application/json"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                if self.token:
+                    headers["Authorization"] = f"Bearer {self.token.get(self.http)}"
+                r = self.http.request(method, path, content=payload or None, headers=headers)
+            except httpx.HTTPError as exc:
+                last = VdxError(f"VDX {method} {path}: {exc.__class__.__name__}: {exc}")
+                if trace is not None:
+                    trace.append(Exchange(method, path, payload, None, str(exc).encode()))
+                continue
+            if trace is not None:
+                trace.append(Exchange(method, path, payload, r.status_code, r.content))
+            if r.status_code == 401 and self.token and attempt < self.retries:
+                self.token.forget()
+                last = VdxRefused(401, None, "token rejected")
+                continue
+            if r.status_code == 429 or r.status_code >= 500:
+                last = VdxError(f"VDX {method} {path}: HTTP {r.status_code}")
+                continue
+            if r.status_code >= 400:
+                raise _refusal(r)
+            return r.json() if r.content else None
+        assert last is not None
+        raise last
+
+    # --- the operations the hub uses ---------------------------------------------------------------------
+
+    def create_meeting(self, body: dict[str, Any], trace: list[Exchange] | None = None) -> dict[str, Any]:
+        if self.organizer_email and "organizedByEmail" not in body:
+            body = {**body, "organizedByEmail": self.organizer_email}
+        return self._call("POST", "/v2/meetings", body, trace)  # type: ignore[no-any-return]
+
+    def get_meeting(self, uuid: str, trace: list[Exchange] | None = None) -> dict[str, Any]:
+        return self._call("GET", f"/v2/meetings/{uuid}", None, trace)  # type: ignore[no-any-return]
+
+    def update_meeting(self, uuid: str, body: dict[str, Any], trace: list[Exchange] | None = None) -> dict[str, Any]:
+        return self._call("PUT", f"/v2/meetings/{uuid}", body, trace)  # type: ignore[no-any-return]
+
+    def patch_meeting(self, uuid: str, body: dict[str, Any], trace: list[Exchange] | None = None) -> dict[str, Any]:
+        return self._call("PATCH", f"/v2/meetings/{uuid}", body, trace)  # type: ignore[no-any-return]
+
+    def delete_meeting(self, uuid: str, trace: list[Exchange] | None = None) -> None:
+        self._call("DELETE", f"/v2/meetings/{uuid}", None, trace)
+
+    def scheduling_info(self, uuid: str, trace: list[Exchange] | None = None) -> dict[str, Any]:
+        return self._call("GET", f"/v2/scheduling-info/{uuid}", None, trace)  # type: ignore[no-any-return]
+
+
+def _refusal(r: httpx.Response) -> VdxRefused:
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    code = body.get("detailed_error_code") if isinstance(body, dict) else None
+    text = (body.get("detailed_error") or body.get("error")) if isinstance(body, dict) else None
+    return VdxRefused(r.status_code, str(code) if code is not None else None, str(text or r.text[:300]))

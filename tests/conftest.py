@@ -1,0 +1,97 @@
+"""Real parts on loopback: the VDX-compatible service, the hub, SQLite files and a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from hub.api.app import create_app
+from hub.api.server_thread import ServerThread
+from hub.core import standards
+from hub.core.config import Settings
+from hub.video.service import create_vdx_app
+from tests.pgcluster import PgCluster
+
+SHARED = Path(os.environ.get("HUB_STANDARDS_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "standards"))
+FUT_EXAMPLES = SHARED / "fut" / "dk.ehealth.sundhed.fhir.ig.core" / "8.0.0" / "package" / "example"
+
+
+def fut_example(name: str) -> dict[str, Any]:
+    return json.loads((FUT_EXAMPLES / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose standards store is synced once for the whole run."""
+    root = tmp_path_factory.mktemp("hubdata")
+    standards.sync(SHARED, root / "standards")
+    return root
+
+
+@pytest.fixture(scope="session")
+def packages(data_root: Path) -> Any:
+    from hub.fhir.packages import PackageSet
+
+    return PackageSet(standards.package_dirs(data_root / "standards"))
+
+
+@pytest.fixture
+def vdx() -> Iterator[ServerThread]:
+    with ServerThread(create_vdx_app(enable_test_clock=True)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    cluster = PgCluster()
+    if not cluster.available:
+        pytest.skip("PostgreSQL (initdb/pg_ctl) is not installed: run scripts/ensure-postgresql.sh")
+    url = cluster.start()
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+_db_counter = 0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    global _db_counter
+    _db_counter += 1
+    server = request.getfixturevalue("pg_server")
+    name = f"hub_test_{os.getpid()}_{_db_counter}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def hub_settings(data_root: Path, tmp_path: Path, vdx_url: str, database_url: str | None = None) -> Settings:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "standards").symlink_to(data_root / "standards")
+    return Settings(data_dir=data, vdx_url=vdx_url, database_url=database_url, vdx_retries=1)
+
+
+@pytest.fixture
+def hub(data_root: Path, tmp_path: Path, vdx: ServerThread) -> Iterator[Any]:
+    """The hub on loopback (SQLite), talking HTTP to the VDX-compatible service."""
+    settings = hub_settings(data_root, tmp_path, vdx.url)
+    with ServerThread(create_app(settings)) as srv:
+        srv.vdx = vdx  # type: ignore[attr-defined]
+        srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]
+        yield srv
+        srv.client.close()  # type: ignore[attr-defined]
