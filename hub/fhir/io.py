@@ -10,6 +10,7 @@ XML is parsed with DTDs, entity expansion and network access off; a document wit
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from hub.core.errors import InvalidInput
 from hub.core.outcome import Outcome, single
 
 FHIR_NS = "http://hl7.org/fhir"
+_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir")
 
@@ -73,6 +75,10 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 def parse_xml_root(body: bytes) -> etree._Element:
     """Safely parse XML bytes; refuse DOCTYPEs (and so entities) outright."""
+    first_element = _ELEMENT_START.search(body)
+    prolog = body[: first_element.start()] if first_element else body
+    if b"<!DOCTYPE" in prolog.upper():
+        raise InvalidInput(single("security", "XML with a DOCTYPE (DTD or entities) is not accepted"))
     try:
         root = etree.fromstring(body, parser=_safe_parser())
     except etree.XMLSyntaxError as exc:

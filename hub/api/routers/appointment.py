@@ -57,9 +57,13 @@ async def _receive(request: Request, svc: Services, operation: str) -> tuple[byt
 
 
 def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
-    outcome = io.check_structure(appt, "Appointment")
-    if outcome.ok:
-        outcome.extend(svc.rules.check(appt))
+    """Structure first (400 when broken), then the video-appointment rules (422 when broken)."""
+    structure = io.check_structure(appt, "Appointment")
+    if not structure.ok:
+        raise InvalidInput(structure, status=400)
+    outcome = svc.rules.check(appt)
+    if not outcome.ok:
+        raise InvalidInput(outcome, status=422)
     return outcome
 
 
@@ -73,8 +77,6 @@ async def _accept(request: Request, svc: Services, body: bytes, operation: str,
     try:
         appt = parsed if parsed is not None else io.parse(body, content_type)
         outcome = _check(svc, appt)
-        if not outcome.ok:
-            raise InvalidInput(outcome, status=422 if appt.get("resourceType") == "Appointment" else 400)
     except HubError as exc:
         await run_in_threadpool(svc.flow.record_message, **fields, verdict=exc.outcome.to_fhir(),
                                 status="rejected", http_status=exc.status)

@@ -1,0 +1,152 @@
+"""Bad input gets a 4xx OperationOutcome naming the problem; the raw body is kept; nothing is half-booked."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.api.app import create_app
+from hub.api.server_thread import ServerThread, free_port
+from tests.appointments import video_appointment
+from tests.conftest import fut_example, hub_settings
+from tests.test_booking_api import FHIR, book, db_count, vdx_meetings
+
+
+def rules_of(r: httpx.Response) -> set[str]:
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    return {i.get("details", {}).get("text") for i in body["issue"]}
+
+
+@pytest.mark.parametrize("body, content_type, status, words", [
+    (b'{"resourceType": "Appointment", ', "application/fhir+json", 400, "not valid JSON"),
+    (b'{"resourceType": "Appointment", "status": "booked", "status": "x"}', "application/fhir+json", 400,
+     "Duplicate JSON property"),
+    (b"<Appointment xmlns='http://hl7.org/fhir'><status value='booked'>", "application/fhir+xml", 400,
+     "not well-formed"),
+    (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+     b'<Appointment xmlns="http://hl7.org/fhir"><status value="&x;"/></Appointment>', "application/fhir+xml", 400,
+     "DOCTYPE"),
+    (b'{"resourceType": "Patient"}', "application/fhir+json", 400, "Expected a Appointment"),
+    (b'{"resourceType": "Appointment", "status": "booked", "participant": [], "wat": 1}',
+     "application/fhir+json", 400, "Unknown element 'wat'"),
+    (b"hello", "text/plain", 415, "Unsupported media type"),
+])
+def test_malformed_bodies(hub: Any, body: bytes, content_type: str, status: int, words: str) -> None:
+    r = hub.client.post("/fhir/Appointment", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == status, r.text
+    assert words in r.text
+    assert db_count(hub, "messages", "status='rejected'") == 1
+    assert db_count(hub, "appointments") == 0
+
+
+def test_raw_bytes_are_kept_exactly(hub: Any) -> None:
+    body = b'{"resourceType": "Appointment", \xff broken'
+    hub.client.post("/fhir/Appointment", content=body, headers={"Content-Type": "application/fhir+json"})
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{hub.server.config.app.state.services.settings.data_dir / 'hub.sqlite'}"
+    with create_engine(url).connect() as c:
+        raw, verdict = c.execute(text("SELECT raw, verdict FROM messages")).one()
+    assert bytes(raw) == body
+    assert "OperationOutcome" in str(verdict)
+
+
+def test_oversize_body_is_refused(hub: Any) -> None:
+    big = b'{"resourceType": "Appointment", "comment": "' + b"x" * 1_100_000 + b'"}'
+    r = hub.client.post("/fhir/Appointment", content=big, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 413 and r.json()["issue"][0]["code"] == "too-costly"
+    assert db_count(hub, "messages", "status='rejected'") == 1
+
+
+def test_rule_violations_name_their_rules(hub: Any) -> None:
+    appt = video_appointment()
+    appt["appointmentType"]["coding"][0]["code"] = "NOPE"
+    appt["end"] = appt["start"]
+    appt["serviceType"][0]["coding"][0]["code"] = "regular"
+    appt["extension"] = [e for e in appt["extension"] if not e["url"].endswith("ehealth-responsible")]
+    r = book(hub, appt)
+    assert r.status_code == 422
+    assert {"Appointment.appointmentType", "hub-period", "Appointment.serviceType:appointmentType",
+            "Appointment.extension:responsible"} <= rules_of(r)
+    assert vdx_meetings(hub) == []
+
+
+def test_responsible_party_must_take_part(hub: Any) -> None:
+    appt = video_appointment()
+    for e in appt["extension"]:
+        if e["url"].endswith("ehealth-responsible"):
+            e["valueReference"] = {"reference": "CareTeam/999"}
+    assert rules_of(book(hub, appt)) == {"responsible-1"}
+
+
+def test_two_patients_are_refused_in_every_reference_form(hub: Any) -> None:
+    """FUT's example names Patient/102 and Patient/1: refused by the hub's written single-patient policy."""
+    example = fut_example("Appointment-videoappointment01.json")
+    example.pop("id")
+    r = book(hub, example)
+    assert r.status_code == 422 and "single-patient-appointment" in rules_of(r)
+    appt = video_appointment()
+    appt["contained"].append({"resourceType": "Patient", "id": "p2",
+                              "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": "0101801234"}]})
+    appt["participant"].append({"actor": {"reference": "#p2"}, "status": "accepted"})
+    assert rules_of(book(hub, appt)) == {"single-patient-appointment"}
+    same = video_appointment(patient={"reference": "#p2"})
+    same["contained"].append(copy.deepcopy(appt["contained"][-1]))
+    same["participant"].append({"actor": {"identifier": {"system": "urn:oid:1.2.208.176.1.2",
+                                                         "value": "0101801234"}}, "status": "accepted"})
+    assert book(hub, same).status_code == 201  # the same patient twice is one patient
+
+
+def test_invalid_cpr_is_refused_and_masked(hub: Any) -> None:
+    appt = video_appointment(patient={"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "3213801234"}})
+    r = book(hub, appt)
+    assert r.status_code == 422 and rules_of(r) == {"cpr"}
+    assert "321380-****" in r.text and "3213801234" not in r.text
+
+
+def test_vdx_down_books_nothing_and_says_so(data_root: Any, tmp_path: Any) -> None:
+    settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{free_port()}")
+    with ServerThread(create_app(settings)) as srv:
+        r = httpx.post(f"{srv.url}/fhir/Appointment", json=video_appointment(), headers=FHIR, timeout=30)
+        assert r.status_code == 503 and r.json()["issue"][0]["code"] == "transient"
+        search = httpx.get(f"{srv.url}/fhir/Appointment").json()
+        assert search["total"] == 0
+
+
+def test_resend_after_failure_books_once(hub: Any) -> None:
+    appt = video_appointment()
+    hub.vdx.stop()
+    r = book(hub, appt)
+    assert r.status_code == 503
+    with ServerThread(hub.vdx.server.config.app, port=hub.vdx.port):
+        again = book(hub, appt)
+        assert again.status_code == 201, again.text
+        assert db_count(hub, "appointments", "state='booked'") == 1
+
+
+def test_concurrent_identical_requests_book_one_room(hub: Any) -> None:
+    appt = video_appointment()
+    results: list[httpx.Response] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=hub.url, timeout=30) as c:
+            results.append(c.post("/fhir/Appointment", json=appt, headers=FHIR))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [200] * 7 + [201]
+    assert len({r.json()["id"] for r in results}) == 1
+    assert len(vdx_meetings(hub)) == 1
+
+
+def test_unknown_appointment_is_404_outcome(hub: Any) -> None:
+    r = hub.client.get("/fhir/Appointment/nope")
+    assert r.status_code == 404 and r.json()["issue"][0]["code"] == "not-found"
