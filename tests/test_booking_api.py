@@ -101,8 +101,9 @@ def test_if_none_exist_makes_a_create_conditional(hub: Any) -> None:
 
 def test_lost_answer_does_not_book_a_second_room(hub: Any) -> None:
     """The room exists in VDX (an earlier try booked it, its answer was lost): the hub reuses it."""
-    from hub.core.booking import MEETING_NAMESPACE, external_id
     import uuid
+
+    from hub.core.booking import MEETING_NAMESPACE, external_id
 
     appt = video_appointment(source_id="lost-1")
     key = f"{appt['identifier'][0]['system']}|lost-1"
@@ -176,7 +177,8 @@ def test_only_end_time_changes_after_provisioning(hub: Any) -> None:
 def test_cancel_by_patch_deletes_the_room(hub: Any) -> None:
     appt = book(hub, video_appointment()).json()
     room = vdx_id(appt)
-    r = hub.client.patch(f"/fhir/Appointment/{appt['id']}", content=b'[{"op":"replace","path":"/status","value":"cancelled"}]',
+    cancel = b'[{"op":"replace","path":"/status","value":"cancelled"}]'
+    r = hub.client.patch(f"/fhir/Appointment/{appt['id']}", content=cancel,
                          headers={"Content-Type": "application/json-patch+json", "Accept": "application/fhir+json"})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
@@ -213,7 +215,7 @@ def test_search_by_patient_date_status_identifier(hub: Any) -> None:
     assert ids(date="2031-05-06") == {a["id"]}
     assert ids(date="ge2031-05-07") == {b["id"]}
     assert ids(date="2031-05") == {a["id"], b["id"]}
-    assert ids(identifier=f"urn:oid:1.2.208.176.1.2.99.eoj|s-b") == {b["id"]}
+    assert ids(identifier="urn:oid:1.2.208.176.1.2.99.eoj|s-b") == {b["id"]}
     assert ids(identifier=f"{VDX_SYSTEM}|{vdx_id(a)}") == {a["id"]}
     assert ids(status="cancelled") == set()
     bad = hub.client.get("/fhir/Appointment", params={"date": "tomorrow"})

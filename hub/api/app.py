@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = build_services(settings)
+        # Few threads beat many: the flow is short CPU bursts between I/O waits, and under the GIL a large pool
+        # spends its time handing the lock around.
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         yield
         app.state.services.flow.vdx.close()
 

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     vdx_retries: int = 3
     vdx_organizer_email: str | None = Field(None, description="organizedByEmail sent with every booking")
 
+    worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
     log_level: str = "INFO"
 
