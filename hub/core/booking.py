@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,11 @@ from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
 # Namespace for the meeting uuids the hub derives from source keys (uuid5): stable across restarts.
 MEETING_NAMESPACE = uuid.UUID("6f1f3f2e-7a53-4f59-9d43-5a8d7e3c2b10")
 Render = Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]
+
+MESSAGES = cast(Table, m.Message.__table__)
+APPOINTMENTS = cast(Table, m.Appointment.__table__)
+MEETINGS = cast(Table, m.Meeting.__table__)
+OUTBOX = cast(Table, m.OutboxEntry.__table__)
 
 AWAITS = "AWAITS_PROVISION"
 PROVISIONED = "PROVISIONED_OK"
@@ -87,29 +92,33 @@ class BookingFlow:
     def __post_init__(self) -> None:
         # SQLite allows one writer at a time and its busy handler backs off by sleeping, which gives long tails
         # under concurrency; queueing writers in-process on a lock is much faster. PostgreSQL needs no lock.
-        bind = self.sessions.kw.get("bind")
-        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self.engine: Engine = self.sessions.kw["bind"]
+        sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        """One write transaction."""
+        """One write transaction through the ORM (the less frequent paths)."""
         with self._write_lock, self.sessions.begin() as s:
             yield s
 
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One write transaction on a plain connection: the booking hot path skips the ORM's unit of work."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
     # --- messages ----------------------------------------------------------------------------------------
 
-    def record_message(self, session: Session | None = None, **fields: Any) -> str:
-        """Store one message (raw bytes, verdict, ...); in its own transaction unless a session is given."""
-        row = {"id": str(uuid.uuid4()), "received_at": self.now(), **fields}
-        if session is not None:
-            session.execute(insert(m.Message), [row])
-        else:
-            with self._write() as s:
-                s.execute(insert(m.Message), [row])
+    def record_message(self, **fields: Any) -> str:
+        """Store one message (raw bytes, verdict, ...) in its own transaction."""
+        row = {"id": str(uuid.uuid4()), "received_at": self.now(), "appointment_id": None,
+               "idempotency_key": None, **fields}
+        with self._tx() as conn:
+            conn.execute(MESSAGES.insert(), [row])
         return str(row["id"])
 
-    def _record_exchanges(self, s: Session, trace: list[Exchange], appointment_id: str) -> None:
+    def _record_exchanges(self, s: Session | Connection, trace: list[Exchange], appointment_id: str) -> None:
         """The VDX calls a booking made, stored as outbound requests and inbound responses (one INSERT)."""
         rows: list[dict[str, Any]] = []
         now = self.now()
@@ -122,7 +131,7 @@ class BookingFlow:
             rows.append({**common, "id": str(uuid.uuid4()), "direction": "in", "raw": ex.response,
                          "operation": f"response to {ex.method} {ex.path}", "status": "received"})
         if rows:
-            s.execute(insert(m.Message), rows)
+            s.execute(MESSAGES.insert(), rows)
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -154,10 +163,10 @@ class BookingFlow:
             raise
         now = self.now()
         resource = render(appointment_id, 1, now, room, [])
-        with self._write() as s:
-            s.execute(update(m.Appointment).where(m.Appointment.id == appointment_id)
+        with self._tx() as s:
+            s.execute(APPOINTMENTS.update().where(APPOINTMENTS.c.id == appointment_id)
                       .values(state="booked", resource=resource, version=1, updated_at=now))
-            s.add(self._meeting_row(appointment_id, room, 1))
+            s.execute(MEETINGS.insert(), [self._meeting_row(appointment_id, room, 1)])
             self._record_exchanges(s, trace, appointment_id)
             self._link_message(s, message_id, appointment_id)
             self._outbox(s, "meeting.booked", appointment_id, req, room)
@@ -174,20 +183,23 @@ class BookingFlow:
         deadline = time.monotonic() + self.pending_wait_seconds
         while True:
             try:
-                with self._write() as s:
-                    existing = s.scalar(select(m.Appointment).where(m.Appointment.source_key == req.source_key))
+                with self._tx() as conn:
+                    existing = conn.execute(
+                        select(APPOINTMENTS.c.id, APPOINTMENTS.c.state, APPOINTMENTS.c.version,
+                               APPOINTMENTS.c.resource).where(APPOINTMENTS.c.source_key == req.source_key)
+                    ).first()
                     if existing is not None and existing.state == "booked":
                         return BookingResult(existing.id, existing.resource, created=False), 0
                     if existing is None or existing.state == "failed":
                         attempt = existing.version + 1 if existing is not None else 1
                         if existing is not None:
-                            s.delete(existing)
-                            s.flush()
-                        s.add(m.Appointment(
-                            id=appointment_id, source_key=req.source_key, state="pending", status=req.status,
-                            version=attempt, resource={}, patient_reference=patient[0],
-                            patient_identifier=patient[1], start=req.start, end=req.end, created_at=self.now(),
-                            updated_at=self.now()))
+                            conn.execute(APPOINTMENTS.delete().where(APPOINTMENTS.c.id == existing.id))
+                        now = self.now()
+                        conn.execute(APPOINTMENTS.insert(), [{
+                            "id": appointment_id, "source_key": req.source_key, "state": "pending",
+                            "status": req.status, "version": attempt, "resource": {},
+                            "patient_reference": patient[0], "patient_identifier": patient[1], "start": req.start,
+                            "end": req.end, "created_at": now, "updated_at": now}])
                         return None, attempt
             except IntegrityError:
                 pass  # another request claimed the key between our read and insert: look again
@@ -246,33 +258,33 @@ class BookingFlow:
             self.vdx.delete_meeting(vdx_uuid, trace)
 
     def _fail(self, appointment_id: str, trace: list[Exchange], message_id: str) -> None:
-        with self._write() as s:
-            row = s.get(m.Appointment, appointment_id)
-            if row is not None:
-                row.state = "failed"
+        with self._tx() as s:
+            s.execute(APPOINTMENTS.update().where(APPOINTMENTS.c.id == appointment_id).values(state="failed"))
             self._record_exchanges(s, trace, appointment_id)
             self._link_message(s, message_id, appointment_id)
 
-    def _meeting_row(self, appointment_id: str, room: Room, generation: int) -> m.Meeting:
-        return m.Meeting(
-            vdx_uuid=room.vdx_uuid, appointment_id=appointment_id, generation=generation,
-            external_id=room.external_id or room.vdx_uuid, state="active", uri=room.uri,
-            guest_pin=room.guest_pin, host_pin=room.host_pin, meeting_url=room.meeting_url,
-            short_link=room.short_link, provision_status=room.provision_status, start=room.start, end=room.end,
-            created_at=self.now(), updated_at=self.now())
+    def _meeting_row(self, appointment_id: str, room: Room, generation: int) -> dict[str, Any]:
+        now = self.now()
+        return {
+            "vdx_uuid": room.vdx_uuid, "appointment_id": appointment_id, "generation": generation,
+            "external_id": room.external_id or room.vdx_uuid, "state": "active", "uri": room.uri,
+            "guest_pin": room.guest_pin, "host_pin": room.host_pin, "meeting_url": room.meeting_url,
+            "short_link": room.short_link, "provision_status": room.provision_status, "start": room.start,
+            "end": room.end, "created_at": now, "updated_at": now}
 
-    def _link_message(self, s: Session, message_id: str, appointment_id: str) -> None:
-        s.execute(update(m.Message).where(m.Message.id == message_id).values(appointment_id=appointment_id))
+    def _link_message(self, s: Session | Connection, message_id: str, appointment_id: str) -> None:
+        s.execute(MESSAGES.update().where(MESSAGES.c.id == message_id).values(appointment_id=appointment_id))
 
-    def _outbox(self, s: Session, topic: str, appointment_id: str, req: MeetingRequest | None,
+    def _outbox(self, s: Session | Connection, topic: str, appointment_id: str, req: MeetingRequest | None,
                 room: Room | None) -> None:
         payload: dict[str, Any] = {"appointment": appointment_id}
         if req is not None:
             payload |= {"start": _iso(req.start), "end": _iso(req.end), "status": req.status}
         if room is not None:
             payload |= {"vdx_uuid": room.vdx_uuid, "uri": room.uri}
-        s.add(m.OutboxEntry(topic=topic, ordering_key=appointment_id, payload=payload, status="pending",
-                            attempts=0, next_attempt_at=self.now(), created_at=self.now()))
+        now = self.now()
+        s.execute(OUTBOX.insert(), [{"topic": topic, "ordering_key": appointment_id, "payload": payload,
+                                     "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}])
 
     # --- change ------------------------------------------------------------------------------------------
 
@@ -326,7 +338,8 @@ class BookingFlow:
             if room is not None:
                 mt = s.get(m.Meeting, room.vdx_uuid)
                 if mt is None:
-                    s.add(self._meeting_row(appointment_id, room, len(old_rooms) + len(ended) + 1))
+                    s.execute(MEETINGS.insert(), [self._meeting_row(appointment_id, room,
+                                                                    len(old_rooms) + len(ended) + 1)])
                 else:
                     mt.start, mt.end, mt.provision_status, mt.updated_at = room.start, room.end, \
                         room.provision_status, now

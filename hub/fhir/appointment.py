@@ -7,7 +7,6 @@ link, room URI and PINs as extensions. Pure functions: no I/O.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -104,7 +103,7 @@ def render(
     old_rooms: list[Room] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
     """The Appointment the hub answers with: the sender's resource plus what the booking added."""
-    out = copy.deepcopy(appt)
+    out: dict[str, Any] = orjson.loads(orjson.dumps(appt))  # a deep copy, several times faster than deepcopy
     out["id"] = appointment_id
     meta = dict(out.get("meta", {}))
     meta["versionId"] = str(version)

@@ -67,9 +67,12 @@ def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
     return outcome
 
 
-async def _accept(request: Request, svc: Services, body: bytes, operation: str,
-                  parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
-    """Parse and check; store the message with its verdict either way. Returns (resource, message id)."""
+def _accept(request: Request, svc: Services, body: bytes, operation: str,
+            parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """Parse and check; store the message with its verdict either way. Returns (resource, message id).
+
+    Synchronous: the whole of a request's work runs in one worker thread (one hop from the event loop).
+    """
     content_type = request.headers.get("content-type")
     kind = io.media_kind(content_type) or ("xml" if body.lstrip()[:1] == b"<" else "json")
     fields = dict(direction="in", channel="fhir-rest", format=FORMATS.get(kind, "unknown"), operation=operation,
@@ -78,11 +81,9 @@ async def _accept(request: Request, svc: Services, body: bytes, operation: str,
         appt = parsed if parsed is not None else io.parse(body, content_type)
         outcome = _check(svc, appt)
     except HubError as exc:
-        await run_in_threadpool(svc.flow.record_message, **fields, verdict=exc.outcome.to_fhir(),
-                                status="rejected", http_status=exc.status)
+        svc.flow.record_message(**fields, verdict=exc.outcome.to_fhir(), status="rejected", http_status=exc.status)
         raise
-    message_id = await run_in_threadpool(svc.flow.record_message, **fields, verdict=outcome.to_fhir(),
-                                         status="accepted", http_status=None)
+    message_id = svc.flow.record_message(**fields, verdict=outcome.to_fhir(), status="accepted", http_status=None)
     return appt, message_id
 
 
@@ -104,12 +105,13 @@ def _answer(request: Request, svc: Services, result: BookingResult, created_stat
 @router.post("", status_code=201, summary="Book a video appointment")
 async def create(request: Request, svc: Services = Depends(services)) -> Response:
     body, operation = await _receive(request, svc, "POST /fhir/Appointment")
-    appt, message_id = await _accept(request, svc, body, operation)
-    key = fa.source_key(appt, request.headers.get("if-none-exist"))
-    req = fa.to_meeting_request(appt, key)
-    result = await run_in_threadpool(svc.flow.book, req, _renderer(appt), message_id,
-                                     fa.patient_search_keys(req))
-    return _answer(request, svc, result, 201)
+
+    def work() -> BookingResult:
+        appt, message_id = _accept(request, svc, body, operation)
+        req = fa.to_meeting_request(appt, fa.source_key(appt, request.headers.get("if-none-exist")))
+        return svc.flow.book(req, _renderer(appt), message_id, fa.patient_search_keys(req))
+
+    return _answer(request, svc, await run_in_threadpool(work), 201)
 
 
 @router.get("/{appointment_id}", summary="Read an appointment")
@@ -118,25 +120,27 @@ async def read(appointment_id: str, request: Request, svc: Services = Depends(se
     return fhir_response(request, row.resource, 200, {"ETag": f'W/"{row.version}"'})
 
 
-async def _update(request: Request, svc: Services, appointment_id: str, appt: dict[str, Any],
-                  message_id: str) -> Response:
+def _update(request: Request, svc: Services, appointment_id: str, appt: dict[str, Any],
+            message_id: str) -> BookingResult:
     if appt.get("id") not in (None, appointment_id):
         raise InvalidInput(single("invalid", f"The body's id '{appt.get('id')}' is not {appointment_id}", "id"))
-    row = await run_in_threadpool(svc.flow.get, appointment_id)
+    row = svc.flow.get(appointment_id)
     if_match = request.headers.get("if-match")
     if if_match and if_match.strip() not in (f'W/"{row.version}"', f'"{row.version}"'):
         raise HubError(single("conflict", f"Version {row.version} is current, not {if_match}"), status=412)
     req = fa.to_meeting_request(appt, row.source_key)
-    result = await run_in_threadpool(svc.flow.update, appointment_id, req, _renderer(appt), message_id,
-                                     fa.patient_search_keys(req))
-    return _answer(request, svc, result, 200)
+    return svc.flow.update(appointment_id, req, _renderer(appt), message_id, fa.patient_search_keys(req))
 
 
 @router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
 async def update(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     body, operation = await _receive(request, svc, f"PUT /fhir/Appointment/{appointment_id}")
-    appt, message_id = await _accept(request, svc, body, operation)
-    return await _update(request, svc, appointment_id, appt, message_id)
+
+    def work() -> BookingResult:
+        appt, message_id = _accept(request, svc, body, operation)
+        return _update(request, svc, appointment_id, appt, message_id)
+
+    return _answer(request, svc, await run_in_threadpool(work), 200)
 
 
 @router.patch("/{appointment_id}", summary="JSON Patch an appointment (e.g. status → cancelled)")
@@ -145,24 +149,22 @@ async def patch(appointment_id: str, request: Request, svc: Services = Depends(s
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
     if content_type != "application/json-patch+json":
         raise InvalidInput(single("not-supported", "PATCH takes application/json-patch+json"), status=415)
-    row = await run_in_threadpool(svc.flow.get, appointment_id)
-    try:
-        ops = orjson.loads(body)
-        patched = jsonpatch.apply_patch(_as_sent(row.resource), ops)
-    except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
-            TypeError) as exc:
-        outcome = single("invalid", f"The JSON Patch cannot be applied: {exc}")
-        await run_in_threadpool(svc.flow.record_message, direction="in", channel="fhir-rest",
-                                format="json-patch", operation=operation, content_type=content_type, raw=body,
-                                verdict=outcome.to_fhir(), status="rejected", http_status=400)
-        raise InvalidInput(outcome) from None
-    appt, message_id = await _accept(request, svc, body, operation, parsed=patched)
-    return await _update(request, svc, appointment_id, appt, message_id)
 
+    def work() -> BookingResult:
+        row = svc.flow.get(appointment_id)
+        try:
+            patched = jsonpatch.apply_patch(row.resource, orjson.loads(body))
+        except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
+                TypeError) as exc:
+            outcome = single("invalid", f"The JSON Patch cannot be applied: {exc}")
+            svc.flow.record_message(direction="in", channel="fhir-rest", format="json-patch", operation=operation,
+                                    content_type=content_type, raw=body, verdict=outcome.to_fhir(),
+                                    status="rejected", http_status=400)
+            raise InvalidInput(outcome) from None
+        appt, message_id = _accept(request, svc, body, operation, parsed=patched)
+        return _update(request, svc, appointment_id, appt, message_id)
 
-def _as_sent(resource: dict[str, Any]) -> dict[str, Any]:
-    """The stored resource without what the hub adds, so a patch applies to what the sender knows."""
-    return orjson.loads(orjson.dumps(resource))  # type: ignore[no-any-return]
+    return _answer(request, svc, await run_in_threadpool(work), 200)
 
 
 @router.get("", summary="Search appointments: patient, date, status, identifier")
