@@ -35,6 +35,7 @@ from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
 
 # Namespace for the meeting uuids the hub derives from source keys (uuid5): stable across restarts.
 MEETING_NAMESPACE = uuid.UUID("6f1f3f2e-7a53-4f59-9d43-5a8d7e3c2b10")
+Inbound = dict[str, Any]  # the request message's columns: raw bytes, format, verdict, ...
 Render = Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]
 
 MESSAGES = cast(Table, m.Message.__table__)
@@ -110,10 +111,13 @@ class BookingFlow:
 
     # --- messages ----------------------------------------------------------------------------------------
 
-    def record_message(self, **fields: Any) -> str:
+    def _message_row(self, fields: Inbound, appointment_id: str | None) -> dict[str, Any]:
+        return {"id": str(uuid.uuid4()), "received_at": self.now(), "idempotency_key": None, "http_status": None,
+                **fields, "appointment_id": appointment_id}
+
+    def record_message(self, appointment_id: str | None = None, **fields: Any) -> str:
         """Store one message (raw bytes, verdict, ...) in its own transaction."""
-        row = {"id": str(uuid.uuid4()), "received_at": self.now(), "appointment_id": None,
-               "idempotency_key": None, **fields}
+        row = self._message_row(fields, appointment_id)
         with self._tx() as conn:
             conn.execute(MESSAGES.insert(), [row])
         return str(row["id"])
@@ -148,18 +152,22 @@ class BookingFlow:
 
     # --- book --------------------------------------------------------------------------------------------
 
-    def book(self, req: MeetingRequest, render: Render, message_id: str,
+    def book(self, req: MeetingRequest, render: Render, inbound: Inbound,
              patient: tuple[str | None, str | None] = (None, None)) -> BookingResult:
-        """Book a room for a new request, or answer with the booking an earlier identical request made."""
+        """Book a room for a new request, or answer with the booking an earlier identical request made.
+
+        `inbound` is the request message (raw bytes, verdict); it is stored in the claim's transaction.
+        """
         appointment_id = str(uuid.uuid4())
-        claimed, attempt = self._claim(appointment_id, req, patient)
+        message_id = str(inbound.setdefault("id", str(uuid.uuid4())))
+        claimed, attempt = self._claim(appointment_id, req, patient, inbound)
         if claimed is not None:
             return claimed
         trace: list[Exchange] = []
         try:
             room = self._create_room(req, 1, trace, attempt)
-        except HubError:
-            self._fail(appointment_id, trace, message_id)
+        except HubError as exc:
+            self._fail(appointment_id, trace, message_id, exc.status)
             raise
         now = self.now()
         resource = render(appointment_id, 1, now, room, [])
@@ -168,12 +176,11 @@ class BookingFlow:
                       .values(state="booked", resource=resource, version=1, updated_at=now))
             s.execute(MEETINGS.insert(), [self._meeting_row(appointment_id, room, 1)])
             self._record_exchanges(s, trace, appointment_id)
-            self._link_message(s, message_id, appointment_id)
             self._outbox(s, "meeting.booked", appointment_id, req, room)
         return BookingResult(appointment_id, resource, created=True)
 
-    def _claim(self, appointment_id: str, req: MeetingRequest,
-               patient: tuple[str | None, str | None]) -> tuple[BookingResult | None, int]:
+    def _claim(self, appointment_id: str, req: MeetingRequest, patient: tuple[str | None, str | None],
+               inbound: Inbound) -> tuple[BookingResult | None, int]:
         """Insert the pending appointment, or find the booking that has this source key.
 
         Returns (earlier result, 0) or (None, attempt): the attempt number counts earlier failed tries, so each
@@ -189,6 +196,7 @@ class BookingFlow:
                                APPOINTMENTS.c.resource).where(APPOINTMENTS.c.source_key == req.source_key)
                     ).first()
                     if existing is not None and existing.state == "booked":
+                        conn.execute(MESSAGES.insert(), [self._message_row(inbound, existing.id)])
                         return BookingResult(existing.id, existing.resource, created=False), 0
                     if existing is None or existing.state == "failed":
                         attempt = existing.version + 1 if existing is not None else 1
@@ -200,10 +208,12 @@ class BookingFlow:
                             "status": req.status, "version": attempt, "resource": {},
                             "patient_reference": patient[0], "patient_identifier": patient[1], "start": req.start,
                             "end": req.end, "created_at": now, "updated_at": now}])
+                        conn.execute(MESSAGES.insert(), [self._message_row(inbound, appointment_id)])
                         return None, attempt
             except IntegrityError:
                 pass  # another request claimed the key between our read and insert: look again
             if time.monotonic() > deadline:
+                self.record_message(**{**inbound, "status": "failed", "http_status": 409})
                 raise Conflict(single("conflict", "The same appointment is being booked by another request; "
                                       "retry shortly"), status=409)
             time.sleep(0.05)
@@ -257,11 +267,11 @@ class BookingFlow:
         with suppress(VdxError, VdxRefused):
             self.vdx.delete_meeting(vdx_uuid, trace)
 
-    def _fail(self, appointment_id: str, trace: list[Exchange], message_id: str) -> None:
+    def _fail(self, appointment_id: str, trace: list[Exchange], message_id: str, status: int) -> None:
         with self._tx() as s:
             s.execute(APPOINTMENTS.update().where(APPOINTMENTS.c.id == appointment_id).values(state="failed"))
+            s.execute(MESSAGES.update().where(MESSAGES.c.id == message_id).values(status="failed", http_status=status))
             self._record_exchanges(s, trace, appointment_id)
-            self._link_message(s, message_id, appointment_id)
 
     def _meeting_row(self, appointment_id: str, room: Room, generation: int) -> dict[str, Any]:
         now = self.now()
@@ -271,9 +281,6 @@ class BookingFlow:
             "guest_pin": room.guest_pin, "host_pin": room.host_pin, "meeting_url": room.meeting_url,
             "short_link": room.short_link, "provision_status": room.provision_status, "start": room.start,
             "end": room.end, "created_at": now, "updated_at": now}
-
-    def _link_message(self, s: Session | Connection, message_id: str, appointment_id: str) -> None:
-        s.execute(MESSAGES.update().where(MESSAGES.c.id == message_id).values(appointment_id=appointment_id))
 
     def _outbox(self, s: Session | Connection, topic: str, appointment_id: str, req: MeetingRequest | None,
                 room: Room | None) -> None:
@@ -297,9 +304,17 @@ class BookingFlow:
         active = next((mt for mt in meetings if mt.state == "active"), None)
         return row, active, [mt for mt in meetings if mt.state != "active"]
 
-    def update(self, appointment_id: str, req: MeetingRequest, render: Render, message_id: str,
+    def update(self, appointment_id: str, req: MeetingRequest, render: Render, inbound: Inbound,
                patient: tuple[str | None, str | None] = (None, None)) -> BookingResult:
         """Apply a changed request: cancel, move, or only restate it, as VDX's rules allow."""
+        try:
+            return self._update(appointment_id, req, render, inbound, patient)
+        except HubError as exc:
+            self.record_message(appointment_id, **{**inbound, "status": "failed", "http_status": exc.status})
+            raise
+
+    def _update(self, appointment_id: str, req: MeetingRequest, render: Render, inbound: Inbound,
+                patient: tuple[str | None, str | None]) -> BookingResult:
         with self.sessions() as s:
             row, active, old = self._active(s, appointment_id)
         trace: list[Exchange] = []
@@ -344,7 +359,7 @@ class BookingFlow:
                     mt.start, mt.end, mt.provision_status, mt.updated_at = room.start, room.end, \
                         room.provision_status, now
             self._record_exchanges(s, trace, appointment_id)
-            self._link_message(s, message_id, appointment_id)
+            s.execute(MESSAGES.insert(), [self._message_row(inbound, appointment_id)])
             topic = "meeting.cancelled" if room is None else "meeting.updated"
             self._outbox(s, topic, appointment_id, req, room)
         return BookingResult(appointment_id, resource, created=False, notes=notes)

@@ -25,6 +25,7 @@ from hub.api.deps import (
     read_body,
     services,
 )
+from hub.core.booking import Inbound
 from hub.core.errors import HubError, InvalidInput, NotFound
 from hub.core.model import BookingResult, Room
 from hub.core.outcome import Outcome, single
@@ -68,8 +69,9 @@ def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
 
 
 def _accept(request: Request, svc: Services, body: bytes, operation: str,
-            parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
-    """Parse and check; store the message with its verdict either way. Returns (resource, message id).
+            parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], Inbound]:
+    """Parse and check. A refused message is stored here; an accepted one goes to the flow, which stores it
+    in the same transaction as its effect. Returns (resource, the message's columns).
 
     Synchronous: the whole of a request's work runs in one worker thread (one hop from the event loop).
     """
@@ -83,8 +85,7 @@ def _accept(request: Request, svc: Services, body: bytes, operation: str,
     except HubError as exc:
         svc.flow.record_message(**fields, verdict=exc.outcome.to_fhir(), status="rejected", http_status=exc.status)
         raise
-    message_id = svc.flow.record_message(**fields, verdict=outcome.to_fhir(), status="accepted", http_status=None)
-    return appt, message_id
+    return appt, {**fields, "verdict": outcome.to_fhir(), "status": "accepted"}
 
 
 def _answer(request: Request, svc: Services, result: BookingResult, created_status: int) -> Response:
@@ -107,9 +108,9 @@ async def create(request: Request, svc: Services = Depends(services)) -> Respons
     body, operation = await _receive(request, svc, "POST /fhir/Appointment")
 
     def work() -> BookingResult:
-        appt, message_id = _accept(request, svc, body, operation)
+        appt, inbound = _accept(request, svc, body, operation)
         req = fa.to_meeting_request(appt, fa.source_key(appt, request.headers.get("if-none-exist")))
-        return svc.flow.book(req, _renderer(appt), message_id, fa.patient_search_keys(req))
+        return svc.flow.book(req, _renderer(appt), inbound, fa.patient_search_keys(req))
 
     return _answer(request, svc, await run_in_threadpool(work), 201)
 
@@ -121,15 +122,20 @@ async def read(appointment_id: str, request: Request, svc: Services = Depends(se
 
 
 def _update(request: Request, svc: Services, appointment_id: str, appt: dict[str, Any],
-            message_id: str) -> BookingResult:
-    if appt.get("id") not in (None, appointment_id):
-        raise InvalidInput(single("invalid", f"The body's id '{appt.get('id')}' is not {appointment_id}", "id"))
-    row = svc.flow.get(appointment_id)
-    if_match = request.headers.get("if-match")
-    if if_match and if_match.strip() not in (f'W/"{row.version}"', f'"{row.version}"'):
-        raise HubError(single("conflict", f"Version {row.version} is current, not {if_match}"), status=412)
+            inbound: Inbound) -> BookingResult:
+    try:
+        if appt.get("id") not in (None, appointment_id):
+            raise InvalidInput(single("invalid", f"The body's id '{appt.get('id')}' is not {appointment_id}", "id"))
+        row = svc.flow.get(appointment_id)
+        if_match = request.headers.get("if-match")
+        if if_match and if_match.strip() not in (f'W/"{row.version}"', f'"{row.version}"'):
+            raise HubError(single("conflict", f"Version {row.version} is current, not {if_match}"), status=412)
+    except HubError as exc:
+        svc.flow.record_message(**{**inbound, "verdict": exc.outcome.to_fhir(), "status": "rejected",
+                                   "http_status": exc.status})
+        raise
     req = fa.to_meeting_request(appt, row.source_key)
-    return svc.flow.update(appointment_id, req, _renderer(appt), message_id, fa.patient_search_keys(req))
+    return svc.flow.update(appointment_id, req, _renderer(appt), inbound, fa.patient_search_keys(req))
 
 
 @router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
@@ -137,8 +143,8 @@ async def update(appointment_id: str, request: Request, svc: Services = Depends(
     body, operation = await _receive(request, svc, f"PUT /fhir/Appointment/{appointment_id}")
 
     def work() -> BookingResult:
-        appt, message_id = _accept(request, svc, body, operation)
-        return _update(request, svc, appointment_id, appt, message_id)
+        appt, inbound = _accept(request, svc, body, operation)
+        return _update(request, svc, appointment_id, appt, inbound)
 
     return _answer(request, svc, await run_in_threadpool(work), 200)
 
@@ -161,8 +167,8 @@ async def patch(appointment_id: str, request: Request, svc: Services = Depends(s
                                     content_type=content_type, raw=body, verdict=outcome.to_fhir(),
                                     status="rejected", http_status=400)
             raise InvalidInput(outcome) from None
-        appt, message_id = _accept(request, svc, body, operation, parsed=patched)
-        return _update(request, svc, appointment_id, appt, message_id)
+        appt, inbound = _accept(request, svc, body, operation, parsed=patched)
+        return _update(request, svc, appointment_id, appt, inbound)
 
     return _answer(request, svc, await run_in_threadpool(work), 200)
 
