@@ -57,15 +57,19 @@ def _fetch(std: object, dest: Path) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes for the API")] = 1,
 ) -> None:
     """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too."""
-    import uvicorn
-
+    from hub.api import serving
     from hub.api.server_thread import free_port
     from hub.core.logging import configure
+    from hub.store.db import make_engine, migrate
 
     settings = Settings()
     configure(settings.log_level)
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)  # once, before any worker starts
+    engine.dispose()
     env = dict(os.environ)
     vdx_proc = None
     if not settings.vdx_url:
@@ -75,8 +79,7 @@ def serve(
         _wait_for(f"http://127.0.0.1:{vdx_port}/healthz", vdx_proc)
         typer.echo(f"built-in VDX-compatible service on http://127.0.0.1:{vdx_port}", err=True)
     try:
-        uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, log_config=None,
-                    access_log=False)
+        serving.serve(host, port, workers, settings.log_level)
     finally:
         if vdx_proc is not None:
             vdx_proc.send_signal(signal.SIGTERM)

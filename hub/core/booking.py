@@ -14,11 +14,10 @@ The flow is format-neutral: the adapter passes `render`, which builds the stored
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -31,6 +30,7 @@ from hub.core.errors import Conflict, HubError, NotFound, UpstreamError
 from hub.core.model import BookingResult, MeetingRequest, Room
 from hub.core.outcome import single
 from hub.store import models as m
+from hub.store.db import WriterLock
 from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
 
 # Namespace for the meeting uuids the hub derives from source keys (uuid5): stable across restarts.
@@ -91,11 +91,8 @@ class BookingFlow:
     pending_wait_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        # SQLite allows one writer at a time and its busy handler backs off by sleeping, which gives long tails
-        # under concurrency; queueing writers in-process on a lock is much faster. PostgreSQL needs no lock.
         self.engine: Engine = self.sessions.kw["bind"]
-        sqlite = self.engine.dialect.name == "sqlite"
-        self._write_lock: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
+        self._write_lock = WriterLock(self.engine)
 
     @contextmanager
     def _write(self) -> Iterator[Session]:

@@ -6,6 +6,9 @@ busy timeout so concurrent request threads queue instead of failing.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,42 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True, **_JSON)
+
+
+class WriterLock:
+    """One SQLite writer at a time, across threads and across worker processes.
+
+    SQLite's own busy handler makes waiting writers sleep and retry, which gives long latency tails under
+    concurrency; queueing them on a lock (a thread lock, then an exclusive `flock` on a file beside the database)
+    hands the database from one writer to the next at once. Other databases need no lock.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._thread_lock = threading.Lock()
+        self._file: Path | None = None
+        self._fd: int | None = None
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._file = Path(database).with_suffix(".writer-lock")
+
+    def __enter__(self) -> None:
+        if self._file is None:
+            return
+        self._thread_lock.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is None:
+            return
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -1,0 +1,62 @@
+"""Run the API in one process, or in several worker processes that share the port.
+
+With more than one worker each process binds its own listening socket with SO_REUSEPORT, so the kernel spreads
+incoming connections over the workers. (Workers sharing one inherited socket let whichever process wakes first
+accept every keep-alive connection, which leaves the others idle.)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+
+APP = "hub.api.app:create_app"
+
+
+def _config() -> uvicorn.Config:
+    return uvicorn.Config(APP, factory=True, log_config=None, access_log=False)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    from hub.core.logging import configure
+
+    configure(log_level)
+    uvicorn.Server(_config()).run(sockets=[_listen(host, port)])
+
+
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve until interrupted."""
+    if workers <= 1:
+        config = _config()
+        config.host, config.port = host, port
+        uvicorn.Server(config).run()
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(host, port, log_level), name=f"hub-worker-{i}")
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+
+    def stop(_sig: int, _frame: FrameType | None) -> None:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for p in procs:
+        p.join()
