@@ -107,7 +107,7 @@ def run_wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, fl
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(body)
     script = str(Path(__file__).with_name("booking.lua"))
-    cmd = ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s", "-s", script, url,
+    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s", "-s", script, url,
            "--", f.name, uuid.uuid4().hex[:8]]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     os.unlink(f.name)

@@ -28,7 +28,8 @@ class Services:
     flow: BookingFlow
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain-def dependency in its thread pool, a costly hop for a lookup."""
     return request.app.state.services  # type: ignore[no-any-return]
 
 

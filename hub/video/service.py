@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote_plus
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -810,8 +811,12 @@ def _svc(request: Request) -> _VdxService:
     return service
 
 
-def _authorize(request: Request) -> str:
-    """The calling client; when OAuth2 is on, a valid unexpired bearer token is required (else 401)."""
+async def _authorize(request: Request) -> str:
+    """The calling client; when OAuth2 is on, a valid unexpired bearer token is required (else 401).
+
+    Async, like every endpoint here: the work is a few dictionary operations under a lock, and a trip to
+    FastAPI's thread pool would cost more than the work itself.
+    """
     service = _svc(request)
     if service.tokens is None:
         return ANONYMOUS_CLIENT
@@ -832,15 +837,15 @@ def _email(service: _VdxService, caller: str) -> str:
     return f"{caller}@{service.config.domain}"
 
 
-def _hal(content: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(content, status_code=status_code, media_type=HAL_JSON)
+def _hal(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type=HAL_JSON)
 
 
 v2 = APIRouter(prefix="/v2", dependencies=[Depends(_authorize)])
 
 
 @v2.get("/info")
-def get_info(request: Request) -> JSONResponse:
+async def get_info(request: Request) -> JSONResponse:
     """A small `info` list, so that a client can check the API answers (as VDX suggests)."""
     service = _svc(request)
     return JSONResponse({"info": [
@@ -859,7 +864,7 @@ async def create_meeting(request: Request, caller: Caller) -> JSONResponse:
 
 
 @v2.get("/meetings")
-def search_meetings(request: Request) -> JSONResponse:
+async def search_meetings(request: Request) -> JSONResponse:
     service = _svc(request)
     meetings = service.store.search(parse_meeting_query(request.query_params))
     renderer = service.renderer(request)
@@ -867,7 +872,7 @@ def search_meetings(request: Request) -> JSONResponse:
 
 
 @v2.get("/meetings/findByUriWithDomain")
-def find_by_uri_with_domain(request: Request, uri: str = "") -> JSONResponse:
+async def find_by_uri_with_domain(request: Request, uri: str = "") -> JSONResponse:
     service = _svc(request)
     if not uri:
         raise _invalid("uri: query parameter is required")
@@ -875,7 +880,7 @@ def find_by_uri_with_domain(request: Request, uri: str = "") -> JSONResponse:
 
 
 @v2.get("/meetings/findByUriWithoutDomain")
-def find_by_uri_without_domain(request: Request, uri: str = "") -> JSONResponse:
+async def find_by_uri_without_domain(request: Request, uri: str = "") -> JSONResponse:
     service = _svc(request)
     if not uri:
         raise _invalid("uri: query parameter is required")
@@ -884,7 +889,7 @@ def find_by_uri_without_domain(request: Request, uri: str = "") -> JSONResponse:
 
 
 @v2.get("/meetings/{meeting_uuid}")
-def get_meeting(request: Request, meeting_uuid: str) -> JSONResponse:
+async def get_meeting(request: Request, meeting_uuid: str) -> JSONResponse:
     service = _svc(request)
     return _hal(service.renderer(request).meeting(service.store.get(meeting_uuid)))
 
@@ -908,14 +913,14 @@ async def patch_meeting(request: Request, meeting_uuid: str, caller: Caller) -> 
 
 
 @v2.delete("/meetings/{meeting_uuid}")
-def delete_meeting(request: Request, meeting_uuid: str) -> Response:
+async def delete_meeting(request: Request, meeting_uuid: str) -> Response:
     service = _svc(request)
     service.store.delete(meeting_uuid, service.clock.now())
     return Response(status_code=204)
 
 
 @v2.get("/scheduling-info")
-def list_scheduling_info(request: Request) -> JSONResponse:
+async def list_scheduling_info(request: Request) -> JSONResponse:
     service = _svc(request)
     params = request.query_params
     low, high = params.get("from-start-time"), params.get("to-end-time")
@@ -932,7 +937,7 @@ def list_scheduling_info(request: Request) -> JSONResponse:
 
 
 @v2.get("/scheduling-info/{meeting_uuid}")
-def get_scheduling_info(request: Request, meeting_uuid: str) -> JSONResponse:
+async def get_scheduling_info(request: Request, meeting_uuid: str) -> JSONResponse:
     service = _svc(request)
     meeting = service.store.get(meeting_uuid)
     return _hal(service.renderer(request).scheduling_info(meeting, service.clock.now()))
@@ -942,7 +947,7 @@ root = APIRouter()
 
 
 @root.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -973,7 +978,7 @@ test_clock = APIRouter(prefix="/_test")
 
 
 @test_clock.get("/clock")
-def get_test_clock(request: Request) -> dict[str, str]:
+async def get_test_clock(request: Request) -> dict[str, str]:
     return {"now": format_vdx_time(_svc(request).clock.now())}
 
 
