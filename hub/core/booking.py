@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +42,17 @@ MESSAGES = cast(Table, m.Message.__table__)
 APPOINTMENTS = cast(Table, m.Appointment.__table__)
 MEETINGS = cast(Table, m.Meeting.__table__)
 OUTBOX = cast(Table, m.OutboxEntry.__table__)
+
+# The hot path's statements, built once: SQLAlchemy memoises a statement's cache key on the object, so reusing
+# it skips that work on every booking.
+INSERT_MESSAGE = MESSAGES.insert()
+INSERT_APPOINTMENT = APPOINTMENTS.insert()
+INSERT_MEETING = MEETINGS.insert()
+INSERT_OUTBOX = OUTBOX.insert()
+SELECT_BY_SOURCE = select(APPOINTMENTS.c.id, APPOINTMENTS.c.state, APPOINTMENTS.c.version,
+                          APPOINTMENTS.c.resource).where(APPOINTMENTS.c.source_key == bindparam("b_key"))
+MARK_BOOKED = (APPOINTMENTS.update().where(APPOINTMENTS.c.id == bindparam("b_id"))
+               .values(state="booked", resource=bindparam("b_resource"), version=1, updated_at=bindparam("b_now")))
 
 AWAITS = "AWAITS_PROVISION"
 PROVISIONED = "PROVISIONED_OK"
@@ -116,7 +127,7 @@ class BookingFlow:
         """Store one message (raw bytes, verdict, ...) in its own transaction."""
         row = self._message_row(fields, appointment_id)
         with self._tx() as conn:
-            conn.execute(MESSAGES.insert(), [row])
+            conn.execute(INSERT_MESSAGE, [row])
         return str(row["id"])
 
     def _record_exchanges(self, s: Session | Connection, trace: list[Exchange], appointment_id: str) -> None:
@@ -132,7 +143,7 @@ class BookingFlow:
             rows.append({**common, "id": str(uuid.uuid4()), "direction": "in", "raw": ex.response,
                          "operation": f"response to {ex.method} {ex.path}", "status": "received"})
         if rows:
-            s.execute(MESSAGES.insert(), rows)
+            s.execute(INSERT_MESSAGE, rows)
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -169,9 +180,8 @@ class BookingFlow:
         now = self.now()
         resource = render(appointment_id, 1, now, room, [])
         with self._tx() as s:
-            s.execute(APPOINTMENTS.update().where(APPOINTMENTS.c.id == appointment_id)
-                      .values(state="booked", resource=resource, version=1, updated_at=now))
-            s.execute(MEETINGS.insert(), [self._meeting_row(appointment_id, room, 1)])
+            s.execute(MARK_BOOKED, {"b_id": appointment_id, "b_resource": resource, "b_now": now})
+            s.execute(INSERT_MEETING, [self._meeting_row(appointment_id, room, 1)])
             self._record_exchanges(s, trace, appointment_id)
             self._outbox(s, "meeting.booked", appointment_id, req, room)
         return BookingResult(appointment_id, resource, created=True)
@@ -188,24 +198,21 @@ class BookingFlow:
         while True:
             try:
                 with self._tx() as conn:
-                    existing = conn.execute(
-                        select(APPOINTMENTS.c.id, APPOINTMENTS.c.state, APPOINTMENTS.c.version,
-                               APPOINTMENTS.c.resource).where(APPOINTMENTS.c.source_key == req.source_key)
-                    ).first()
+                    existing = conn.execute(SELECT_BY_SOURCE, {"b_key": req.source_key}).first()
                     if existing is not None and existing.state == "booked":
-                        conn.execute(MESSAGES.insert(), [self._message_row(inbound, existing.id)])
+                        conn.execute(INSERT_MESSAGE, [self._message_row(inbound, existing.id)])
                         return BookingResult(existing.id, existing.resource, created=False), 0
                     if existing is None or existing.state == "failed":
                         attempt = existing.version + 1 if existing is not None else 1
                         if existing is not None:
                             conn.execute(APPOINTMENTS.delete().where(APPOINTMENTS.c.id == existing.id))
                         now = self.now()
-                        conn.execute(APPOINTMENTS.insert(), [{
+                        conn.execute(INSERT_APPOINTMENT, [{
                             "id": appointment_id, "source_key": req.source_key, "state": "pending",
                             "status": req.status, "version": attempt, "resource": {},
                             "patient_reference": patient[0], "patient_identifier": patient[1], "start": req.start,
                             "end": req.end, "created_at": now, "updated_at": now}])
-                        conn.execute(MESSAGES.insert(), [self._message_row(inbound, appointment_id)])
+                        conn.execute(INSERT_MESSAGE, [self._message_row(inbound, appointment_id)])
                         return None, attempt
             except IntegrityError:
                 pass  # another request claimed the key between our read and insert: look again
@@ -287,7 +294,7 @@ class BookingFlow:
         if room is not None:
             payload |= {"vdx_uuid": room.vdx_uuid, "uri": room.uri}
         now = self.now()
-        s.execute(OUTBOX.insert(), [{"topic": topic, "ordering_key": appointment_id, "payload": payload,
+        s.execute(INSERT_OUTBOX, [{"topic": topic, "ordering_key": appointment_id, "payload": payload,
                                      "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}])
 
     # --- change ------------------------------------------------------------------------------------------
@@ -350,13 +357,13 @@ class BookingFlow:
             if room is not None:
                 mt = s.get(m.Meeting, room.vdx_uuid)
                 if mt is None:
-                    s.execute(MEETINGS.insert(), [self._meeting_row(appointment_id, room,
+                    s.execute(INSERT_MEETING, [self._meeting_row(appointment_id, room,
                                                                     len(old_rooms) + len(ended) + 1)])
                 else:
                     mt.start, mt.end, mt.provision_status, mt.updated_at = room.start, room.end, \
                         room.provision_status, now
             self._record_exchanges(s, trace, appointment_id)
-            s.execute(MESSAGES.insert(), [self._message_row(inbound, appointment_id)])
+            s.execute(INSERT_MESSAGE, [self._message_row(inbound, appointment_id)])
             topic = "meeting.cancelled" if room is None else "meeting.updated"
             self._outbox(s, topic, appointment_id, req, room)
         return BookingResult(appointment_id, resource, created=False, notes=notes)

