@@ -84,16 +84,20 @@ class VdxClient:
         client_secret: str | None = None,
         organizer_email: str | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.pool = urllib3.PoolManager(maxsize=32, block=False, retries=False,
-                                        timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout))
+        base = urllib3.util.parse_url(base_url.rstrip("/"))
+        self.prefix = base.path or ""
+        timeouts = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
+        # One pool bound to VDX's host: no URL parsing or pool lookup per call.
+        self.pool = urllib3.connection_from_url(base_url, maxsize=32, block=False, retries=False, timeout=timeouts)
+        self.token_pool = urllib3.PoolManager(retries=False, timeout=timeouts)
         self.retries = retries
         self.backoff = backoff
         self.organizer_email = organizer_email
         self.token = _Token(token_url, client_id or "", client_secret or "") if token_url else None
 
     def close(self) -> None:
-        self.pool.clear()
+        self.pool.close()
+        self.token_pool.clear()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None, trace: list[Exchange] | None) -> Any:
         payload = orjson.dumps(body) if body is not None else b""
@@ -106,8 +110,9 @@ class VdxClient:
                 headers["Content-Type"] = "application/json"
             try:
                 if self.token:
-                    headers["Authorization"] = f"Bearer {self.token.get(self.pool)}"
-                r = self.pool.request(method, self.base_url + path, body=payload or None, headers=headers)
+                    headers["Authorization"] = f"Bearer {self.token.get(self.token_pool)}"
+                r = self.pool.urlopen(method, self.prefix + path, body=payload or None, headers=headers,
+                                      retries=False)
             except urllib3.exceptions.HTTPError as exc:
                 last = VdxError(f"VDX {method} {path}: {exc.__class__.__name__}: {exc}")
                 if trace is not None:
