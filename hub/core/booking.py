@@ -14,6 +14,7 @@ The flow is format-neutral: the adapter passes `render`, which builds the stored
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ from hub.core.outcome import single
 from hub.store import models as m
 from hub.store.db import WriterLock
 from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
+
+log = logging.getLogger("hub.booking")
 
 # Namespace for the meeting uuids the hub derives from source keys (uuid5): stable across restarts.
 MEETING_NAMESPACE = uuid.UUID("6f1f3f2e-7a53-4f59-9d43-5a8d7e3c2b10")
@@ -184,6 +187,9 @@ class BookingFlow:
             s.execute(INSERT_MEETING, [self._meeting_row(appointment_id, room, 1)])
             self._record_exchanges(s, trace, appointment_id)
             self._outbox(s, "meeting.booked", appointment_id, req, room)
+        # The formatter masks CPR numbers in every record (hub.core.logging), the patient key included.
+        log.info("video meeting booked", extra={"appointment": appointment_id, "vdx_uuid": room.vdx_uuid,
+                                                "patient": patient[1] or patient[0]})
         return BookingResult(appointment_id, resource, created=True)
 
     def _claim(self, appointment_id: str, req: MeetingRequest, patient: tuple[str | None, str | None],
