@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import inspect
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
 from hub.store.db import make_engine, migrate
-from tests.appointments import video_appointment
+from tests.appointments import iso, video_appointment
 from tests.conftest import hub_settings
 from tests.test_booking_api import FHIR
 
@@ -36,6 +37,15 @@ def test_booking_and_search_on_each_database(database_url: str, data_root: Path,
         assert c.post("/fhir/Appointment", json=appt, headers=FHIR).json()["id"] == first.json()["id"]
         found = c.get("/fhir/Appointment", params={"patient:identifier": "0101804321"}).json()
         assert [e["resource"]["id"] for e in found["entry"]] == [first.json()["id"]]
+        moved = first.json()
+        later = datetime.fromisoformat(moved["end"].replace("Z", "+00:00")) + timedelta(minutes=15)
+        moved["end"] = iso(later)
+        assert c.put(f"/fhir/Appointment/{moved['id']}", json=moved, headers=FHIR).json()["meta"]["versionId"] == "2"
+        cancel = b'[{"op": "replace", "path": "/status", "value": "cancelled"}]'
+        cancelled = c.patch(f"/fhir/Appointment/{moved['id']}", content=cancel,
+                            headers={"Content-Type": "application/json-patch+json"})
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert c.get("/fhir/Appointment", params={"status": "cancelled"}).json()["total"] == 1
         bad = c.post("/fhir/Appointment", content=b"{", headers=FHIR)
         assert bad.status_code == 400
         services: Any = srv.server.config.app.state.services
