@@ -29,6 +29,7 @@ lint: install
 	$(BIN)/mypy hub/core
 
 bench: sync
+	command -v wrk >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null) || true
 	$(BIN)/python bench/booking.py
 
 clean:
