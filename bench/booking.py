@@ -35,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hub.api.server_thread import free_port  # noqa: E402
+from hub.api.server_thread import free_port, wait_until_healthy  # noqa: E402
 from hub.core.config import Settings  # noqa: E402
 
 HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -83,16 +83,7 @@ def running_hub(workers: int) -> Iterator[str]:
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                sys.exit("the hub did not start")
-            time.sleep(0.2)
+        wait_until_healthy(f"{url}/healthz", proc)
         yield url
     finally:
         proc.send_signal(signal.SIGINT)
@@ -107,8 +98,8 @@ def run_wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, fl
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(body)
     script = str(Path(__file__).with_name("booking.lua"))
-    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s", "-s", script, url,
-           "--", f.name, uuid.uuid4().hex[:8]]
+    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
+           "-s", script, url, "--", f.name, uuid.uuid4().hex[:8]]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     os.unlink(f.name)
     doc = json.loads(next(line for line in out.splitlines() if line.startswith("WRKJSON "))[8:])

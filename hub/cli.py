@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -61,7 +60,7 @@ def serve(
 ) -> None:
     """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too."""
     from hub.api import serving
-    from hub.api.server_thread import free_port
+    from hub.api.server_thread import free_port, wait_until_healthy
     from hub.core.logging import configure
     from hub.store.db import make_engine, migrate
 
@@ -76,7 +75,12 @@ def serve(
         vdx_port = free_port()
         vdx_proc = subprocess.Popen([sys.executable, "-m", "hub", "vdx", "serve", "--port", str(vdx_port)])
         env["HUB_VDX_URL"] = os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
-        _wait_for(f"http://127.0.0.1:{vdx_port}/healthz", vdx_proc)
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{vdx_port}/healthz", vdx_proc)
+        except RuntimeError as exc:
+            vdx_proc.kill()
+            typer.echo(f"error: the built-in VDX-compatible service did not start: {exc}", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"built-in VDX-compatible service on http://127.0.0.1:{vdx_port}", err=True)
     try:
         serving.serve(host, port, workers, settings.log_level)
@@ -84,23 +88,6 @@ def serve(
         if vdx_proc is not None:
             vdx_proc.send_signal(signal.SIGTERM)
             vdx_proc.wait(10)
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise typer.Exit(f"the built-in service at {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise typer.Exit(f"the built-in service at {url} did not start")
 
 
 @vdx_app.command("serve")

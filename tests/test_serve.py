@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from hub.api.server_thread import free_port
+from hub.api.server_thread import free_port, wait_until_healthy
 from tests.appointments import video_appointment
 from tests.test_booking_api import FHIR
 
@@ -29,15 +28,7 @@ def test_hub_serve_books_and_logs_without_cpr(data_root: Path, tmp_path: Path) -
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "hub serve did not start"
-            time.sleep(0.2)
+        wait_until_healthy(f"{url}/healthz", proc)
         patient = {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": CPR}}
         booked = httpx.post(f"{url}/fhir/Appointment", json=video_appointment(patient=patient), headers=FHIR,
                             timeout=30)
