@@ -157,10 +157,6 @@ class BookingFlow:
                 raise NotFound(f"Appointment/{appointment_id}")
             return row
 
-    def find_by_source(self, key: str) -> m.Appointment | None:
-        with self.sessions() as s:
-            return s.scalar(select(m.Appointment).where(m.Appointment.source_key == key))
-
     # --- book --------------------------------------------------------------------------------------------
 
     def book(self, req: MeetingRequest, render: Render, inbound: Inbound,
@@ -381,19 +377,27 @@ class BookingFlow:
             active.provision_status = AWAITS
             return ["The video room was deleted in VDX."]
         except VdxRefused as exc:
-            if exc.code not in ("13", None) and exc.status != 404:
-                raise
             if exc.status == 404:
                 return ["The video room no longer exists in VDX."]
+            if exc.code != "13":  # 13: deleting needs AWAITS_PROVISION; anything else is a real refusal
+                raise
         info = self.vdx.scheduling_info(active.vdx_uuid, trace)
         active.provision_status = str(info.get("provisionStatus"))
         if active.provision_status != PROVISIONED:
             return [f"The video room is {active.provision_status} in VDX and needs no change."]
-        end = max(self.now(), active.start) + timedelta(minutes=1)
-        if end < active.end:
-            self.vdx.patch_meeting(active.vdx_uuid, {"endTime": _iso(end)}, trace)
-            active.end = end
+        active.end = self._end_now(active, trace)
         return [f"VDX does not delete a provisioned room: the room now ends at {_iso(active.end)}."]
+
+    def _end_now(self, meeting: m.Meeting, trace: list[Exchange]) -> datetime:
+        """End a provisioned room early, the one change VDX then allows; returns its end time.
+
+        The end is a minute from now (or from the start, if that is still ahead): VDX wants the end after the start.
+        """
+        end = max(self.now(), meeting.start) + timedelta(minutes=1)
+        if end >= meeting.end:
+            return meeting.end
+        self.vdx.patch_meeting(meeting.vdx_uuid, {"endTime": _iso(end)}, trace)
+        return end
 
     def _move(self, active: m.Meeting, req: MeetingRequest, trace: list[Exchange]) -> tuple[Room, list[str],
                                                                                                Room | None]:
@@ -419,14 +423,11 @@ class BookingFlow:
         notes = [f"VDX could not move the provisioned room {active.vdx_uuid}: a new room was booked "
                  "with new links and PINs"]
         if status == PROVISIONED:
-            end = max(self.now(), active.start) + timedelta(minutes=1)
-            if end < active.end:
-                try:
-                    self.vdx.patch_meeting(active.vdx_uuid, {"endTime": _iso(end)}, trace)
-                    old = replace(old, end=end)
-                except VdxRefused:
-                    pass
-            notes[0] += ", and the old room was ended."
+            try:
+                old = replace(old, end=self._end_now(active, trace))
+                notes[0] += ", and the old room was ended."
+            except VdxRefused as exc:
+                notes[0] += f"; VDX refused to end the old room early ({exc.text})."
         else:
             notes[0] += "."
         return new_room, notes, replace(old, provision_status=status)
