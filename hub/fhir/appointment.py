@@ -8,6 +8,7 @@ link, room URI and PINs as extensions. Pure functions: no I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -100,7 +101,7 @@ def render(
     version: int,
     last_updated: datetime,
     room: Room | None,
-    old_rooms: list[Room] = (),  # type: ignore[assignment]
+    old_rooms: Sequence[Room] = (),
 ) -> dict[str, Any]:
     """The Appointment the hub answers with: the sender's resource plus what the booking added."""
     out: dict[str, Any] = orjson.loads(orjson.dumps(appt))  # a deep copy, several times faster than deepcopy

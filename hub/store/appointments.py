@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select
@@ -28,11 +29,11 @@ def _date_clause(b: DateBound) -> ColumnElement[bool]:
 def search(
     session: Session,
     *,
-    patient_references: list[str] = (),  # type: ignore[assignment]
-    patient_identifiers: list[tuple[str | None, str]] = (),  # type: ignore[assignment]
-    dates: list[DateBound] = (),  # type: ignore[assignment]
-    statuses: list[str] = (),  # type: ignore[assignment]
-    identifiers: list[tuple[str | None, str]] = (),  # type: ignore[assignment]
+    patient_references: Sequence[str] = (),
+    patient_identifiers: Sequence[tuple[str | None, str]] = (),
+    dates: Sequence[DateBound] = (),
+    statuses: Sequence[str] = (),
+    identifiers: Sequence[tuple[str | None, str]] = (),
     count: int = 50,
     offset: int = 0,
 ) -> tuple[int, list[dict[str, Any]]]:

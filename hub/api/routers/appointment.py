@@ -7,8 +7,7 @@ answer in the sender's format. Every refusal is an OperationOutcome with a 4xx.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from functools import partial
 from typing import Any
 
 import jsonpatch
@@ -25,9 +24,9 @@ from hub.api.deps import (
     read_body,
     services,
 )
-from hub.core.booking import Inbound
-from hub.core.errors import HubError, InvalidInput, NotFound
-from hub.core.model import BookingResult, Room
+from hub.core.booking import Inbound, Render
+from hub.core.errors import HubError, InvalidInput
+from hub.core.model import BookingResult
 from hub.core.outcome import Outcome, single
 from hub.fhir import appointment as fa
 from hub.fhir import io
@@ -38,14 +37,12 @@ router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
 FORMATS = {"json": "fhir+json", "xml": "fhir+xml"}
 
 
-def _renderer(appt: dict[str, Any]) -> Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]:
-    def render(appointment_id: str, version: int, ts: datetime, room: Room | None, old: list[Room]) -> dict[str, Any]:
-        return fa.render(appt, appointment_id, version, ts, room, old)
-
-    return render
+def _renderer(appt: dict[str, Any]) -> Render:
+    """How the flow turns a booking into the Appointment it stores and answers with."""
+    return partial(fa.render, appt)
 
 
-async def _receive(request: Request, svc: Services, operation: str) -> tuple[bytes, str]:
+async def _receive(request: Request, svc: Services, operation: str) -> bytes:
     """Read the body; an oversize body is stored (its first bytes) and refused."""
     try:
         body = await read_body(request, svc.settings.max_body_bytes)
@@ -54,7 +51,7 @@ async def _receive(request: Request, svc: Services, operation: str) -> tuple[byt
                                 operation=operation, content_type=request.headers.get("content-type"),
                                 raw=exc.head, verdict=exc.outcome.to_fhir(), status="rejected", http_status=413)
         raise
-    return body, operation
+    return body
 
 
 def _check(svc: Services, appt: dict[str, Any], raw_json: bytes | None) -> Outcome:
@@ -105,7 +102,8 @@ def _answer(request: Request, svc: Services, result: BookingResult, created_stat
 
 @router.post("", status_code=201, summary="Book a video appointment")
 async def create(request: Request, svc: Services = Depends(services)) -> Response:
-    body, operation = await _receive(request, svc, "POST /fhir/Appointment")
+    operation = "POST /fhir/Appointment"
+    body = await _receive(request, svc, operation)
 
     def work() -> BookingResult:
         appt, inbound = _accept(request, svc, body, operation)
@@ -140,7 +138,8 @@ def _update(request: Request, svc: Services, appointment_id: str, appt: dict[str
 
 @router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
 async def update(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
-    body, operation = await _receive(request, svc, f"PUT /fhir/Appointment/{appointment_id}")
+    operation = f"PUT /fhir/Appointment/{appointment_id}"
+    body = await _receive(request, svc, operation)
 
     def work() -> BookingResult:
         appt, inbound = _accept(request, svc, body, operation)
@@ -151,7 +150,8 @@ async def update(appointment_id: str, request: Request, svc: Services = Depends(
 
 @router.patch("/{appointment_id}", summary="JSON Patch an appointment (e.g. status → cancelled)")
 async def patch(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
-    body, operation = await _receive(request, svc, f"PATCH /fhir/Appointment/{appointment_id}")
+    operation = f"PATCH /fhir/Appointment/{appointment_id}"
+    body = await _receive(request, svc, operation)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
     if content_type != "application/json-patch+json":
         raise InvalidInput(single("not-supported", "PATCH takes application/json-patch+json"), status=415)
@@ -223,5 +223,3 @@ async def search(request: Request, svc: Services = Depends(services)) -> Respons
 def _values(raw: list[str]) -> list[str]:
     return [v for item in raw for v in item.split(",") if v]
 
-
-__all__ = ["router", "NotFound"]
