@@ -150,3 +150,24 @@ def test_concurrent_identical_requests_book_one_room(hub: Any) -> None:
 def test_unknown_appointment_is_404_outcome(hub: Any) -> None:
     r = hub.client.get("/fhir/Appointment/nope")
     assert r.status_code == 404 and r.json()["issue"][0]["code"] == "not-found"
+
+
+@pytest.mark.parametrize("example, rules", [
+    # Not video appointments: no `video` serviceType; the regular one has no start or end, and the group ones
+    # (checked against the video profile, the only one the hub books) name two patients.
+    ("Appointment-appointment01.json", {"Appointment.serviceType:appointmentType", "Appointment.start",
+                                        "Appointment.end"}),
+    ("Appointment-group-appointment01.json", {"Appointment.serviceType:appointmentType",
+                                              "single-patient-appointment"}),
+    ("Appointment-group-videoappointment01.json", {"Appointment.serviceType:appointmentType",
+                                                   "single-patient-appointment"}),
+    # The video example itself: two patients, refused by the written single-patient policy (README).
+    ("Appointment-videoappointment01.json", {"single-patient-appointment"}),
+])
+def test_fut_appointment_examples_get_the_verdicts_the_policy_predicts(hub: Any, example: str,
+                                                                        rules: set[str]) -> None:
+    appt = fut_example(example)
+    appt.pop("id")
+    r = book(hub, appt)
+    assert r.status_code == 422
+    assert rules_of(r) == rules
