@@ -135,6 +135,12 @@ class BookingFlow:
 
     def _record_exchanges(self, s: Session | Connection, trace: list[Exchange], appointment_id: str) -> None:
         """The VDX calls a booking made, stored as outbound requests and inbound responses (one INSERT)."""
+        rows = self._exchange_rows(trace, appointment_id)
+        if rows:
+            s.execute(INSERT_MESSAGE, rows)
+
+    def _exchange_rows(self, trace: list[Exchange], appointment_id: str) -> list[dict[str, Any]]:
+        """Each VDX call as two messages: the request (out) and the response (in)."""
         rows: list[dict[str, Any]] = []
         now = self.now()
         for ex in trace:
@@ -145,8 +151,7 @@ class BookingFlow:
                          "raw": ex.request, "status": sent})
             rows.append({**common, "id": str(uuid.uuid4()), "direction": "in", "raw": ex.response,
                          "operation": f"response to {ex.method} {ex.path}", "status": "received"})
-        if rows:
-            s.execute(INSERT_MESSAGE, rows)
+        return rows
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -178,11 +183,14 @@ class BookingFlow:
             raise
         now = self.now()
         resource = render(appointment_id, 1, now, room, [])
+        # Everything is prepared before the write lock is taken: the lock is held for the statements alone.
+        meeting, exchanges = self._meeting_row(appointment_id, room, 1), self._exchange_rows(trace, appointment_id)
+        outbox = self._outbox_row("meeting.booked", appointment_id, req, room)
         with self._tx() as s:
             s.execute(MARK_BOOKED, {"b_id": appointment_id, "b_resource": resource, "b_now": now})
-            s.execute(INSERT_MEETING, [self._meeting_row(appointment_id, room, 1)])
-            self._record_exchanges(s, trace, appointment_id)
-            self._outbox(s, "meeting.booked", appointment_id, req, room)
+            s.execute(INSERT_MEETING, [meeting])
+            s.execute(INSERT_MESSAGE, exchanges)
+            s.execute(INSERT_OUTBOX, [outbox])
         # The formatter masks CPR numbers in every record (hub.core.logging), the patient key included.
         log.info("video meeting booked", extra={"appointment": appointment_id, "vdx_uuid": room.vdx_uuid,
                                                 "patient": patient[1] or patient[0]})
@@ -197,25 +205,26 @@ class BookingFlow:
         While pending, the row's `version` holds that attempt number.
         """
         deadline = time.monotonic() + self.pending_wait_seconds
+        now = self.now()
+        claim: dict[str, Any] = {
+            "id": appointment_id, "source_key": req.source_key, "state": "pending", "status": req.status,
+            "version": 1, "resource": {}, "patient_reference": patient[0], "patient_identifier": patient[1],
+            "start": req.start, "end": req.end, "created_at": now, "updated_at": now}
+        message = self._message_row(inbound, appointment_id)
         while True:
             try:
                 with self._tx() as conn:
                     existing = conn.execute(SELECT_BY_SOURCE, {"b_key": req.source_key}).first()
                     if existing is not None and existing.state == "booked":
-                        conn.execute(INSERT_MESSAGE, [self._message_row(inbound, existing.id)])
+                        conn.execute(INSERT_MESSAGE, [{**message, "appointment_id": existing.id}])
                         return BookingResult(existing.id, existing.resource, created=False), 0
                     if existing is None or existing.state == "failed":
-                        attempt = existing.version + 1 if existing is not None else 1
                         if existing is not None:
+                            claim["version"] = existing.version + 1
                             conn.execute(APPOINTMENTS.delete().where(APPOINTMENTS.c.id == existing.id))
-                        now = self.now()
-                        conn.execute(INSERT_APPOINTMENT, [{
-                            "id": appointment_id, "source_key": req.source_key, "state": "pending",
-                            "status": req.status, "version": attempt, "resource": {},
-                            "patient_reference": patient[0], "patient_identifier": patient[1], "start": req.start,
-                            "end": req.end, "created_at": now, "updated_at": now}])
-                        conn.execute(INSERT_MESSAGE, [self._message_row(inbound, appointment_id)])
-                        return None, attempt
+                        conn.execute(INSERT_APPOINTMENT, [claim])
+                        conn.execute(INSERT_MESSAGE, [message])
+                        return None, int(claim["version"])
             except IntegrityError:
                 pass  # another request claimed the key between our read and insert: look again
             if time.monotonic() > deadline:
@@ -288,16 +297,15 @@ class BookingFlow:
             "short_link": room.short_link, "provision_status": room.provision_status, "start": room.start,
             "end": room.end, "created_at": now, "updated_at": now}
 
-    def _outbox(self, s: Session | Connection, topic: str, appointment_id: str, req: MeetingRequest | None,
-                room: Room | None) -> None:
-        payload: dict[str, Any] = {"appointment": appointment_id}
-        if req is not None:
-            payload |= {"start": _iso(req.start), "end": _iso(req.end), "status": req.status}
+    def _outbox_row(self, topic: str, appointment_id: str, req: MeetingRequest, room: Room | None) -> dict[str, Any]:
+        """An outbox entry: deliveries later issues make (case index, notifications), in order per appointment."""
+        payload: dict[str, Any] = {"appointment": appointment_id, "start": _iso(req.start), "end": _iso(req.end),
+                                   "status": req.status}
         if room is not None:
             payload |= {"vdx_uuid": room.vdx_uuid, "uri": room.uri}
         now = self.now()
-        s.execute(INSERT_OUTBOX, [{"topic": topic, "ordering_key": appointment_id, "payload": payload,
-                                     "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}])
+        return {"topic": topic, "ordering_key": appointment_id, "payload": payload, "status": "pending",
+                "attempts": 0, "next_attempt_at": now, "created_at": now}
 
     # --- change ------------------------------------------------------------------------------------------
 
@@ -367,7 +375,7 @@ class BookingFlow:
             self._record_exchanges(s, trace, appointment_id)
             s.execute(INSERT_MESSAGE, [self._message_row(inbound, appointment_id)])
             topic = "meeting.cancelled" if room is None else "meeting.updated"
-            self._outbox(s, topic, appointment_id, req, room)
+            s.execute(INSERT_OUTBOX, [self._outbox_row(topic, appointment_id, req, room)])
         return BookingResult(appointment_id, resource, created=False, notes=notes)
 
     def _release(self, active: m.Meeting, trace: list[Exchange]) -> list[str]:
