@@ -56,3 +56,33 @@ def test_booking_and_search_on_each_database(database_url: str, data_root: Path,
 
             assert s.scalar(select(func.count()).select_from(Message).where(Message.status == "rejected")) == 1
             assert s.scalar(select(Message.raw).where(Message.status == "rejected")) == b"{"
+
+
+def test_group_commit_commits_every_unit_and_isolates_a_failing_one(tmp_path: Path) -> None:
+    import threading
+
+    from sqlalchemy import text
+
+    from hub.store.db import GroupCommit, WriterLock
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.sqlite'}")
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+    group = GroupCommit(engine, WriterLock(engine), max_batch=8)
+    errors: list[Exception] = []
+
+    def write(k: int) -> None:
+        try:
+            group.submit(lambda conn: conn.execute(text("INSERT INTO t VALUES (:k)"), {"k": k}))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in [*range(40), 7]]  # 7 twice: one must fail
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    group.close()
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM t")).scalar_one() == 40
+    assert len(errors) == 1 and "UNIQUE" in str(errors[0])

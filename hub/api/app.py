@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
-        app.state.services.flow.vdx.close()
+        app.state.services.flow.close()
 
     app = FastAPI(title="hub", version="0.1.0", lifespan=lifespan,
                   description="FHIR R4 video appointments booked in VDX; MedCom, HL7 v2 and SF1470 to follow.")

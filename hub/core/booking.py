@@ -31,7 +31,7 @@ from hub.core.errors import Conflict, HubError, NotFound, UpstreamError
 from hub.core.model import BookingResult, MeetingRequest, Room
 from hub.core.outcome import single
 from hub.store import models as m
-from hub.store.db import WriterLock
+from hub.store.db import GroupCommit, WriterLock
 from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
 
 log = logging.getLogger("hub.booking")
@@ -107,6 +107,11 @@ class BookingFlow:
     def __post_init__(self) -> None:
         self.engine: Engine = self.sessions.kw["bind"]
         self._write_lock = WriterLock(self.engine)
+        self._group = GroupCommit(self.engine, self._write_lock)
+
+    def close(self) -> None:
+        self._group.close()
+        self.vdx.close()
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -186,11 +191,14 @@ class BookingFlow:
         # Everything is prepared before the write lock is taken: the lock is held for the statements alone.
         meeting, exchanges = self._meeting_row(appointment_id, room, 1), self._exchange_rows(trace, appointment_id)
         outbox = self._outbox_row("meeting.booked", appointment_id, req, room)
-        with self._tx() as s:
+
+        def complete(s: Connection) -> None:
             s.execute(MARK_BOOKED, {"b_id": appointment_id, "b_resource": resource, "b_now": now})
             s.execute(INSERT_MEETING, [meeting])
             s.execute(INSERT_MESSAGE, exchanges)
             s.execute(INSERT_OUTBOX, [outbox])
+
+        self._group.submit(complete)
         # The formatter masks CPR numbers in every record (hub.core.logging), the patient key included.
         log.info("video meeting booked", extra={"appointment": appointment_id, "vdx_uuid": room.vdx_uuid,
                                                 "patient": patient[1] or patient[0]})
@@ -211,22 +219,29 @@ class BookingFlow:
             "version": 1, "resource": {}, "patient_reference": patient[0], "patient_identifier": patient[1],
             "start": req.start, "end": req.end, "created_at": now, "updated_at": now}
         message = self._message_row(inbound, appointment_id)
+        outcome: list[tuple[BookingResult | None, int]] = []
+
+        def claim_unit(conn: Connection) -> None:
+            outcome.clear()  # a unit may run twice when its batch is retried one by one
+            existing = conn.execute(SELECT_BY_SOURCE, {"b_key": req.source_key}).first()
+            if existing is not None and existing.state == "booked":
+                conn.execute(INSERT_MESSAGE, [{**message, "appointment_id": existing.id}])
+                outcome.append((BookingResult(existing.id, existing.resource, created=False), 0))
+            elif existing is None or existing.state == "failed":
+                version = existing.version + 1 if existing is not None else 1
+                if existing is not None:
+                    conn.execute(APPOINTMENTS.delete().where(APPOINTMENTS.c.id == existing.id))
+                conn.execute(INSERT_APPOINTMENT, [{**claim, "version": version}])
+                conn.execute(INSERT_MESSAGE, [message])
+                outcome.append((None, version))
+
         while True:
             try:
-                with self._tx() as conn:
-                    existing = conn.execute(SELECT_BY_SOURCE, {"b_key": req.source_key}).first()
-                    if existing is not None and existing.state == "booked":
-                        conn.execute(INSERT_MESSAGE, [{**message, "appointment_id": existing.id}])
-                        return BookingResult(existing.id, existing.resource, created=False), 0
-                    if existing is None or existing.state == "failed":
-                        if existing is not None:
-                            claim["version"] = existing.version + 1
-                            conn.execute(APPOINTMENTS.delete().where(APPOINTMENTS.c.id == existing.id))
-                        conn.execute(INSERT_APPOINTMENT, [claim])
-                        conn.execute(INSERT_MESSAGE, [message])
-                        return None, int(claim["version"])
+                self._group.submit(claim_unit)
+                if outcome:
+                    return outcome[0]
             except IntegrityError:
-                pass  # another request claimed the key between our read and insert: look again
+                pass  # another process claimed the key between our read and insert: look again
             if time.monotonic() > deadline:
                 self.record_message(**{**inbound, "status": "failed", "http_status": 409})
                 raise Conflict(single("conflict", "The same appointment is being booked by another request; "
