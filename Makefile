@@ -26,7 +26,7 @@ test: sync
 
 lint: install
 	$(BIN)/ruff check hub tests bench
-	$(BIN)/mypy hub/core
+	$(BIN)/mypy hub
 
 bench: sync
 	command -v wrk >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null) || true

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class ParticipantKind(StrEnum):
@@ -80,6 +81,6 @@ class BookingResult:
     """What a flow did: the resource to answer with, the HTTP status, and notes for the sender."""
 
     appointment_id: str
-    resource: dict[str, object]
+    resource: dict[str, Any]
     created: bool
     notes: list[str] = field(default_factory=list)

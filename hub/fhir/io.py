@@ -180,7 +180,8 @@ def to_json(resource: dict[str, Any]) -> bytes:
 def to_xml(resource: dict[str, Any]) -> bytes:
     """FHIR XML for a resource dict (valid resources only: the hub produces them)."""
     model = get_fhir_model_class(resource["resourceType"])
-    return model.model_validate(resource).model_dump_xml()  # type: ignore[no-any-return]
+    out: bytes | str = model.model_validate(resource).model_dump_xml()
+    return out.encode() if isinstance(out, str) else out  # typed as str, returns bytes
 
 
 def serialise(resource: dict[str, Any], kind: str) -> tuple[bytes, str]:

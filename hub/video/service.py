@@ -601,7 +601,7 @@ def _patch_values(req: PatchMeetingRequest, present: set[str], caller: str) -> d
         values["additional_information"] = _info_dicts(req.additionalInformation)
     if "organizedByEmail" in present:
         values["organized_by"] = _check_email(req.organizedByEmail) or caller
-    nullable = {
+    nullable: dict[str, tuple[str, Any]] = {
         "description": ("description", None), "projectCode": ("project_code", None),
         "callType": ("call_type", None), "labels": ("labels", []),
         "guestMicrophone": ("guest_microphone", "on"), "guestPinRequired": ("guest_pin_required", False),
@@ -845,7 +845,7 @@ v2 = APIRouter(prefix="/v2", dependencies=[Depends(_authorize)])
 
 
 @v2.get("/info")
-async def get_info(request: Request) -> JSONResponse:
+async def get_info(request: Request) -> Response:
     """A small `info` list, so that a client can check the API answers (as VDX suggests)."""
     service = _svc(request)
     return JSONResponse({"info": [
@@ -856,7 +856,7 @@ async def get_info(request: Request) -> JSONResponse:
 
 
 @v2.post("/meetings")
-async def create_meeting(request: Request, caller: Caller) -> JSONResponse:
+async def create_meeting(request: Request, caller: Caller) -> Response:
     service = _svc(request)
     body = _validated(CreateMeetingRequest, await _json_object(request))
     meeting = service.store.create(body, _email(service, caller), service.clock.now())
@@ -864,7 +864,7 @@ async def create_meeting(request: Request, caller: Caller) -> JSONResponse:
 
 
 @v2.get("/meetings")
-async def search_meetings(request: Request) -> JSONResponse:
+async def search_meetings(request: Request) -> Response:
     service = _svc(request)
     meetings = service.store.search(parse_meeting_query(request.query_params))
     renderer = service.renderer(request)
@@ -872,7 +872,7 @@ async def search_meetings(request: Request) -> JSONResponse:
 
 
 @v2.get("/meetings/findByUriWithDomain")
-async def find_by_uri_with_domain(request: Request, uri: str = "") -> JSONResponse:
+async def find_by_uri_with_domain(request: Request, uri: str = "") -> Response:
     service = _svc(request)
     if not uri:
         raise _invalid("uri: query parameter is required")
@@ -880,7 +880,7 @@ async def find_by_uri_with_domain(request: Request, uri: str = "") -> JSONRespon
 
 
 @v2.get("/meetings/findByUriWithoutDomain")
-async def find_by_uri_without_domain(request: Request, uri: str = "") -> JSONResponse:
+async def find_by_uri_without_domain(request: Request, uri: str = "") -> Response:
     service = _svc(request)
     if not uri:
         raise _invalid("uri: query parameter is required")
@@ -889,13 +889,13 @@ async def find_by_uri_without_domain(request: Request, uri: str = "") -> JSONRes
 
 
 @v2.get("/meetings/{meeting_uuid}")
-async def get_meeting(request: Request, meeting_uuid: str) -> JSONResponse:
+async def get_meeting(request: Request, meeting_uuid: str) -> Response:
     service = _svc(request)
     return _hal(service.renderer(request).meeting(service.store.get(meeting_uuid)))
 
 
 @v2.put("/meetings/{meeting_uuid}")
-async def update_meeting(request: Request, meeting_uuid: str, caller: Caller) -> JSONResponse:
+async def update_meeting(request: Request, meeting_uuid: str, caller: Caller) -> Response:
     service = _svc(request)
     _canonical_uuid(meeting_uuid)
     body = _validated(UpdateMeetingRequest, await _json_object(request))
@@ -904,7 +904,7 @@ async def update_meeting(request: Request, meeting_uuid: str, caller: Caller) ->
 
 
 @v2.patch("/meetings/{meeting_uuid}")
-async def patch_meeting(request: Request, meeting_uuid: str, caller: Caller) -> JSONResponse:
+async def patch_meeting(request: Request, meeting_uuid: str, caller: Caller) -> Response:
     service = _svc(request)
     _canonical_uuid(meeting_uuid)
     body = _validated(PatchMeetingRequest, await _json_object(request))
@@ -920,7 +920,7 @@ async def delete_meeting(request: Request, meeting_uuid: str) -> Response:
 
 
 @v2.get("/scheduling-info")
-async def list_scheduling_info(request: Request) -> JSONResponse:
+async def list_scheduling_info(request: Request) -> Response:
     service = _svc(request)
     params = request.query_params
     low, high = params.get("from-start-time"), params.get("to-end-time")
@@ -937,7 +937,7 @@ async def list_scheduling_info(request: Request) -> JSONResponse:
 
 
 @v2.get("/scheduling-info/{meeting_uuid}")
-async def get_scheduling_info(request: Request, meeting_uuid: str) -> JSONResponse:
+async def get_scheduling_info(request: Request, meeting_uuid: str) -> Response:
     service = _svc(request)
     meeting = service.store.get(meeting_uuid)
     return _hal(service.renderer(request).scheduling_info(meeting, service.clock.now()))
@@ -952,7 +952,7 @@ async def healthz() -> dict[str, str]:
 
 
 @root.post("/token")
-async def issue_token(request: Request) -> JSONResponse:
+async def issue_token(request: Request) -> Response:
     """OAuth2 client-credentials grant (RFC 6749 §4.4); credentials in the form body or HTTP Basic."""
     service = _svc(request)
     if service.tokens is None:

@@ -74,8 +74,8 @@ def _accept(request: Request, svc: Services, body: bytes, operation: str,
     """
     content_type = request.headers.get("content-type")
     kind = io.media_kind(content_type) or ("xml" if body.lstrip()[:1] == b"<" else "json")
-    fields = dict(direction="in", channel="fhir-rest", format=FORMATS.get(kind, "unknown"), operation=operation,
-                  content_type=content_type, raw=body)
+    fields: Inbound = {"direction": "in", "channel": "fhir-rest", "format": FORMATS.get(kind, "unknown"),
+                       "operation": operation, "content_type": content_type, "raw": body}
     try:
         appt = parsed if parsed is not None else io.parse(body, content_type)
         outcome = _check(svc, appt, body if parsed is None and kind == "json" else None)
