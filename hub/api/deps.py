@@ -58,9 +58,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def response_kind(request: Request) -> str:
     """`json` or `xml`: `_format` first, then Accept, then the request's own Content-Type."""
-    fmt = request.query_params.get("_format")
-    if fmt and io.media_kind(fmt):
-        return io.media_kind(fmt) or "json"
+    from_format = io.media_kind(request.query_params.get("_format"))
+    if from_format:
+        return from_format
     accept = request.headers.get("accept", "")
     for part in accept.split(","):
         kind = io.media_kind(part)
