@@ -69,7 +69,7 @@ def template() -> str:
 
 
 @contextmanager
-def running_hub(workers: int) -> Iterator[str]:
+def running_hub(workers: int) -> Iterator[tuple[str, int]]:
     store = Settings().standards_store.resolve()
     if not store.exists():
         sys.exit("run `hub schemas sync` (or `make bench`) first")
@@ -84,7 +84,7 @@ def running_hub(workers: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", proc)
-        yield url
+        yield url, proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -92,6 +92,38 @@ def running_hub(workers: int) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by `hub serve` and its processes, by role: a steadier figure than
+    throughput on a shared machine, whose neighbours move the latter by a fifth from run to run."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for p in _descendants(pid):
+        try:
+            cmdline = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        role = "vdx" if " vdx " in cmdline else "hub"
+        used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 def run_wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, float]:
@@ -150,13 +182,16 @@ def main() -> None:
     args = ap.parse_args()
 
     body = template()
-    with running_hub(args.workers) as url:
+    with running_hub(args.workers) as (url, pid):
         if args.driver == "wrk":
             run_wrk(url, body, args.concurrency, args.warmup)
+            before = cpu_seconds(pid)
             result = run_wrk(url, body, args.concurrency, args.duration)
         else:
             run_python(url, body, args.concurrency, args.warmup * 100)
+            before = cpu_seconds(pid)
             result = run_python(url, body, args.concurrency, args.requests)
+        after = cpu_seconds(pid)
     print(f"machine:       {machine()}")
     print(f"setup:         hub ({args.workers} worker processes) + VDX-compatible service on loopback, SQLite, "
           f"{args.concurrency} concurrent clients ({args.driver})")
@@ -164,6 +199,8 @@ def main() -> None:
     print(f"throughput:    {result['requests'] / result['seconds']:.1f} bookings/s")
     print(f"latency p50:   {result['p50_ms']:.1f} ms")
     print(f"latency p99:   {result['p99_ms']:.1f} ms")
+    per = {role: (after[role] - before.get(role, 0.0)) * 1000 / max(result["requests"], 1) for role in after}
+    print(f"CPU/booking:   hub {per.get('hub', 0):.2f} ms, VDX-compatible service {per.get('vdx', 0):.2f} ms")
     if result["errors"]:
         sys.exit(1)
 

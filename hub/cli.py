@@ -63,18 +63,18 @@ def serve(
     from hub.api.server_thread import free_port, wait_until_healthy
     from hub.core.logging import configure
     from hub.store.db import make_engine, migrate
+    from hub.store.writer import WriterProcess
 
     settings = Settings()
     configure(settings.log_level)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)  # once, before any worker starts
     engine.dispose()
-    env = dict(os.environ)
     vdx_proc = None
     if not settings.vdx_url:
         vdx_port = free_port()
         vdx_proc = subprocess.Popen([sys.executable, "-m", "hub", "vdx", "serve", "--port", str(vdx_port)])
-        env["HUB_VDX_URL"] = os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
+        os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
         try:
             wait_until_healthy(f"http://127.0.0.1:{vdx_port}/healthz", vdx_proc)
         except RuntimeError as exc:
@@ -82,9 +82,17 @@ def serve(
             typer.echo(f"error: the built-in VDX-compatible service did not start: {exc}", err=True)
             raise typer.Exit(1) from None
         typer.echo(f"built-in VDX-compatible service on http://127.0.0.1:{vdx_port}", err=True)
+    writer = None
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        # SQLite admits one writer: the hot path's writes go through one process of their own (hub.store.writer).
+        writer = WriterProcess(settings.effective_database_url, settings.log_level)
+        writer.start()
+        os.environ.update(writer.environment)
     try:
         serving.serve(host, port, workers, settings.log_level)
     finally:
+        if writer is not None:
+            writer.stop()
         if vdx_proc is not None:
             vdx_proc.send_signal(signal.SIGTERM)
             vdx_proc.wait(10)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import inspect
 
 from hub.api.app import create_app
@@ -63,7 +64,8 @@ def test_group_commit_commits_every_unit_and_isolates_a_failing_one(tmp_path: Pa
 
     from sqlalchemy import text
 
-    from hub.store.db import GroupCommit, WriterLock
+    from hub.store.commit import GroupCommit, Write
+    from hub.store.db import WriterLock
 
     engine = make_engine(f"sqlite:///{tmp_path / 'g.sqlite'}")
     with engine.begin() as c:
@@ -73,7 +75,7 @@ def test_group_commit_commits_every_unit_and_isolates_a_failing_one(tmp_path: Pa
 
     def write(k: int) -> None:
         try:
-            group.submit(lambda conn: conn.execute(text("INSERT INTO t VALUES (:k)"), {"k": k}))
+            group.submit(Write([(text("INSERT INTO t VALUES (:k)"), [{"k": k}])]))
         except Exception as exc:
             errors.append(exc)
 
@@ -86,3 +88,58 @@ def test_group_commit_commits_every_unit_and_isolates_a_failing_one(tmp_path: Pa
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM t")).scalar_one() == 40
     assert len(errors) == 1 and "UNIQUE" in str(errors[0])
+
+
+def _outbox_row(key: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"topic": "t", "ordering_key": key, "payload": {"k": key}, "status": "pending", "attempts": 0,
+            "next_attempt_at": now, "created_at": now}
+
+
+def test_store_writer_process_commits_for_many_threads_and_hands_failures_back(tmp_path: Path) -> None:
+    """The writer process (what `hub serve` starts for SQLite): writes from many threads reach the database;
+    a write it cannot commit comes back and runs its own `alone` here; a write that has none raises."""
+    import threading
+
+    from sqlalchemy import select, text
+
+    from hub.store.commit import GroupCommit, Write
+    from hub.store.db import WriterLock
+    from hub.store.statements import INSERT_APPOINTMENT, INSERT_OUTBOX
+    from hub.store.writer import WriteFailed, WriterClient, WriterProcess
+
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    engine = make_engine(url)
+    migrate(engine)
+    process = WriterProcess(url, "WARNING")
+    process.start()
+    client = WriterClient(process.address, process.authkey, GroupCommit(engine, WriterLock(engine)))
+    try:
+        threads = [threading.Thread(target=client.submit, args=(Write([(INSERT_OUTBOX, [_outbox_row(str(k))])]),))
+                   for k in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        now = datetime.now(UTC)
+        claim = {"id": "a1", "source_key": "k1", "state": "pending", "status": "booked", "version": 1,
+                 "resource": {}, "patient_reference": None, "patient_identifier": "0101804321", "start": now,
+                 "end": now, "created_at": now, "updated_at": now}
+        client.submit(Write([(INSERT_APPOINTMENT, [claim])]))
+        looked: list[str] = []
+        again = Write([(INSERT_APPOINTMENT, [{**claim, "id": "a2"}])],
+                      alone=lambda conn: looked.append(conn.execute(text("SELECT id FROM appointments")).scalar_one()))
+        client.submit(again)  # the source key is taken: the writer hands it back, and `alone` runs here
+        assert looked == ["a1"]
+        with pytest.raises(WriteFailed, match="UNIQUE") as failed:
+            client.submit(Write([(INSERT_APPOINTMENT, [{**claim, "id": "a3"}])]))
+        assert "0101804321" not in str(failed.value)  # the reason names the rule, not the rows
+    finally:
+        process.stop()
+    client.submit(Write([(INSERT_OUTBOX, [_outbox_row("after")])]))  # writer gone: this process commits itself
+    client.close()
+    with engine.connect() as c:
+        from hub.store.models import OutboxEntry
+
+        keys = set(c.scalars(select(OutboxEntry.ordering_key)))
+    assert keys == {*map(str, range(30)), "after"}

@@ -25,7 +25,9 @@ from hub.core.errors import HubError
 from hub.core.outcome import single
 from hub.fhir.packages import PackageSet
 from hub.fhir.videoappointment import VideoAppointmentRules
-from hub.store.db import make_engine, migrate, session_factory
+from hub.store.commit import Committer, GroupCommit
+from hub.store.db import WriterLock, make_engine, migrate, session_factory
+from hub.store.writer import WriterClient
 from hub.video.client import VdxClient
 
 log = logging.getLogger("hub.api")
@@ -42,7 +44,12 @@ def build_services(settings: Settings) -> Services:
     vdx = VdxClient(settings.vdx_url, timeout=settings.vdx_timeout_seconds, retries=settings.vdx_retries,
                     token_url=settings.vdx_token_url, client_id=settings.vdx_client_id,
                     client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email)
-    return Services(settings, sessions, packages, VideoAppointmentRules(packages), BookingFlow(sessions, vdx))
+    committer: Committer | None = None
+    if settings.store_writer and settings.store_writer_key:
+        committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
+                                 GroupCommit(engine, WriterLock(engine)))
+    flow = BookingFlow(sessions, vdx, committer=committer)
+    return Services(settings, sessions, packages, VideoAppointmentRules(packages), flow)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

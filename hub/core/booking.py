@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +31,17 @@ from hub.core.errors import Conflict, HubError, NotFound, UpstreamError
 from hub.core.model import BookingResult, MeetingRequest, Room
 from hub.core.outcome import single
 from hub.store import models as m
-from hub.store.db import GroupCommit, WriterLock
+from hub.store.commit import Committer, GroupCommit, Write
+from hub.store.db import WriterLock
+from hub.store.statements import (
+    APPOINTMENTS,
+    INSERT_APPOINTMENT,
+    INSERT_MEETING,
+    INSERT_MESSAGE,
+    INSERT_OUTBOX,
+    MARK_BOOKED,
+    MESSAGES,
+)
 from hub.video.client import Exchange, VdxClient, VdxError, VdxRefused
 
 log = logging.getLogger("hub.booking")
@@ -41,21 +51,8 @@ MEETING_NAMESPACE = uuid.UUID("6f1f3f2e-7a53-4f59-9d43-5a8d7e3c2b10")
 Inbound = dict[str, Any]  # the request message's columns: raw bytes, format, verdict, ...
 Render = Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]
 
-MESSAGES = cast(Table, m.Message.__table__)
-APPOINTMENTS = cast(Table, m.Appointment.__table__)
-MEETINGS = cast(Table, m.Meeting.__table__)
-OUTBOX = cast(Table, m.OutboxEntry.__table__)
-
-# The hot path's statements, built once: SQLAlchemy memoises a statement's cache key on the object, so reusing
-# it skips that work on every booking.
-INSERT_MESSAGE = MESSAGES.insert()
-INSERT_APPOINTMENT = APPOINTMENTS.insert()
-INSERT_MEETING = MEETINGS.insert()
-INSERT_OUTBOX = OUTBOX.insert()
 SELECT_BY_SOURCE = select(APPOINTMENTS.c.id, APPOINTMENTS.c.state, APPOINTMENTS.c.version,
                           APPOINTMENTS.c.resource).where(APPOINTMENTS.c.source_key == bindparam("b_key"))
-MARK_BOOKED = (APPOINTMENTS.update().where(APPOINTMENTS.c.id == bindparam("b_id"))
-               .values(state="booked", resource=bindparam("b_resource"), version=1, updated_at=bindparam("b_now")))
 
 AWAITS = "AWAITS_PROVISION"
 PROVISIONED = "PROVISIONED_OK"
@@ -103,11 +100,14 @@ class BookingFlow:
     vdx: VdxClient
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     pending_wait_seconds: float = 10.0
+    # Who commits the hot path's writes: this process's writer thread, unless `hub serve` gave the store a
+    # writer process (hub.store.writer).
+    committer: Committer | None = None
 
     def __post_init__(self) -> None:
         self.engine: Engine = self.sessions.kw["bind"]
         self._write_lock = WriterLock(self.engine)
-        self._group = GroupCommit(self.engine, self._write_lock)
+        self._group: Committer = self.committer or GroupCommit(self.engine, self._write_lock)
 
     def close(self) -> None:
         self._group.close()
@@ -192,13 +192,8 @@ class BookingFlow:
         meeting, exchanges = self._meeting_row(appointment_id, room, 1), self._exchange_rows(trace, appointment_id)
         outbox = self._outbox_row("meeting.booked", appointment_id, req, room)
 
-        def complete(s: Connection) -> None:
-            s.execute(MARK_BOOKED, {"b_id": appointment_id, "b_resource": resource, "b_now": now})
-            s.execute(INSERT_MEETING, [meeting])
-            s.execute(INSERT_MESSAGE, exchanges)
-            s.execute(INSERT_OUTBOX, [outbox])
-
-        self._group.submit(complete)
+        self._group.submit(Write([(MARK_BOOKED, [{"b_id": appointment_id, "b_resource": resource, "b_now": now}]),
+                                  (INSERT_MEETING, [meeting]), (INSERT_MESSAGE, exchanges), (INSERT_OUTBOX, [outbox])]))
         # The formatter masks CPR numbers in every record (hub.core.logging), the patient key included.
         log.info("video meeting booked", extra={"appointment": appointment_id, "vdx_uuid": room.vdx_uuid,
                                                 "patient": patient[1] or patient[0]})
@@ -221,8 +216,7 @@ class BookingFlow:
         message = self._message_row(inbound, appointment_id)
         outcome: list[tuple[BookingResult | None, int]] = []
 
-        def claim_unit(conn: Connection) -> None:
-            outcome.clear()  # a unit may run twice when its batch is retried one by one
+        def look_first(conn: Connection) -> None:
             existing = conn.execute(SELECT_BY_SOURCE, {"b_key": req.source_key}).first()
             if existing is not None and existing.state == "booked":
                 conn.execute(INSERT_MESSAGE, [{**message, "appointment_id": existing.id}])
@@ -234,11 +228,19 @@ class BookingFlow:
                 conn.execute(INSERT_APPOINTMENT, [{**claim, "version": version}])
                 conn.execute(INSERT_MESSAGE, [message])
                 outcome.append((None, version))
+            else:
+                outcome.append((None, -1))  # pending: another request is booking this key right now
 
+        # The common case, a new source key, needs no read: the insert claims the key, and a taken key fails the
+        # batch, whose units then run one by one, this one through `look_first`.
+        claim_write = Write([(INSERT_APPOINTMENT, [claim]), (INSERT_MESSAGE, [message])], look_first)
         while True:
+            outcome.clear()
             try:
-                self._group.submit(claim_unit)
-                if outcome:
+                self._group.submit(claim_write)
+                if not outcome:
+                    return None, 1
+                if outcome[0][1] != -1:
                     return outcome[0]
             except IntegrityError:
                 pass  # another process claimed the key between our read and insert: look again

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     vdx_retries: int = 3
     vdx_organizer_email: str | None = Field(None, description="organizedByEmail sent with every booking")
 
+    store_writer: str | None = Field(None, description="Socket of the store's writer process (set by hub serve)")
+    store_writer_key: str | None = Field(None, description="Its authentication key, hex (set by hub serve)")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
     log_level: str = "INFO"

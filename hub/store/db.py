@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import queue
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -80,69 +77,6 @@ class WriterLock:
         assert self._fd is not None
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
-
-
-_Unit = tuple[Callable[[Connection], None], Future[None]]
-_STOP: _Unit = (lambda _conn: None, Future())
-
-
-class GroupCommit:
-    """Write units from many threads, committed together by one writer thread per process.
-
-    Under load several bookings finish at once; committing their final writes in one transaction takes the
-    write lock once and pays for one commit instead of many. A caller blocks until its unit is committed, so
-    "persist before answering" holds. Units must not be expected to fail: if a batch fails anyway, its units
-    are retried one by one so each caller gets its own outcome.
-    """
-
-    def __init__(self, engine: Engine, lock: WriterLock, max_batch: int = 32) -> None:
-        self.engine, self.lock, self.max_batch = engine, lock, max_batch
-        self._queue: queue.SimpleQueue[_Unit] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="hub-group-commit", daemon=True)
-        self._thread.start()
-
-    def submit(self, unit: Callable[[Connection], None]) -> None:
-        """Run `unit` in a transaction and return once it is committed (or raise what it raised)."""
-        done: Future[None] = Future()
-        self._queue.put((unit, done))
-        done.result()
-
-    def close(self) -> None:
-        """Stop the writer thread once the units queued so far are committed."""
-        self._queue.put(_STOP)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(item)  # commit this batch first, then stop
-                    break
-                batch.append(item)
-            try:
-                with self.lock, self.engine.begin() as conn:
-                    for unit, _ in batch:
-                        unit(conn)
-            except Exception:  # one unit failed and took the batch with it: give each its own transaction
-                for unit, done in batch:
-                    try:
-                        with self.lock, self.engine.begin() as conn:
-                            unit(conn)
-                    except Exception as exc:
-                        done.set_exception(exc)
-                    else:
-                        done.set_result(None)
-            else:
-                for _, done in batch:
-                    done.set_result(None)
 
 
 def alembic_config(engine: Engine) -> Config:
