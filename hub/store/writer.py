@@ -21,6 +21,7 @@ import errno
 import logging
 import multiprocessing
 import os
+import pickle
 import secrets
 import shutil
 import signal
@@ -85,7 +86,7 @@ def _loop(writer: BatchWriter, listener: Listener) -> None:
                 continue
             assert isinstance(conn, Connection)
             try:
-                steps = conn.recv()
+                steps = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 conns.remove(conn)
                 conn.close()
@@ -197,7 +198,7 @@ class WriterClient:
         steps = [(name_of(statement), rows) for statement, rows in write.steps]
         try:
             conn = self._connection()
-            conn.send(steps)
+            conn.send_bytes(pickle.dumps(steps, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, multiprocessing.AuthenticationError) as exc:  # not delivered: safe to write here
             self._drop()
             if not self._warned:

@@ -20,7 +20,7 @@ import secrets
 import string
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -29,11 +29,12 @@ from urllib.parse import parse_qs, unquote_plus
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from hub.video.vdx_clock import VdxClock, VdxTimeError, format_vdx_time, parse_vdx_time
 
@@ -814,8 +815,8 @@ def _svc(request: Request) -> _VdxService:
 async def _authorize(request: Request) -> str:
     """The calling client; when OAuth2 is on, a valid unexpired bearer token is required (else 401).
 
-    Async, like every endpoint here: the work is a few dictionary operations under a lock, and a trip to
-    FastAPI's thread pool would cost more than the work itself.
+    Async, like every endpoint here: the work is a few dictionary operations under a lock, and a trip to a
+    thread pool would cost more than the work itself.
     """
     service = _svc(request)
     if service.tokens is None:
@@ -830,9 +831,6 @@ async def _authorize(request: Request) -> str:
     return client
 
 
-Caller = Annotated[str, Depends(_authorize)]
-
-
 def _email(service: _VdxService, caller: str) -> str:
     return f"{caller}@{service.config.domain}"
 
@@ -841,11 +839,7 @@ def _hal(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type=HAL_JSON)
 
 
-v2 = APIRouter(prefix="/v2", dependencies=[Depends(_authorize)])
-
-
-@v2.get("/info")
-async def get_info(request: Request) -> Response:
+async def get_info(request: Request, caller: str) -> Response:
     """A small `info` list, so that a client can check the API answers (as VDX suggests)."""
     service = _svc(request)
     return JSONResponse({"info": [
@@ -855,72 +849,67 @@ async def get_info(request: Request) -> Response:
     ]})
 
 
-@v2.post("/meetings")
-async def create_meeting(request: Request, caller: Caller) -> Response:
+async def create_meeting(request: Request, caller: str) -> Response:
     service = _svc(request)
     body = _validated(CreateMeetingRequest, await _json_object(request))
     meeting = service.store.create(body, _email(service, caller), service.clock.now())
     return _hal(service.renderer(request).meeting(meeting))
 
 
-@v2.get("/meetings")
-async def search_meetings(request: Request) -> Response:
+async def search_meetings(request: Request, caller: str) -> Response:
     service = _svc(request)
     meetings = service.store.search(parse_meeting_query(request.query_params))
     renderer = service.renderer(request)
     return _hal([renderer.meeting(m, scheduling_link=True) for m in meetings])
 
 
-@v2.get("/meetings/findByUriWithDomain")
-async def find_by_uri_with_domain(request: Request, uri: str = "") -> Response:
+async def find_by_uri_with_domain(request: Request, caller: str) -> Response:
     service = _svc(request)
+    uri = request.query_params.get("uri", "")
     if not uri:
         raise _invalid("uri: query parameter is required")
     return _hal(service.renderer(request).meeting(service.store.find_by_uri(uri)))
 
 
-@v2.get("/meetings/findByUriWithoutDomain")
-async def find_by_uri_without_domain(request: Request, uri: str = "") -> Response:
+async def find_by_uri_without_domain(request: Request, caller: str) -> Response:
     service = _svc(request)
+    uri = request.query_params.get("uri", "")
     if not uri:
         raise _invalid("uri: query parameter is required")
     meeting = service.store.find_by_uri(f"{uri}@{service.config.domain}")
     return _hal(service.renderer(request).meeting(meeting))
 
 
-@v2.get("/meetings/{meeting_uuid}")
-async def get_meeting(request: Request, meeting_uuid: str) -> Response:
+async def get_meeting(request: Request, caller: str) -> Response:
     service = _svc(request)
-    return _hal(service.renderer(request).meeting(service.store.get(meeting_uuid)))
+    return _hal(service.renderer(request).meeting(service.store.get(request.path_params["meeting_uuid"])))
 
 
-@v2.put("/meetings/{meeting_uuid}")
-async def update_meeting(request: Request, meeting_uuid: str, caller: Caller) -> Response:
+async def update_meeting(request: Request, caller: str) -> Response:
     service = _svc(request)
+    meeting_uuid = request.path_params["meeting_uuid"]
     _canonical_uuid(meeting_uuid)
     body = _validated(UpdateMeetingRequest, await _json_object(request))
     meeting = service.store.update(meeting_uuid, body, _email(service, caller), service.clock.now())
     return _hal(service.renderer(request).meeting(meeting))
 
 
-@v2.patch("/meetings/{meeting_uuid}")
-async def patch_meeting(request: Request, meeting_uuid: str, caller: Caller) -> Response:
+async def patch_meeting(request: Request, caller: str) -> Response:
     service = _svc(request)
+    meeting_uuid = request.path_params["meeting_uuid"]
     _canonical_uuid(meeting_uuid)
     body = _validated(PatchMeetingRequest, await _json_object(request))
     meeting = service.store.patch(meeting_uuid, body, _email(service, caller), service.clock.now())
     return _hal(service.renderer(request).meeting(meeting))
 
 
-@v2.delete("/meetings/{meeting_uuid}")
-async def delete_meeting(request: Request, meeting_uuid: str) -> Response:
+async def delete_meeting(request: Request, caller: str) -> Response:
     service = _svc(request)
-    service.store.delete(meeting_uuid, service.clock.now())
+    service.store.delete(request.path_params["meeting_uuid"], service.clock.now())
     return Response(status_code=204)
 
 
-@v2.get("/scheduling-info")
-async def list_scheduling_info(request: Request) -> Response:
+async def list_scheduling_info(request: Request, caller: str) -> Response:
     service = _svc(request)
     params = request.query_params
     low, high = params.get("from-start-time"), params.get("to-end-time")
@@ -936,22 +925,16 @@ async def list_scheduling_info(request: Request) -> Response:
     return _hal([renderer.scheduling_info(m, now) for m in found])
 
 
-@v2.get("/scheduling-info/{meeting_uuid}")
-async def get_scheduling_info(request: Request, meeting_uuid: str) -> Response:
+async def get_scheduling_info(request: Request, caller: str) -> Response:
     service = _svc(request)
-    meeting = service.store.get(meeting_uuid)
+    meeting = service.store.get(request.path_params["meeting_uuid"])
     return _hal(service.renderer(request).scheduling_info(meeting, service.clock.now()))
 
 
-root = APIRouter()
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
 
 
-@root.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@root.post("/token")
 async def issue_token(request: Request) -> Response:
     """OAuth2 client-credentials grant (RFC 6749 §4.4); credentials in the form body or HTTP Basic."""
     service = _svc(request)
@@ -974,16 +957,11 @@ async def issue_token(request: Request) -> Response:
     )
 
 
-test_clock = APIRouter(prefix="/_test")
+async def get_test_clock(request: Request) -> Response:
+    return JSONResponse({"now": format_vdx_time(_svc(request).clock.now())})
 
 
-@test_clock.get("/clock")
-async def get_test_clock(request: Request) -> dict[str, str]:
-    return {"now": format_vdx_time(_svc(request).clock.now())}
-
-
-@test_clock.post("/clock")
-async def set_test_clock(request: Request) -> dict[str, str]:
+async def set_test_clock(request: Request) -> Response:
     """Move the service clock: {"now": date-time} sets it, {"advance_seconds": n} moves it on."""
     clock = _svc(request).clock
     body = await _json_object(request)
@@ -993,35 +971,59 @@ async def set_test_clock(request: Request) -> dict[str, str]:
         clock.advance(float(seconds))
     else:
         raise _invalid('Send {"now": "<date-time>"} or {"advance_seconds": <number>}')
-    return {"now": format_vdx_time(clock.now())}
+    return JSONResponse({"now": format_vdx_time(clock.now())})
+
+
+def _v2(endpoint: Callable[[Request, str], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A /v2 endpoint, called with the authorised caller."""
+
+    async def authorised(request: Request) -> Response:
+        return await endpoint(request, await _authorize(request))
+
+    return authorised
+
+
+V2_ROUTES = [
+    Route("/v2/info", _v2(get_info), methods=["GET"]),
+    Route("/v2/meetings", _v2(create_meeting), methods=["POST"]),
+    Route("/v2/meetings", _v2(search_meetings), methods=["GET"]),
+    Route("/v2/meetings/findByUriWithDomain", _v2(find_by_uri_with_domain), methods=["GET"]),
+    Route("/v2/meetings/findByUriWithoutDomain", _v2(find_by_uri_without_domain), methods=["GET"]),
+    Route("/v2/meetings/{meeting_uuid}", _v2(get_meeting), methods=["GET"]),
+    Route("/v2/meetings/{meeting_uuid}", _v2(update_meeting), methods=["PUT"]),
+    Route("/v2/meetings/{meeting_uuid}", _v2(patch_meeting), methods=["PATCH"]),
+    Route("/v2/meetings/{meeting_uuid}", _v2(delete_meeting), methods=["DELETE"]),
+    Route("/v2/scheduling-info", _v2(list_scheduling_info), methods=["GET"]),
+    Route("/v2/scheduling-info/{meeting_uuid}", _v2(get_scheduling_info), methods=["GET"]),
+]
+ROOT_ROUTES = [Route("/healthz", healthz, methods=["GET"]), Route("/token", issue_token, methods=["POST"])]
+TEST_CLOCK_ROUTES = [Route("/_test/clock", get_test_clock, methods=["GET"]),
+                     Route("/_test/clock", set_test_clock, methods=["POST"])]
 
 
 # ------------------------------------------------------------------------------------------ app and errors
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves as a VDX `detailedError`: never FastAPI's 422 shape, never a bare 500."""
+def _error_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """Every error leaves as a VDX `detailedError`: never a framework's own shape, never a bare 500."""
 
     def respond(request: Request, status: int, code: str, message: str,
-                headers: dict[str, str] | None = None) -> JSONResponse:
+                headers: Mapping[str, str] | None = None) -> Response:
         body = _error_body(status, code, message, request.url.path, _svc(request).clock.now())
         return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.exception_handler(VdxError)
-    async def vdx_error(request: Request, exc: VdxError) -> JSONResponse:
+    async def vdx_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, VdxError)
         return respond(request, exc.status, exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return respond(request, 400, "10", _describe_errors(exc.errors()))
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return respond(request, exc.status_code, "11", str(exc.detail), exc.headers)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return respond(request, exc.status_code, "11", str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
         return respond(request, 500, "11", "An unexpected error occurred")
+
+    return {VdxError: vdx_error, StarletteHTTPException: http_error, Exception: unexpected_error}
 
 
 def create_vdx_app(
@@ -1033,7 +1035,7 @@ def create_vdx_app(
     short_link_base: str = "https://m.video.hub.local/",
     client_credentials: dict[str, str] | None = None,
     enable_test_clock: bool = False,
-) -> FastAPI:
+) -> Starlette:
     """Build one VDX-compatible service with its own in-memory state.
 
     `vmr_available_before` (minutes) is the default template's value: how long before start a meeting
@@ -1042,14 +1044,12 @@ def create_vdx_app(
     """
     config = _Config(domain=domain, portal_base=portal_base, short_link_base=short_link_base,
                      vmr_available_before=vmr_available_before)
-    app = FastAPI(title="hub VDX-compatible service", docs_url=None, redoc_url=None, openapi_url=None)
+    # Plain Starlette: the endpoints are a few dictionary operations each, and FastAPI's dependency solving
+    # and middleware cost several times that (measured: more than half the service's CPU per booking).
+    routes = ROOT_ROUTES + V2_ROUTES + (TEST_CLOCK_ROUTES if enable_test_clock else [])
+    app = Starlette(routes=routes, exception_handlers=_error_handlers())
     app.state.vdx = _VdxService(
         clock=clock or VdxClock(), config=config, store=_VdxStore(config),
         tokens=_TokenIssuer(client_credentials) if client_credentials is not None else None,
     )
-    _install_error_handlers(app)
-    app.include_router(root)
-    app.include_router(v2)
-    if enable_test_clock:
-        app.include_router(test_clock)
     return app

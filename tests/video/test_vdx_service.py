@@ -328,6 +328,7 @@ def test_test_clock_moves_and_other_endpoints(vdx: httpx.Client) -> None:
     assert info.status_code == 200
     assert {entry["key"] for entry in info.json()["info"]} >= {"app", "time"}
     assert_vdx_error(vdx.get("/v2/no-such-thing"), 404, "11")
+    assert_vdx_error(vdx.post("/v2/scheduling-info", json={}), 405, "11")
 
 
 def test_test_clock_is_absent_unless_enabled() -> None:
