@@ -228,3 +228,39 @@ def test_metadata_and_docs(hub: Any) -> None:
     resource = cs["rest"][0]["resource"][0]
     assert resource["type"] == "Appointment" and resource["conditionalCreate"] is True
     assert hub.client.get("/docs").status_code == 200
+
+
+def test_a_booking_left_pending_by_a_stopped_process_is_settled(hub: Any) -> None:
+    """A process stopped after VDX booked the room and before the store completed the booking: the claim is
+    pending and the room has no appointment. Resends are told to retry (409); housekeeping deletes the room and
+    marks the claim failed; the next resend books a new room."""
+    import uuid
+    from datetime import timedelta
+
+    from hub.core.booking import external_id, meeting_uuid
+    from hub.fhir import appointment as fa
+
+    flow = hub.server.config.app.state.services.flow
+    appt = video_appointment(source_id="crashed-1")
+    key = fa.source_key(appt)
+    inbound = {"direction": "in", "channel": "fhir-rest", "format": "fhir+json", "operation": "POST",
+               "content_type": "application/fhir+json", "raw": b"{}", "verdict": None, "status": "accepted"}
+    claimed, attempt = flow._claim(str(uuid.uuid4()), fa.to_meeting_request(appt, key), (None, None), inbound)
+    assert claimed is None and attempt == 1
+    orphan = meeting_uuid(key, 1, 1)
+    made = httpx.post(f"{hub.vdx.url}/v2/meetings", json={"uuid": orphan, "externalId": external_id(key, 1),
+                                                           "subject": "x", "startTime": appt["start"],
+                                                           "endTime": appt["end"]})
+    assert made.status_code == 200
+
+    flow.pending_wait_seconds = 0.2
+    assert book(hub, appt).status_code == 409  # being booked, as far as the store knows
+    assert flow.settle_pending(timedelta(hours=1)) == 0  # too young to settle
+    assert flow.settle_pending(timedelta(0)) == 1
+    assert httpx.get(f"{hub.vdx.url}/v2/meetings/{orphan}").status_code == 404
+    assert db_count(hub, "appointments", f"source_key = '{key}' AND state = 'failed'") == 1
+
+    again = book(hub, appt)
+    assert again.status_code == 201, again.text
+    assert vdx_id(again.json()) == meeting_uuid(key, 1, 2) != orphan
+    assert flow.settle_pending(timedelta(0)) == 0  # nothing pending any more

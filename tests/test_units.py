@@ -87,3 +87,28 @@ def test_same_patient_in_different_reference_forms_counts_once() -> None:
     refs = [{"reference": "#p"}, {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "0101801234"}},
             {"reference": "https://x.dk/fhir/Patient/7"}, {"reference": "Patient/7"}]
     assert distinct_targets(refs, contained) == 2
+
+
+def test_housekeeping_runs_on_a_timer_and_outlives_a_failing_round() -> None:
+    import threading
+
+    from hub.core.housekeeping import Housekeeping
+
+    rounds: list[int] = []
+    third = threading.Event()
+
+    def task() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise RuntimeError("first round fails")
+        if len(rounds) == 3:
+            third.set()
+
+    keeper = Housekeeping(task, interval=0.01)
+    keeper.start()
+    assert third.wait(5)
+    keeper.stop()
+    count = len(rounds)
+    assert count >= 3
+    threading.Event().wait(0.05)
+    assert len(rounds) == count  # stopped means stopped

@@ -10,6 +10,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
@@ -22,6 +23,7 @@ from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
 from hub.core.errors import HubError
+from hub.core.housekeeping import Housekeeping
 from hub.core.outcome import single
 from hub.fhir.packages import PackageSet
 from hub.fhir.videoappointment import VideoAppointmentRules
@@ -66,8 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # pause every request in flight would feel.
         gc.collect()
         gc.freeze()
+        flow = app.state.services.flow
+        keeper = Housekeeping(lambda: flow.settle_pending(timedelta(seconds=settings.pending_settle_after_seconds)),
+                              settings.housekeeping_interval_seconds)
+        keeper.start()
         yield
-        app.state.services.flow.close()
+        keeper.stop()
+        flow.close()
 
     app = FastAPI(title="hub", version="0.1.0", lifespan=lifespan,
                   description="FHIR R4 video appointments booked in VDX; MedCom, HL7 v2 and SF1470 to follow.")

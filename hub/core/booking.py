@@ -63,6 +63,11 @@ def external_id(source_key: str, generation: int) -> str:
     return str(uuid.uuid5(MEETING_NAMESPACE, f"{source_key}#{generation}"))
 
 
+def meeting_uuid(source_key: str, generation: int, attempt: int) -> str:
+    """VDX meeting uuid of one try (attempt) at the n-th room of a booking: a retry finds what it booked."""
+    return str(uuid.uuid5(MEETING_NAMESPACE, f"{external_id(source_key, generation)}#{attempt}"))
+
+
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -252,9 +257,9 @@ class BookingFlow:
 
     def _create_room(self, req: MeetingRequest, generation: int, trace: list[Exchange], attempt: int = 1) -> Room:
         ext_id = external_id(req.source_key, generation)
-        meeting_uuid = str(uuid.uuid5(MEETING_NAMESPACE, f"{ext_id}#{attempt}"))
+        vdx_uuid = meeting_uuid(req.source_key, generation, attempt)
         body: dict[str, Any] = {
-            "uuid": meeting_uuid,
+            "uuid": vdx_uuid,
             "externalId": ext_id,
             "subject": req.subject,
             "startTime": _iso(req.start),
@@ -272,7 +277,7 @@ class BookingFlow:
                     raise
                 # 21: the externalId is taken; 10 may mean the uuid is. Either way an earlier try of this same
                 # request may have booked the room and lost the answer: reuse that room if it is ours.
-                existing = self._existing(meeting_uuid, ext_id, trace)
+                existing = self._existing(vdx_uuid, ext_id, trace)
                 if existing is None:
                     raise
                 meeting = existing
@@ -281,13 +286,13 @@ class BookingFlow:
             raise HubError(single("processing", f"VDX refused the booking: {exc.text} (code {exc.code})"),
                            status=422) from None
         except VdxError as exc:
-            self._delete_quietly(meeting_uuid, trace)
+            self._delete_quietly(vdx_uuid, trace)
             raise UpstreamError(single("transient", f"VDX is unavailable: {exc}"), status=503) from None
         return room_from_vdx(info, meeting)
 
-    def _existing(self, meeting_uuid: str, ext_id: str, trace: list[Exchange]) -> dict[str, Any] | None:
+    def _existing(self, vdx_uuid: str, ext_id: str, trace: list[Exchange]) -> dict[str, Any] | None:
         try:
-            meeting = self.vdx.get_meeting(meeting_uuid, trace)
+            meeting = self.vdx.get_meeting(vdx_uuid, trace)
         except VdxRefused as exc:
             if exc.status != 404:
                 raise
@@ -323,6 +328,54 @@ class BookingFlow:
         now = self.now()
         return {"topic": topic, "ordering_key": appointment_id, "payload": payload, "status": "pending",
                 "attempts": 0, "next_attempt_at": now, "created_at": now}
+
+    # --- settle ------------------------------------------------------------------------------------------
+
+    def settle_pending(self, older_than: timedelta) -> int:
+        """Settle bookings left `pending` by a process that stopped between claiming and completing them.
+
+        Such a claim may have a room in VDX that no stored appointment points at, and it makes every resend of
+        its request wait and fail with 409. Its room's uuid follows from the claim (source key and attempt), so
+        the room is deleted, or ended at once where VDX no longer allows deleting it, and the claim is marked
+        failed: a resend then books afresh, with the next attempt's uuid. A claim stays pending while VDX cannot
+        be reached. `older_than` must be well beyond the longest booking (VDX timeout times retries); the
+        housekeeping default is five minutes. Returns how many claims were settled.
+        """
+        cutoff = self.now() - older_than
+        with self.sessions() as s:
+            stale = s.execute(select(APPOINTMENTS.c.id, APPOINTMENTS.c.source_key, APPOINTMENTS.c.version,
+                                     APPOINTMENTS.c.start)
+                              .where(APPOINTMENTS.c.state == "pending", APPOINTMENTS.c.updated_at < cutoff)).all()
+        settled = 0
+        for row in stale:
+            trace: list[Exchange] = []
+            vdx_uuid = meeting_uuid(row.source_key, 1, row.version)
+            try:
+                self._remove_room(vdx_uuid, row.start, trace)
+            except VdxError as exc:
+                log.warning("pending booking not settled, VDX unavailable", extra={"appointment": row.id,
+                                                                                  "error": str(exc)})
+                continue
+            with self._tx() as conn:
+                done = conn.execute(APPOINTMENTS.update().where(APPOINTMENTS.c.id == row.id,
+                                                                APPOINTMENTS.c.state == "pending")
+                                    .values(state="failed", updated_at=self.now()))
+                self._record_exchanges(conn, trace, row.id)
+            settled += done.rowcount
+            log.warning("pending booking settled: its room removed, the claim marked failed",
+                        extra={"appointment": row.id, "vdx_uuid": vdx_uuid})
+        return settled
+
+    def _remove_room(self, vdx_uuid: str, start: datetime, trace: list[Exchange]) -> None:
+        """Delete a room, or end it now if VDX refuses (provisioned); nothing to do if VDX does not know it."""
+        try:
+            self.vdx.delete_meeting(vdx_uuid, trace)
+        except VdxRefused as exc:
+            if exc.status == 404:
+                return
+            end = max(self.now(), start) + timedelta(minutes=1)
+            with suppress(VdxRefused):  # already over: nothing left to end
+                self.vdx.patch_meeting(vdx_uuid, {"endTime": _iso(end)}, trace)
 
     # --- change ------------------------------------------------------------------------------------------
 

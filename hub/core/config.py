@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     store_writer: str | None = Field(None, description="Socket of the store's writer process (set by hub serve)")
     store_writer_key: str | None = Field(None, description="Its authentication key, hex (set by hub serve)")
+    pending_settle_after_seconds: float = Field(300, description="Age at which a booking left pending is settled")
+    housekeeping_interval_seconds: float = Field(60, description="How often housekeeping (settling) runs")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
     log_level: str = "INFO"
