@@ -26,6 +26,7 @@ from hub.core.errors import HubError
 from hub.core.housekeeping import Housekeeping
 from hub.core.outcome import single
 from hub.fhir.packages import PackageSet
+from hub.fhir.structure import StructureValidator
 from hub.fhir.videoappointment import VideoAppointmentRules
 from hub.store.commit import Committer, GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate, session_factory
@@ -33,6 +34,12 @@ from hub.store.writer import WriterClient
 from hub.video.client import VdxClient
 
 log = logging.getLogger("hub.api")
+
+
+# An Appointment touching the types a video appointment uses, so that start-up compiles their definitions.
+_WARM_UP = {"resourceType": "Appointment", "contained": [{"resourceType": t} for t in
+                                                         ("Patient", "Practitioner", "CareTeam", "Organization")],
+            "identifier": [{"period": {}}], "extension": [{"valueReference": {}}], "serviceType": [{"coding": [{}]}]}
 
 
 def build_services(settings: Settings) -> Services:
@@ -51,7 +58,9 @@ def build_services(settings: Settings) -> Services:
         committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
                                  GroupCommit(engine, WriterLock(engine)))
     flow = BookingFlow(sessions, vdx, committer=committer)
-    return Services(settings, sessions, packages, VideoAppointmentRules(packages), flow)
+    structure = StructureValidator(packages)
+    structure.check(_WARM_UP)  # compile the types a booking uses now, not in the first request
+    return Services(settings, sessions, packages, structure, VideoAppointmentRules(packages), flow)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

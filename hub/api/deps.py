@@ -14,6 +14,7 @@ from hub.core.errors import HubError
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.fhir.packages import PackageSet
+from hub.fhir.structure import StructureValidator
 from hub.fhir.videoappointment import VideoAppointmentRules
 
 
@@ -24,6 +25,7 @@ class Services:
     settings: Settings
     sessions: sessionmaker[Session]
     packages: PackageSet
+    structure: StructureValidator
     rules: VideoAppointmentRules
     flow: BookingFlow
 

@@ -1,8 +1,9 @@
 """FHIR R4 resources in and out: JSON and XML bytes ⇄ plain dicts, with structural checks.
 
 Parsing gives a dict in FHIR JSON shape (the hub's working form) or raises `InvalidInput` carrying an
-OperationOutcome that says what is wrong and where (a FHIRPath expression). Structure (elements, types,
-primitive formats) is checked with fhir.resources' R4B models, which read R4 for the resources the hub uses.
+OperationOutcome that says what is wrong and where (a FHIRPath expression). FHIR XML is read into that shape
+through fhir.resources' R4B models (which read R4 for the resources the hub uses); the structure of every
+resource, from JSON or XML, is then checked against the core definitions by `hub.fhir.structure`.
 
 XML is parsed with DTDs, entity expansion and network access off; a document with a DOCTYPE is refused.
 """
@@ -148,29 +149,6 @@ def outcome_from_validation(exc: ValidationError, resource_type: str) -> Outcome
         else:
             out.error("value", f"Invalid value: {err['msg']}", where, rule="structure")
     return out
-
-
-def check_structure(resource: dict[str, Any], expected_type: str | None = None,
-                    raw_json: bytes | None = None) -> Outcome:
-    """Structural verdict for a resource dict: known resource type, elements, types and primitive formats.
-
-    `raw_json`, the JSON the dict was parsed from, lets the model validate straight from the bytes (a third
-    faster than from the dict).
-    """
-    rtype = resource.get("resourceType")
-    if not isinstance(rtype, str):
-        return single("structure", "Missing resourceType", None)
-    if expected_type and rtype != expected_type:
-        return single("invalid", f"Expected a {expected_type} resource, got {rtype}", "resourceType")
-    model = _model_class(rtype, "resourceType")
-    try:
-        if raw_json is not None:
-            model.model_validate_json(raw_json)
-        else:
-            model.model_validate(resource)
-    except ValidationError as exc:
-        return outcome_from_validation(exc, rtype)
-    return Outcome()
 
 
 def to_json(resource: dict[str, Any]) -> bytes:

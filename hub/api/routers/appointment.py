@@ -54,9 +54,9 @@ async def _receive(request: Request, svc: Services, operation: str) -> bytes:
     return body
 
 
-def _check(svc: Services, appt: dict[str, Any], raw_json: bytes | None) -> Outcome:
+def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
     """Structure first (400 when broken), then the video-appointment rules (422 when broken)."""
-    structure = io.check_structure(appt, "Appointment", raw_json)
+    structure = svc.structure.check(appt, "Appointment")
     if not structure.ok:
         raise InvalidInput(structure, status=400)
     outcome = svc.rules.check(appt)
@@ -78,7 +78,7 @@ def _accept(request: Request, svc: Services, body: bytes, operation: str,
                        "operation": operation, "content_type": content_type, "raw": body}
     try:
         appt = parsed if parsed is not None else io.parse(body, content_type)
-        outcome = _check(svc, appt, body if parsed is None and kind == "json" else None)
+        outcome = _check(svc, appt)
     except HubError as exc:
         svc.flow.record_message(**fields, verdict=exc.outcome.to_fhir(), status="rejected", http_status=exc.status)
         raise

@@ -1,0 +1,309 @@
+"""Structural validation of FHIR R4 JSON, driven by the core package's StructureDefinitions.
+
+What it checks, each finding with its FHIRPath location and the element it breaks (`rule` = element path):
+- every property is an element the type defines (choice elements by their typed names, `_x` for a
+  primitive's id and extensions, `resourceType` on resources), and nothing is empty (`{}`, `[]`, `""`, null);
+- arrays exactly where the element repeats, and the core cardinalities (`min`, `max`);
+- the JSON type of every value (object, string, number, boolean), and the format of every primitive, by the
+  regular expression its StructureDefinition gives (`date`, `dateTime`, `id`, `uri`, `decimal`, ...);
+- contained and nested resources (`Resource` typed elements) by their own `resourceType`.
+
+Types are compiled from the snapshots on first use and kept; the walk over a resource is plain dictionary work,
+several times cheaper than building a model of it. Profiles, bindings and invariants are the profile
+validator's part (issue 3 of the hub), layered on this.
+
+Written policy: R4 4.0.1 declares `Resource.id` (and so every resource's `id`) with the FHIR type `string`
+(extension `structuredefinition-fhir-type`), while the specification's text and the HL7 Java validator hold it
+to the `id` type; the hub checks it as `id` too.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.core.outcome import Outcome, single
+from hub.fhir.packages import PackageSet
+
+CORE = "http://hl7.org/fhir/StructureDefinition/"
+_FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
+_REGEX = "http://hl7.org/fhir/StructureDefinition/regex"
+_SYSTEM = "http://hl7.org/fhirpath/System."
+# How each primitive is written in JSON (FHIR R4 JSON, section 'Primitive Types'); the rest are strings.
+_JSON_BOOL = {"boolean"}
+_JSON_INT = {"integer", "positiveInt", "unsignedInt"}
+_JSON_NUMBER = {"decimal"}
+_INT_MIN = {"positiveInt": 1, "unsignedInt": 0}  # and all of them 32-bit
+
+
+@dataclass(slots=True)
+class Field:
+    """One element of a type as it appears in JSON."""
+
+    element: str  # the element's path in its StructureDefinition, e.g. Appointment.participant.actor
+    type: str  # FHIR type code: a primitive, a complex type, BackboneElement/Element (inline), or Resource
+    many: bool
+    min: int
+    max: int | None  # None: unbounded
+    inline: Node | None = None  # the children of a backbone element, defined in place
+
+
+@dataclass(slots=True)
+class Node:
+    """A type, or a backbone element: its JSON properties and what it requires."""
+
+    fields: dict[str, Field] = field(default_factory=dict)  # JSON name → field, choices expanded
+    required: list[tuple[tuple[str, ...], Field]] = field(default_factory=list)  # names any of which will do
+    is_resource: bool = False
+
+
+@dataclass(slots=True)
+class _Primitive:
+    regex: re.Pattern[str] | None
+
+
+def _type_code(t: dict[str, Any], resource_id: bool) -> str:
+    code = str(t["code"])
+    if code.startswith(_SYSTEM):
+        if resource_id:
+            return "id"  # the policy above
+        for ext in t.get("extension", []):
+            if ext.get("url") == _FHIR_TYPE:
+                return str(ext["valueUrl"])
+        return "string"
+    return code
+
+
+def _upper_first(code: str) -> str:
+    return code[:1].upper() + code[1:]
+
+
+class StructureValidator:
+    """Checks resources against the core definitions of their types. Thread-safe; build one per process."""
+
+    def __init__(self, packages: PackageSet) -> None:
+        self.packages = packages
+        self._types: dict[str, Node | _Primitive | None] = {}
+        self._lock = threading.Lock()
+
+    # --- compiling --------------------------------------------------------------------------------------
+
+    def _definition(self, type_code: str) -> Node | _Primitive | None:
+        found = self._types.get(type_code)
+        if found is not None or type_code in self._types:
+            return found
+        with self._lock:
+            if type_code not in self._types:
+                self._types[type_code] = self._compile(type_code)
+            return self._types[type_code]
+
+    def _compile(self, type_code: str) -> Node | _Primitive | None:
+        sd = self.packages.get(CORE + type_code, "StructureDefinition")
+        if sd is None or sd.get("derivation") == "constraint":
+            return None
+        elements: list[dict[str, Any]] = sd["snapshot"]["element"]
+        if sd["kind"] == "primitive-type":
+            value = next((e for e in elements if e["path"] == f"{type_code}.value"), None)
+            regex = None
+            for t in (value or {}).get("type", []):
+                for ext in t.get("extension", []):
+                    if ext.get("url") == _REGEX:
+                        # ASCII classes, as in the Java regular expressions the definitions are written for:
+                        # `\S` must match a no-break space (FUT's own code systems have them).
+                        regex = re.compile(ext["valueString"], re.ASCII)
+            return _Primitive(regex)
+        by_path = {e["path"]: e for e in elements}
+        return self._node(type_code, elements, by_path, {}, sd["kind"] == "resource")
+
+    def _node(self, parent: str, elements: list[dict[str, Any]], by_path: dict[str, dict[str, Any]],
+              made: dict[str, Node], is_resource: bool = False) -> Node:
+        """The node for `parent`'s children; `made` holds the nodes of this type made so far, so an element
+        that refers back to its ancestor (Questionnaire.item.item) shares its node instead of recursing."""
+        if parent in made:
+            return made[parent]
+        node = made[parent] = Node(is_resource=is_resource)
+        prefix = parent + "."
+        for e in elements:
+            path: str = e["path"]
+            if not path.startswith(prefix) or "." in path[len(prefix):]:
+                continue
+            name = path[len(prefix):]
+            many = e.get("max") != "1" and e.get("max") != "0"
+            max_ = None if e.get("max", "*") == "*" else int(e["max"])
+            min_ = int(e.get("min", 0))
+            if "contentReference" in e:  # e.g. Questionnaire.item.item: the children of another element
+                target = e["contentReference"].lstrip("#")
+                types = [by_path[target]["type"][0]["code"]]
+                inline_from: str | None = target
+            else:
+                types = [_type_code(t, is_resource and name == "id") for t in e.get("type", [])]
+                inline_from = path if types and types[0] in ("BackboneElement", "Element") else None
+            inline = self._node(inline_from, elements, by_path, made) if inline_from else None
+            names: list[str] = []
+            if name.endswith("[x]"):
+                base = name[:-3]
+                for code in types:
+                    names.append(base + _upper_first(code))
+                    node.fields[names[-1]] = Field(path, code, many, min_, max_)
+            else:
+                names.append(name)
+                node.fields[name] = Field(path, types[0] if types else "Element", many, min_, max_, inline)
+            if min_ > 0:
+                node.required.append((tuple(names + ["_" + n for n in names]), node.fields[names[0]]))
+        return node
+
+    # --- checking ---------------------------------------------------------------------------------------
+
+    def check(self, resource: Any, expected_type: str | None = None) -> Outcome:
+        """The structural verdict on one resource (a parsed JSON object)."""
+        if not isinstance(resource, dict):
+            return single("structure", "A resource must be a JSON object", None)
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str):
+            return single("structure", "Missing resourceType", None)
+        if expected_type and rtype != expected_type:
+            return single("invalid", f"Expected a {expected_type} resource, got {rtype}", "resourceType")
+        out = Outcome()
+        self._resource(resource, rtype, out)
+        return out
+
+    def _resource(self, value: dict[str, Any], where: str, out: Outcome) -> None:
+        rtype = value.get("resourceType")
+        node = self._definition(rtype) if isinstance(rtype, str) else None
+        if not isinstance(node, Node) or not node.is_resource:
+            out.error("structure", f"Unknown resource type '{rtype}'", where, rule="structure")
+            return
+        self._object(value, node, where, out)
+
+    def _object(self, value: dict[str, Any], node: Node, where: str, out: Outcome) -> None:
+        if not value:
+            out.error("structure", "An object must not be empty", where, rule="structure")
+            return
+        for key, item in value.items():
+            if key == "resourceType" and node.is_resource:
+                continue
+            f = node.fields.get(key)
+            if f is not None:
+                self._property(item, f, f"{where}.{key}", out, value.get("_" + key))
+                continue
+            if key.startswith("_") and (pf := node.fields.get(key[1:])) is not None:
+                if key[1:] not in value:  # else checked alongside its value
+                    self._extras_alone(item, pf, f"{where}.{key[1:]}", out)
+                continue
+            out.error("structure", f"Unknown element '{key}'", f"{where}.{key}", rule="structure")
+        for names, f in node.required:
+            if not any(n in value for n in names):
+                name = f.element.rsplit(".", 1)[-1]
+                out.error("required", f"Missing required element '{name}' (min {f.min})", f"{where}.{name}",
+                          rule=f.element)
+
+    def _property(self, item: Any, f: Field, where: str, out: Outcome, extras: Any) -> None:
+        if f.many:
+            if not isinstance(item, list):
+                out.error("structure", f"'{f.element}' repeats: expected a JSON array", where, rule=f.element)
+                return
+            if not item:
+                out.error("structure", "An array must not be empty", where, rule=f.element)
+                return
+            if f.max is not None and len(item) > f.max:
+                out.error("structure", f"At most {f.max} allowed, found {len(item)}", where, rule=f.element)
+            if extras is not None and (not isinstance(extras, list) or len(extras) != len(item)):
+                out.error("structure", "The '_' array must match its values one for one", where, rule=f.element)
+                extras = None
+            for i, one in enumerate(item):
+                extra = extras[i] if extras is not None else None
+                if one is None and extra is not None:
+                    continue  # an extension-only repetition: null value, its '_' entry says the rest
+                self._value(one, f, f"{where}[{i}]", out, extra)
+        else:
+            if isinstance(item, list):
+                out.error("structure", f"'{f.element}' does not repeat: expected a single value, not an array",
+                          where, rule=f.element)
+                return
+            self._value(item, f, where, out, extras)
+
+    def _value(self, item: Any, f: Field, where: str, out: Outcome, extras: Any) -> None:
+        if item is None:
+            out.error("structure", "null is not a FHIR value", where, rule=f.element)
+            return
+        if f.inline is not None:
+            if isinstance(item, dict):
+                self._object(item, f.inline, where, out)
+            else:
+                out.error("structure", "Expected a JSON object", where, rule=f.element)
+            return
+        if f.type == "Resource":
+            if isinstance(item, dict):
+                self._resource(item, where, out)
+            else:
+                out.error("structure", "Expected a resource (JSON object)", where, rule=f.element)
+            return
+        definition = self._definition(f.type)
+        if isinstance(definition, Node):
+            if isinstance(item, dict):
+                self._object(item, definition, where, out)
+            else:
+                out.error("structure", f"Expected a JSON object ({f.type})", where, rule=f.element)
+            return
+        self._primitive(item, f, definition, where, out)
+        if extras is not None:
+            self._primitive_extras(extras, f, where, out)
+
+    def _primitive(self, item: Any, f: Field, definition: _Primitive | None, where: str, out: Outcome) -> None:
+        t = f.type
+        if t in _JSON_BOOL:
+            ok = isinstance(item, bool)
+        elif t in _JSON_INT:
+            ok = isinstance(item, int) and not isinstance(item, bool)
+        elif t in _JSON_NUMBER:
+            ok = isinstance(item, int | float) and not isinstance(item, bool)
+        else:
+            ok = isinstance(item, str)
+        if not ok:
+            out.error("value", f"Invalid value: {item!r} is not a JSON {_json_kind(t)} ({t})", where, rule=f.element)
+            return
+        if isinstance(item, str):
+            if not item.strip():
+                out.error("value", "Invalid value: a string must not be empty", where, rule=f.element)
+                return
+            regex = definition.regex if definition is not None else None
+            if regex is not None and regex.fullmatch(item) is None:
+                out.error("value", f"Invalid value: '{_short(item)}' is not a valid {t}", where, rule=f.element)
+        elif t in _JSON_INT and not (_INT_MIN.get(t, -(2**31)) <= item < 2**31):
+            out.error("value", f"Invalid value: {item} is not a valid {t}", where, rule=f.element)
+
+    def _extras_alone(self, extras: Any, f: Field, where: str, out: Outcome) -> None:
+        """`_name` without `name`: the values are absent, only their ids or extensions are given."""
+        if not f.many:
+            self._primitive_extras(extras, f, where, out)
+        elif not isinstance(extras, list) or not extras:
+            out.error("structure", f"'{f.element}' repeats: expected a JSON array", where, rule=f.element)
+        else:
+            for i, one in enumerate(extras):
+                if one is not None:
+                    self._primitive_extras(one, f, f"{where}[{i}]", out)
+
+    def _primitive_extras(self, extras: Any, f: Field, where: str, out: Outcome) -> None:
+        """A primitive's `_name` object: its id and extensions (the Element type)."""
+        element = self._definition("Element")
+        if not isinstance(extras, dict) or not isinstance(element, Node):
+            out.error("structure", "Expected a JSON object with the value's id or extensions", where,
+                      rule=f.element)
+            return
+        self._object(extras, element, where, out)
+
+
+def _json_kind(t: str) -> str:
+    if t in _JSON_BOOL:
+        return "boolean"
+    if t in _JSON_INT:
+        return "integer"
+    if t in _JSON_NUMBER:
+        return "number"
+    return "string"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
