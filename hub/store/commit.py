@@ -81,6 +81,10 @@ def merged(writes: list[Write]) -> list[tuple[Executable, Rows]]:
 _Params = Callable[[dict[str, Any]], Any]
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 class BatchWriter:
     """Commits batches of writes on one driver connection, held for the writer's life."""
 
@@ -102,14 +106,17 @@ class BatchWriter:
                 return None
             processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                           for name, bind in compiled.binds.items()}
-            order = compiled.positiontup
+            order = list(compiled.positiontup or compiled.binds)
+            if not set(columns) <= set(order):
+                raise ValueError(f"columns {columns} are not all parameters of {compiled.string}")
+            # Values the statement itself carries (e.g. `.values(state="booked")`), processed once.
+            fixed = {n: (processors[n] or _same)(compiled.binds[n].value) for n in order if n not in columns}
+            plan = [(n, processors[n] or _same, n in fixed) for n in order]
+            positional = compiled.positiontup is not None
 
             def params(row: dict[str, Any]) -> Any:
-                values = cast(dict[str, Any], compiled.construct_params(row))
-                for name, process in processors.items():
-                    if process is not None:
-                        values[name] = process(values[name])
-                return tuple(values[n] for n in order) if order is not None else values
+                values = [fixed[n] if is_fixed else process(row[n]) for n, process, is_fixed in plan]
+                return tuple(values) if positional else dict(zip(order, values, strict=True))
 
             self._prepared[key] = (compiled.string, params)
         return self._prepared[key]
