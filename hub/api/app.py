@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hub.api import balance
+from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
 from hub.api.routers import appointment, metadata
 from hub.core import standards
@@ -87,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="hub", version="0.1.0", lifespan=lifespan,
                   description="FHIR R4 video appointments booked in VDX; MedCom, HL7 v2 and SF1470 to follow.")
+    if balance.worker_slot is not None:
+        app.add_middleware(ConnectionBalancer, counts=balance.worker_slot[0], index=balance.worker_slot[1])
     app.include_router(metadata.router)
     app.include_router(appointment.router)
 

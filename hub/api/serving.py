@@ -11,6 +11,7 @@ import multiprocessing
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -31,10 +32,12 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
+def _worker(host: str, port: int, log_level: str, counts: Any, index: int) -> None:
+    from hub.api import balance
     from hub.core.logging import configure
 
     configure(log_level)
+    balance.worker_slot = (counts, index)
     uvicorn.Server(_config()).run(sockets=[_listen(host, port)])
 
 
@@ -46,7 +49,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         uvicorn.Server(config).run()
         return
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(host, port, log_level), name=f"hub-worker-{i}")
+    counts = ctx.Array("i", workers, lock=False)  # open connections per worker (hub.api.balance)
+    procs = [ctx.Process(target=_worker, args=(host, port, log_level, counts, i), name=f"hub-worker-{i}")
              for i in range(workers)]
     for p in procs:
         p.start()
