@@ -94,6 +94,14 @@ def running_hub(workers: int) -> Iterator[tuple[str, int]]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def reference_ms() -> float:
+    """CPU time of a fixed pure-Python workload: how fast this shared machine is right now. Its neighbours move
+    it by half from hour to hour, and every figure above moves with it; compare runs by this too."""
+    t0 = time.process_time()
+    sum(i * i for i in range(3_000_000))
+    return (time.process_time() - t0) * 1000
+
+
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -182,6 +190,7 @@ def main() -> None:
     args = ap.parse_args()
 
     body = template()
+    speed = [reference_ms()]
     with running_hub(args.workers) as (url, pid):
         if args.driver == "wrk":
             run_wrk(url, body, args.concurrency, args.warmup)
@@ -192,6 +201,7 @@ def main() -> None:
             before = cpu_seconds(pid)
             result = run_python(url, body, args.concurrency, args.requests)
         after = cpu_seconds(pid)
+    speed.append(reference_ms())
     print(f"machine:       {machine()}")
     print(f"setup:         hub ({args.workers} worker processes) + VDX-compatible service on loopback, SQLite, "
           f"{args.concurrency} concurrent clients ({args.driver})")
@@ -200,6 +210,7 @@ def main() -> None:
     print(f"latency p50:   {result['p50_ms']:.1f} ms")
     print(f"latency p99:   {result['p99_ms']:.1f} ms")
     per = {role: (after[role] - before.get(role, 0.0)) * 1000 / max(result["requests"], 1) for role in after}
+    print(f"machine speed: reference workload {speed[0]:.0f} ms before, {speed[1]:.0f} ms after (lower is faster)")
     print(f"CPU/booking:   hub {per.get('hub', 0):.2f} ms, VDX-compatible service {per.get('vdx', 0):.2f} ms")
     if result["errors"]:
         sys.exit(1)
