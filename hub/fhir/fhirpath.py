@@ -1,0 +1,103 @@
+"""FHIRPath for profile invariants: fhirpathpy, each expression compiled once, plus the FHIR functions it lacks.
+
+fhirpathpy implements FHIRPath's normative part. The FHIR-specific functions constraints use are added through
+its user invocation table: `hasValue()`, `resolve()` (contained `#id`, and inside a Bundle by `fullUrl`,
+`Type/id` and `urn:uuid:`), `memberOf()` (the hub's terminology) and `htmlChecks()` (the narrative's XHTML
+rules, checked by `hub.fhir.structure` already, so true here).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.models import models
+
+from hub.fhir.packages import Terminology
+
+Evaluator = Callable[..., list[Any]]
+
+
+class InvariantEngine:
+    """Compiled FHIRPath expressions; thread-safe."""
+
+    def __init__(self, terminology: Terminology) -> None:
+        self.terminology = terminology
+        self._compiled: dict[str, Evaluator] = {}
+        self._lock = threading.Lock()
+        self._model = models["r4"]
+        self._local = threading.local()  # the resource being evaluated, for resolve()
+        self._options = {"userInvocationTable": {
+            "hasValue": {"fn": self._has_value, "arity": {0: []}},
+            "resolve": {"fn": self._resolve, "arity": {0: []}},
+            "memberOf": {"fn": self._member_of, "arity": {1: ["String"]}},
+            "htmlChecks": {"fn": lambda inputs: [True], "arity": {0: []}},
+        }, "traceFn": lambda *args: None}  # FUT's invariants call trace(): not onto our stdout
+
+    def compiled(self, expression: str) -> Evaluator:
+        found = self._compiled.get(expression)
+        if found is None:
+            with self._lock:
+                found = self._compiled.get(expression)
+                if found is None:
+                    found = fhirpathpy.compile(expression, self._model, self._options)
+                    self._compiled[expression] = found
+        return found
+
+    def holds(self, expression: str, node: Any, resource: Any, root: Any) -> bool:
+        """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written)."""
+        self._local.root = root
+        result = self.compiled(expression)(node, {"resource": resource, "rootResource": root})
+        return not (len(result) == 1 and result[0] is False)
+
+    # --- the functions fhirpathpy lacks -------------------------------------------------------------------
+
+    @staticmethod
+    def _has_value(inputs: list[Any]) -> list[bool]:
+        return [len(inputs) == 1 and not isinstance(inputs[0], dict | list) and inputs[0] is not None]
+
+    def _member_of(self, inputs: list[Any], valueset: str) -> list[bool]:
+        try:
+            codes = self.terminology.codes(valueset)
+        except Exception:
+            return []
+        out = []
+        for item in inputs:
+            if isinstance(item, str):
+                out.append(any(code == item for _, code in codes))
+            elif isinstance(item, dict):
+                codings = item.get("coding", [item])
+                out.append(any((c.get("system"), c.get("code")) in codes for c in codings if isinstance(c, dict)))
+        return out
+
+    def _resolve(self, inputs: list[Any]) -> list[Any]:
+        root = getattr(self._local, "root", None)
+        out = []
+        for item in inputs:
+            ref = item.get("reference") if isinstance(item, dict) else item if isinstance(item, str) else None
+            if isinstance(ref, str) and (target := resolve_reference(root, ref)) is not None:
+                out.append(target)
+        return out
+
+
+def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:
+    """The resource `ref` points at within `root`: a contained `#id`, or a Bundle entry by fullUrl or Type/id."""
+    if not isinstance(root, dict):
+        return None
+    if ref.startswith("#"):
+        for c in root.get("contained", []) or []:
+            if isinstance(c, dict) and c.get("id") == ref[1:]:
+                return c
+        return None
+    for entry in root.get("entry", []) or [] if root.get("resourceType") == "Bundle" else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            continue
+        res = entry["resource"]
+        full = entry.get("fullUrl")
+        if full == ref or (isinstance(full, str) and full.endswith("/" + ref)):
+            return res  # type: ignore[no-any-return]
+        if ref == f"{res.get('resourceType')}/{res.get('id')}":
+            return res  # type: ignore[no-any-return]
+    return None

@@ -1,0 +1,126 @@
+"""StructureDefinition snapshots compiled into element trees the profile validator walks.
+
+One `ElementDef` per snapshot element: cardinality, types with their profiles and target profiles, fixed and
+pattern values, binding, constraints, slicing with its slices, and the children by name. Element ids carry the
+slice names (`Appointment.extension:responsible.value[x]`), so the tree is built from ids, not paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRef:
+    code: str
+    profiles: tuple[str, ...] = ()
+    target_profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    key: str
+    severity: str  # error | warning
+    human: str
+    expression: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Slicing:
+    discriminators: tuple[tuple[str, str], ...]  # (type, path): value | pattern | type | profile | exists
+    rules: str  # open | closed | openAtEnd
+    ordered: bool
+
+
+@dataclass(slots=True)
+class ElementDef:
+    id: str
+    path: str
+    name: str  # the last path segment, e.g. `extension` or `value[x]`
+    min: int
+    max: int | None  # None: unbounded; 0: prohibited
+    types: tuple[TypeRef, ...]
+    fixed: tuple[str, Any] | None  # (JSON name of the fixed[x] element, its value)
+    pattern: tuple[str, Any] | None
+    binding: tuple[str, str] | None  # (strength, value set canonical)
+    constraints: tuple[Constraint, ...]
+    slicing: Slicing | None = None
+    slice_name: str | None = None
+    slices: list[ElementDef] = field(default_factory=list)
+    children: dict[str, ElementDef] = field(default_factory=dict)
+    content_reference: str | None = None
+
+
+@dataclass(slots=True)
+class Profile:
+    url: str
+    version: str | None
+    type: str
+    root: ElementDef
+    by_id: dict[str, ElementDef]
+
+
+def _typed(element: dict[str, Any], prefix: str) -> tuple[str, Any] | None:
+    for key, value in element.items():
+        if key.startswith(prefix) and key != prefix:
+            return key, value
+    return None
+
+
+def _element(e: dict[str, Any]) -> ElementDef:
+    path: str = e["path"]
+    max_raw = e.get("max", "*")
+    binding = e.get("binding")
+    return ElementDef(
+        id=e.get("id") or path,
+        path=path,
+        name=path.rsplit(".", 1)[-1],
+        min=int(e.get("min", 0)),
+        max=None if max_raw == "*" else int(max_raw),
+        types=tuple(TypeRef(t["code"], tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
+                    for t in e.get("type", ())),
+        fixed=_typed(e, "fixed"),
+        pattern=_typed(e, "pattern"),
+        binding=(binding["strength"], binding["valueSet"]) if binding and binding.get("valueSet") else None,
+        constraints=tuple(Constraint(c["key"], c.get("severity", "error"), c.get("human", ""), c.get("expression"))
+                          for c in e.get("constraint", ())),
+        slicing=Slicing(tuple((d["type"], d["path"]) for d in e["slicing"].get("discriminator", ())),
+                        e["slicing"].get("rules", "open"), bool(e["slicing"].get("ordered")))
+        if "slicing" in e else None,
+        slice_name=e.get("sliceName"),
+        content_reference=e.get("contentReference"),
+    )
+
+
+def _parent_id(element_id: str) -> tuple[str, bool]:
+    """The id an element hangs under, and whether it is a slice of it (`A.b:s` is a slice of `A.b`)."""
+    head, _, last = element_id.rpartition(".")
+    if ":" in last:
+        return (f"{head}.{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]), True
+    return head, False
+
+
+def compile_profile(sd: dict[str, Any]) -> Profile:
+    """The element tree of a StructureDefinition's snapshot."""
+    elements = sd.get("snapshot", {}).get("element", [])
+    if not elements:
+        raise ValueError(f"{sd.get('url')} has no snapshot")
+    by_id: dict[str, ElementDef] = {}
+    root: ElementDef | None = None
+    for raw in elements:
+        ed = _element(raw)
+        by_id[ed.id] = ed
+        if root is None:
+            root = ed
+            continue
+        parent_id, is_slice = _parent_id(ed.id)
+        parent = by_id.get(parent_id)
+        if parent is None:
+            continue  # a malformed snapshot: the element has no parent before it
+        if is_slice and ed.slice_name is not None:
+            parent.slices.append(ed)
+        else:
+            parent.children[ed.name] = ed
+    assert root is not None
+    return Profile(sd["url"], sd.get("version"), sd["type"], root, by_id)
