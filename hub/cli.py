@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,48 @@ def _fetch(std: object, dest: Path) -> None:
         with dest.open("wb") as f:
             for chunk in r.iter_bytes():
                 f.write(chunk)
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to validate", exists=True)],
+    profile: Annotated[list[str] | None, typer.Option(help="Validate against this profile too (repeatable)")] = None,
+    format: Annotated[ReportFormat, typer.Option(help="Report format")] = ReportFormat.text,
+    fail_on: Annotated[FailOn, typer.Option(help="Lowest severity that fails a file")] = FailOn.error,
+) -> None:
+    """Validate messages against the official packages; exit 0 when all pass, 1 when any fails."""
+    from rich.progress import Progress
+
+    from hub.conformance import files, report
+    from hub.core import standards
+    from hub.fhir.packages import PackageSet
+    from hub.fhir.validator import Validator
+
+    settings = Settings()
+    validator = Validator(PackageSet(standards.package_dirs(settings.standards_store)))
+    todo = list(files.collect(paths))
+    results = []
+    # A progress bar on a terminal, for long runs; nothing on a pipe, where the report is the output.
+    with Progress(transient=True, disable=not sys.stderr.isatty() or len(todo) < 20,
+                  console=None) as bar:
+        task = bar.add_task("validating", total=len(todo))
+        for path in todo:
+            results.append(files.validate_file(validator, path, tuple(profile or ())))
+            bar.advance(task)
+    typer.echo(report.FORMATS[format.value](results, fail_on.value))
+    if not all(r.valid(fail_on.value) for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()

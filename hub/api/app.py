@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
-from hub.api.routers import appointment, metadata
+from hub.api.routers import appointment, metadata, validate
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
@@ -29,6 +29,7 @@ from hub.core.housekeeping import Housekeeping
 from hub.core.outcome import single
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
+from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
 from hub.store.commit import Committer, GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate, session_factory
@@ -62,7 +63,8 @@ def build_services(settings: Settings) -> Services:
     flow = BookingFlow(sessions, vdx, committer=committer)
     structure = StructureValidator(packages)
     structure.check(_WARM_UP)  # compile the types a booking uses now, not in the first request
-    return Services(settings, sessions, packages, structure, VideoAppointmentRules(packages), flow)
+    return Services(settings, sessions, packages, structure, VideoAppointmentRules(packages), flow,
+                    Validator(packages, structure))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if balance.worker_slot is not None:
         app.add_middleware(ConnectionBalancer, counts=balance.worker_slot[0], index=balance.worker_slot[1])
     app.include_router(metadata.router)
+    app.include_router(validate.router)
     app.include_router(appointment.router)
 
     @app.exception_handler(HubError)

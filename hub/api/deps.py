@@ -15,6 +15,7 @@ from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
+from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
 
 
@@ -28,6 +29,7 @@ class Services:
     structure: StructureValidator
     rules: VideoAppointmentRules
     flow: BookingFlow
+    validator: Validator
 
 
 async def services(request: Request) -> Services:

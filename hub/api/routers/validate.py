@@ -1,0 +1,73 @@
+"""`$validate`: the hub's validator over HTTP, for testers and for senders checking a message before sending.
+
+`POST /fhir/$validate` and `POST /fhir/{type}/$validate` take a resource (JSON or XML), or a Parameters with
+`resource` and optionally `profile`; `profile` may also be a query parameter. The answer is 200 with the
+OperationOutcome whatever the verdict (FHIR's operation semantics); a body that cannot be read at all is a
+400. Every call is kept as a message with its verdict, like any other input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.deps import Services, outcome_response, read_body, services
+from hub.core.errors import HubError, InvalidInput
+from hub.core.outcome import Outcome, single
+from hub.fhir import io
+
+router = APIRouter(prefix="/fhir", tags=["validation"])
+
+
+def _unwrap(resource: dict[str, Any], profiles: list[str]) -> dict[str, Any]:
+    """A Parameters carrying `resource` (and `profile`) gives its resource; anything else is the resource."""
+    if resource.get("resourceType") != "Parameters":
+        return resource
+    inner: dict[str, Any] | None = None
+    for p in resource.get("parameter", []):
+        if not isinstance(p, dict):
+            continue
+        if p.get("name") == "resource" and isinstance(p.get("resource"), dict):
+            inner = p["resource"]
+        elif p.get("name") == "profile":
+            value = p.get("valueUri") or p.get("valueCanonical") or p.get("valueString")
+            if isinstance(value, str):
+                profiles.append(value)
+    return inner if inner is not None else resource
+
+
+def _validate(svc: Services, request: Request, body: bytes, resource_type: str | None) -> tuple[Outcome, int]:
+    profiles = list(request.query_params.getlist("profile"))
+    operation = f"POST /fhir/{resource_type + '/' if resource_type else ''}$validate"
+    fields: dict[str, Any] = {"direction": "in", "channel": "fhir-rest", "operation": operation,
+                              "content_type": request.headers.get("content-type"), "raw": body}
+    try:
+        parsed = io.parse(body, request.headers.get("content-type"))
+        resource = _unwrap(parsed, profiles)
+        if resource_type and resource.get("resourceType") != resource_type:
+            raise InvalidInput(single("invalid", f"Expected a {resource_type} resource, got "
+                                      f"{resource.get('resourceType')}", "resourceType"))
+    except HubError as exc:
+        svc.flow.record_message(**fields, format="unknown", verdict=exc.outcome.to_fhir(), status="rejected",
+                                http_status=exc.status)
+        raise
+    outcome = svc.validator.validate(resource, profiles)
+    kind = "fhir+xml" if body.lstrip()[:1] == b"<" else "fhir+json"
+    svc.flow.record_message(**fields, format=kind, verdict=outcome.to_fhir(), status="validated", http_status=200)
+    return outcome, 200
+
+
+@router.post("/$validate", summary="Validate a resource against the official packages")
+async def validate_any(request: Request, svc: Services = Depends(services)) -> Response:
+    body = await read_body(request, svc.settings.max_body_bytes)
+    outcome, status = await run_in_threadpool(_validate, svc, request, body, None)
+    return outcome_response(request, outcome, status)
+
+
+@router.post("/{resource_type}/$validate", summary="Validate a resource of this type")
+async def validate_type(resource_type: str, request: Request, svc: Services = Depends(services)) -> Response:
+    body = await read_body(request, svc.settings.max_body_bytes)
+    outcome, status = await run_in_threadpool(_validate, svc, request, body, resource_type)
+    return outcome_response(request, outcome, status)

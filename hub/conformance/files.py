@@ -1,0 +1,65 @@
+"""Which files to validate, what format each is, and each file's verdict.
+
+The format is detected from the content, not trusted from the name: FHIR JSON (an object with
+`resourceType`) and FHIR XML (a root in the FHIR namespace) today; OIOXML, HL7 v2 and SOAP join here as the hub
+learns them. A file of a format the hub does not know fails with a finding that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.core.errors import HubError
+from hub.core.outcome import Outcome, single
+from hub.fhir import io
+from hub.fhir.validator import Validator
+
+SUFFIXES = {".json", ".xml"}
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    file: str
+    format: str
+    outcome: Outcome
+
+    def valid(self, fail_on: str = "error") -> bool:
+        failing = ("fatal", "error") if fail_on == "error" else ("fatal", "error", "warning")
+        return not any(i.severity in failing for i in self.outcome.issues)
+
+
+def collect(paths: Iterable[Path]) -> Iterator[Path]:
+    """The files named, and the files with a known suffix under the folders named, in a stable order."""
+    for p in paths:
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES
+                              and not f.name.startswith("."))
+        else:
+            yield p
+
+
+def detect(body: bytes) -> str:
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head == b"{":
+        return "fhir+json"
+    if head == b"<":
+        return "fhir+xml" if b"http://hl7.org/fhir" in body[:2000] else "xml"
+    return "unknown"
+
+
+def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = ()) -> FileResult:
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        return FileResult(str(path), "unknown", single("not-found", f"Cannot read the file: {exc.strerror}"))
+    kind = detect(body)
+    if kind not in ("fhir+json", "fhir+xml"):
+        return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON or "
+                                                                   "FHIR XML)"))
+    try:
+        resource = io.parse(body, "application/" + kind)
+    except HubError as exc:
+        return FileResult(str(path), kind, exc.outcome)
+    return FileResult(str(path), kind, validator.validate(resource, profiles))

@@ -1,0 +1,96 @@
+"""`hub validate` as a user runs it, and `$validate` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from hub.fhir import io
+from tests.conftest import fut_example
+from tests.test_booking_api import FHIR, db_count
+
+VIDEO = "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-videoappointment"
+
+
+def _without_responsible(appt: dict[str, Any]) -> dict[str, Any]:
+    appt["extension"] = [e for e in appt["extension"] if not e["url"].endswith("ehealth-responsible")]
+    return appt
+
+
+def _hub_validate(data_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HUB_DATA_DIR": str(data_root)}
+    return subprocess.run([sys.executable, "-m", "hub", "validate", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_hub_validate_files_and_folders_in_every_report_format(data_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "msgs"
+    folder.mkdir()
+    good = fut_example("Appointment-videoappointment01.json")
+    (folder / "good.json").write_text(json.dumps(good))
+    (folder / "good.xml").write_bytes(io.to_xml(good))
+    (folder / "no-responsible.json").write_text(json.dumps(_without_responsible(fut_example(
+        "Appointment-videoappointment01.json"))))
+    (folder / "broken.json").write_text('{"resourceType": "Appointment", ')
+    (folder / "notes.xml").write_text("<notes>not FHIR</notes>")
+
+    run = _hub_validate(data_root, str(folder), "--format", "json")
+    assert run.returncode == 1, run.stderr
+    report = {Path(r["file"]).name: r for r in json.loads(run.stdout)}
+    assert {n: r["valid"] for n, r in report.items()} == {
+        "good.json": True, "good.xml": True, "no-responsible.json": False, "broken.json": False, "notes.xml": False}
+    rules = {i.get("details", {}).get("text") for i in report["no-responsible.json"]["outcome"]["issue"]}
+    assert "Appointment.extension:responsible" in rules
+    assert report["good.json"]["outcome"]["resourceType"] == "OperationOutcome"
+
+    single = _hub_validate(data_root, str(folder / "good.json"))
+    assert single.returncode == 0 and "1 files, 1 passed, 0 failed" in single.stdout
+    strict = _hub_validate(data_root, str(folder / "good.json"), "--fail-on", "warning")
+    assert strict.returncode == 1  # dom-6 (no narrative) is a warning
+
+    junit = _hub_validate(data_root, str(folder), "--format", "junit")
+    suite = etree.fromstring(junit.stdout.encode())
+    assert suite.get("tests") == "5" and suite.get("failures") == "3"
+
+    core_only = fut_example("Appointment-videoappointment01.json")
+    core_only["meta"].pop("profile")
+    (tmp_path / "plain.json").write_text(json.dumps(_without_responsible(core_only)))
+    assert _hub_validate(data_root, str(tmp_path / "plain.json")).returncode == 0
+    assert _hub_validate(data_root, str(tmp_path / "plain.json"), "--profile", VIDEO).returncode == 1
+
+
+def test_hub_validate_usage_errors_exit_2(data_root: Path, tmp_path: Path) -> None:
+    assert _hub_validate(data_root, str(tmp_path / "missing.json")).returncode == 2
+    assert _hub_validate(data_root, str(tmp_path), "--format", "pdf").returncode == 2
+
+
+def test_validate_operation(hub: Any) -> None:
+    good = fut_example("Appointment-videoappointment01.json")
+    r = hub.client.post("/fhir/$validate", json=good, headers=FHIR)
+    assert r.status_code == 200
+    assert not [i for i in r.json()["issue"] if i["severity"] == "error"]
+
+    bad = _without_responsible(fut_example("Appointment-videoappointment01.json"))
+    r = hub.client.post("/fhir/Appointment/$validate", json=bad, headers=FHIR)
+    assert r.status_code == 200
+    assert "Appointment.extension:responsible" in {i.get("details", {}).get("text") for i in r.json()["issue"]}
+
+    bad["meta"].pop("profile")
+    params = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": bad},
+                                                          {"name": "profile", "valueUri": VIDEO}]}
+    r = hub.client.post("/fhir/$validate", json=params, headers=FHIR)
+    assert "Appointment.extension:responsible" in {i.get("details", {}).get("text") for i in r.json()["issue"]}
+    r = hub.client.post("/fhir/$validate", params={"profile": VIDEO}, json=bad, headers=FHIR)
+    assert "Appointment.extension:responsible" in {i.get("details", {}).get("text") for i in r.json()["issue"]}
+
+    assert hub.client.post("/fhir/Patient/$validate", json=good, headers=FHIR).status_code == 400
+    assert hub.client.post("/fhir/$validate", content=b"{", headers=FHIR).status_code == 400
+    assert db_count(hub, "messages", "operation LIKE '%$validate' AND status = 'validated'") == 4
+    assert db_count(hub, "messages", "operation LIKE '%$validate' AND status = 'rejected'") == 2
+    assert db_count(hub, "appointments") == 0  # validating books nothing
