@@ -227,6 +227,7 @@ def test_metadata_and_docs(hub: Any) -> None:
     assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1"
     resource = cs["rest"][0]["resource"][0]
     assert resource["type"] == "Appointment" and resource["conditionalCreate"] is True
+    assert [op["name"] for op in cs["rest"][0]["operation"]] == ["validate"]
     assert hub.client.get("/docs").status_code == 200
 
 

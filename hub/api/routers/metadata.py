@@ -42,6 +42,8 @@ async def metadata(request: Request, svc: Services = Depends(services)) -> Respo
                     {"name": "identifier", "type": "token"},
                 ],
             }],
+            "operation": [{"name": "validate",
+                           "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
         }],
     }
     return fhir_response(request, cs)
