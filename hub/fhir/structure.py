@@ -76,8 +76,10 @@ def _type_code(t: dict[str, Any], resource_id: bool) -> str:
     return code
 
 
-def _upper_first(code: str) -> str:
-    return code[:1].upper() + code[1:]
+def choice_name(base: str, type_code: str) -> str:
+    """The JSON name of a choice element for one of its types: `value` + `dateTime` → `valueDateTime`."""
+    return base + type_code[:1].upper() + type_code[1:]
+
 
 
 class StructureValidator:
@@ -145,7 +147,7 @@ class StructureValidator:
             if name.endswith("[x]"):
                 base = name[:-3]
                 for code in types:
-                    names.append(base + _upper_first(code))
+                    names.append(choice_name(base, code))
                     node.fields[names[-1]] = Field(path, code, many, min_, max_)
             else:
                 names.append(name)

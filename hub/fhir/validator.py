@@ -29,14 +29,10 @@ from hub.core.outcome import Outcome
 from hub.fhir.fhirpath import InvariantEngine, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import ElementDef, Profile, compile_profile
-from hub.fhir.structure import CORE, StructureValidator
+from hub.fhir.structure import CORE, StructureValidator, choice_name
 
 NATIVE_RULES = frozenset({"ele-1", "ext-1"})
 _CODED = {"code", "Coding", "CodeableConcept", "string", "uri"}
-
-
-def _upper_first(code: str) -> str:
-    return code[:1].upper() + code[1:]
 
 
 @dataclass(slots=True)
@@ -132,7 +128,7 @@ class Validator:
         """The instance's values for an element, each with its location relative to the parent."""
         if child.name.endswith("[x]"):
             base = child.name[:-3]
-            names = [base + _upper_first(t.code) for t in child.types] or \
+            names = [choice_name(base, t.code) for t in child.types] or \
                     [k for k in value if k.startswith(base)]
         else:
             names = [child.name]
