@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.core.outcome import Outcome
+from hub.core.outcome import Outcome, Severity
 from hub.fhir.fhirpath import InvariantEngine, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import ElementDef, Profile, compile_profile
@@ -42,6 +42,12 @@ class _Run:
     out: Outcome
     root: Any
     said: set[str] = field(default_factory=set)
+
+    def once(self, key: str, severity: Severity, code: str, text: str, where: str, rule: str) -> None:
+        """A finding about the validation itself (a profile or value set missing), said once per input."""
+        if key not in self.said:
+            self.said.add(key)
+            self.out.add(severity, code, text, where, rule=rule)
 
 
 class Validator:
@@ -88,10 +94,8 @@ class Validator:
         for canonical in wanted:
             prof = self.profile(canonical)
             if prof is None:
-                if canonical not in run.said:
-                    run.said.add(canonical)
-                    run.out.add("warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
-                                "not checked", where, rule="profile")
+                run.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
+                         "not checked", where, "profile")
                 continue
             if prof.type != rtype:
                 run.out.error("invalid", f"Profile {canonical} is for {prof.type}, not {rtype}", where,
@@ -276,11 +280,8 @@ class Validator:
             try:
                 holds = self.invariants.holds(c.expression, node, resource, run.root)
             except Exception as exc:
-                key = f"{c.key}|{c.expression}"
-                if key not in run.said:
-                    run.said.add(key)
-                    run.out.add("warning", "not-supported", f"{c.key}: the expression could not be evaluated "
-                                f"({type(exc).__name__}: {exc}); not checked", where, rule=c.key)
+                run.once(f"{c.key}|{c.expression}", "warning", "not-supported", f"{c.key}: the expression could "
+                         f"not be evaluated ({type(exc).__name__}: {exc}); not checked", where, c.key)
                 continue
             if not holds:
                 if c.severity == "warning":
@@ -299,10 +300,8 @@ class Validator:
         try:
             codes = self.terminology.codes(valueset)
         except Exception as exc:
-            if valueset not in run.said:
-                run.said.add(valueset)
-                run.out.add("information", "not-supported", f"The value set {valueset} cannot be expanded here "
-                            f"({exc}); the binding of {ed.path} is not checked", where, rule=ed.id)
+            run.once(valueset, "information", "not-supported", f"The value set {valueset} cannot be expanded "
+                     f"here ({exc}); the binding of {ed.path} is not checked", where, ed.id)
             return
         if not codings:
             return
