@@ -70,6 +70,8 @@ def validate(
     profile: Annotated[list[str] | None, typer.Option(help="Validate against this profile too (repeatable)")] = None,
     format: Annotated[ReportFormat, typer.Option(help="Report format")] = ReportFormat.text,
     fail_on: Annotated[FailOn, typer.Option(help="Lowest severity that fails a file")] = FailOn.error,
+    package: Annotated[str | None, typer.Option(help="Resolve canonicals as this loaded package (name#version) "
+                                                "sees them; default: the package a file sits in, else newest")] = None,
 ) -> None:
     """Validate messages against the official packages; exit 0 when all pass, 1 when any fails."""
     from rich.progress import Progress
@@ -80,7 +82,11 @@ def validate(
     from hub.fhir.validator import Validator
 
     settings = Settings()
-    validator = Validator(PackageSet(standards.package_dirs(settings.standards_store)))
+    packages = PackageSet(standards.package_dirs(settings.standards_store))
+    loaded = {f"{name}#{version}" for name, version in packages.packages}
+    if package is not None and package not in loaded:
+        raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
+    validator = Validator(packages)
     todo = list(files.collect(paths))
     results = []
     # A progress bar on a terminal, for long runs; nothing on a pipe, where the report is the output.
@@ -88,7 +94,8 @@ def validate(
                   console=None) as bar:
         task = bar.add_task("validating", total=len(todo))
         for path in todo:
-            results.append(files.validate_file(validator, path, tuple(profile or ())))
+            context = package or files.package_context(path, loaded)
+            results.append(files.validate_file(validator, path, tuple(profile or ()), context))
             bar.advance(task)
     typer.echo(report.FORMATS[format.value](results, fail_on.value))
     if not all(r.valid(fail_on.value) for r in results):

@@ -63,10 +63,33 @@ def test_sync_checks_checksums(tmp_path: Path) -> None:
         standards.sync(tmp_path / "nowhere", tmp_path / "third", [vdx])
 
 
-def test_sync_unpacks_fhir_packages(data_root: Path) -> None:
+def test_sync_unpacks_fhir_packages_with_every_pinned_version(data_root: Path) -> None:
     dirs = standards.package_dirs(data_root / "standards")
-    names = [json.loads((d / "package.json").read_text())["name"] for d in dirs]
-    assert names == ["hl7.fhir.r4.core", "hl7.fhir.dk.core", "dk.ehealth.sundhed.fhir.ig.core"]
+    loaded = {(m["name"], m["version"]) for m in (json.loads((d / "package.json").read_text()) for d in dirs)}
+    assert {("hl7.fhir.r4.core", "4.0.1"), ("dk.ehealth.sundhed.fhir.ig.core", "8.0.0"),
+            ("medcom.fhir.dk.carecommunication", "5.0.2"), ("medcom.fhir.dk.acknowledgement", "2.0.3"),
+            ("medcom.fhir.dk.hospitalnotification", "3.0.2"), ("medcom.fhir.dk.messagedefinitions", "1.0.0")} <= loaded
+    # every MedCom / HL7 Denmark version a loaded package pins is loaded too
+    for d in dirs:
+        pins = json.loads((d / "package.json").read_text()).get("dependencies", {})
+        for name, version in pins.items():
+            if name.startswith(("medcom.", "hl7.fhir.dk.")):
+                assert (name, version) in loaded, (d, name, version)
+
+
+def test_canonicals_resolve_by_version_context_or_newest(packages: object) -> None:
+    from hub.fhir.packages import PackageSet
+
+    assert isinstance(packages, PackageSet)
+    cpr = "http://hl7.dk/fhir/core/StructureDefinition/dk-core-cpr-identifier"
+    assert packages.locate(cpr)[1] == "hl7.fhir.dk.core#3.7.0"  # type: ignore[index]  # newest
+    assert packages.locate(cpr, context="dk.ehealth.sundhed.fhir.ig.core#8.0.0")[1] == "hl7.fhir.dk.core#1.1.0"  # type: ignore[index]
+    assert packages.locate(cpr + "|2.0.0")[1] == "hl7.fhir.dk.core#2.0.0"  # type: ignore[index]
+    header = "http://medcomfhir.dk/ig/messaging/StructureDefinition/medcom-messaging-messageHeader"
+    assert packages.locate(header, context="medcom.fhir.dk.hospitalnotification#3.0.2")[1] == \
+        "medcom.fhir.dk.messaging#2.1.0"  # type: ignore[index]  # what HospitalNotification 3.0.2 pins
+    assert "dk.ehealth.sundhed.fhir.ig.core#8.0.0" in packages.closure("dk.ehealth.sundhed.fhir.ig.core#8.0.0")
+    assert "hl7.fhir.uv.sdc#2.7.0" in packages.missing  # FUT's absent dependency, listed, not fatal
 
 
 def test_supplements_do_not_hide_core_code_systems(packages: object) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from hub.conformance.files import collect, package_context, validate_file
 from hub.fhir.validator import Validator
-from tests.conftest import FUT_EXAMPLES, fut_example
+from tests.conftest import FUT_EXAMPLES, SHARED, fut_example
 
 VIDEO = "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-videoappointment"
 # Known defects of the official material (README, "Validation policy"): the finding stands, the test records it.
@@ -36,6 +37,38 @@ def test_fut_examples_are_valid_for_their_declared_profiles(validator: Validator
         assert resource.get("meta", {}).get("profile"), f.name
         found = errors(validator.validate(resource))
         assert found == KNOWN_DEFECTS.get(f.name, set()), (f.name, found)
+
+
+def test_every_medcom_and_dk_core_example_is_valid_in_its_package(validator: Validator, packages: Any) -> None:
+    """Each package's examples, resolved as that package pins its dependencies (a CareCommunication 5.0.2
+    example means medcom core 3.0.1's PractitionerRole, not the newest), and MedCom's SendExamples (JSON and
+    XML), which name no package and resolve to the newest."""
+    loaded = {f"{n}#{v}" for n, v in packages.packages}
+    folders = sorted(SHARED.glob("medcom/fhir/*/*/package/example"))
+    assert len(folders) >= 7
+    send = SHARED / "medcom/fhir/medcom.fhir.dk.carecommunication/examples/SendExamples"
+    checked = 0
+    for path in collect([*folders, send]):
+        context = package_context(path, loaded)
+        assert context is not None or send in path.parents, path
+        result = validate_file(validator, path, context=context)
+        found = [(i.rule, i.diagnostics) for i in result.outcome.issues if i.severity in ("error", "fatal")]
+        assert found == [], (str(path), found)
+        checked += 1
+    assert checked >= 240
+
+
+def test_a_message_bundle_resolves_its_entries_as_its_own_package_sees_them(validator: Validator) -> None:
+    """A PractitionerRole without an organization: fine for medcom core 3.0.1, which CareCommunication 5.0.2
+    pins; not for medcom core 4.0.0, the newest."""
+    folder = SHARED / "medcom/fhir/medcom.fhir.dk.carecommunication/5.0.2/package/example"
+    role = next(json.loads(f.read_text()) for f in sorted(folder.glob("PractitionerRole-*.json"))
+                if "organization" not in json.loads(f.read_text()))
+    assert "PractitionerRole.organization" in errors(validator.validate(role))
+    assert errors(validator.validate(role, context="medcom.fhir.dk.carecommunication#5.0.2")) == set()
+    bundle = next(json.loads(f.read_text()) for f in sorted(folder.glob("Bundle-*.json")))
+    bundle["entry"].append({"fullUrl": "https://example.org/PractitionerRole/x", "resource": role})
+    assert "PractitionerRole.organization" not in errors(validator.validate(bundle))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ learns them. A file of a format the hub does not know fails with a finding that 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,26 @@ def detect(body: bytes) -> str:
     return "unknown"
 
 
-def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = ()) -> FileResult:
+def package_context(path: Path, loaded: set[str]) -> str | None:
+    """`name#version` of the FHIR package a file sits in (its examples, say), if that package is loaded.
+
+    An example of MedCom's CareCommunication 5.0.2 names `medcom-core-practitionerrole` without a version and
+    means the medcom core version that package pins, not the newest one loaded; the folder tells which.
+    """
+    for folder in path.resolve().parents:
+        meta = folder / "package.json"
+        if meta.is_file():
+            try:
+                doc = json.loads(meta.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            key = f"{doc.get('name')}#{doc.get('version')}"
+            return key if key in loaded else None
+    return None
+
+
+def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = (),
+                  context: str | None = None) -> FileResult:
     try:
         body = path.read_bytes()
     except OSError as exc:
@@ -62,4 +82,4 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
         resource = io.parse(body, "application/" + kind)
     except HubError as exc:
         return FileResult(str(path), kind, exc.outcome)
-    return FileResult(str(path), kind, validator.validate(resource, profiles))
+    return FileResult(str(path), kind, validator.validate(resource, profiles, context=context))

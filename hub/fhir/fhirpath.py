@@ -13,11 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from hub.fhir.packages import Terminology
 
 Evaluator = Callable[..., list[Any]]
+
+
+class Unresolvable(Exception):
+    """An invariant needs resources its input does not contain (references `resolve()` could not follow)."""
+
+    def __init__(self, references: list[str]) -> None:
+        self.references = references
+        super().__init__(", ".join(dict.fromkeys(references)))
 
 
 class InvariantEngine:
@@ -46,11 +55,23 @@ class InvariantEngine:
                     self._compiled[expression] = found
         return found
 
-    def holds(self, expression: str, node: Any, resource: Any, root: Any) -> bool:
-        """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written)."""
+    def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> bool:
+        """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written).
+
+        Raises `Unresolvable` when it does not hold but `resolve()` met references to resources that are not
+        in the input: then the verdict is unknown, not false.
+        """
         self._local.root = root
-        result = self.compiled(expression)(node, {"resource": resource, "rootResource": root})
-        return not (len(result) == 1 and result[0] is False)
+        self._local.unresolved = []
+        # An element is typed by its path, so that `value` finds `valueQuantity` on an Observation.component
+        # too; a resource types itself (and its invariants may start with its type name: `Bundle.entry`).
+        is_resource = isinstance(node, dict) and "resourceType" in node
+        typed = node if is_resource or not path else ResourceNode.create_node(node, path)  # type: ignore[no-untyped-call]
+        result = self.compiled(expression)(typed, {"resource": resource, "rootResource": root})
+        holds = not (len(result) == 1 and result[0] is False)
+        if not holds and self._local.unresolved:
+            raise Unresolvable(self._local.unresolved)
+        return holds
 
     # --- the functions fhirpathpy lacks -------------------------------------------------------------------
 
@@ -77,8 +98,12 @@ class InvariantEngine:
         out = []
         for item in inputs:
             ref = item.get("reference") if isinstance(item, dict) else item if isinstance(item, str) else None
-            if isinstance(ref, str) and (target := resolve_reference(root, ref)) is not None:
-                out.append(target)
+            if isinstance(ref, str):
+                target = resolve_reference(root, ref)
+                if target is not None:
+                    out.append(target)
+                else:
+                    self._local.unresolved.append(ref)
         return out
 
 

@@ -50,6 +50,7 @@ class ElementDef:
     slices: list[ElementDef] = field(default_factory=list)
     children: dict[str, ElementDef] = field(default_factory=dict)
     content_reference: str | None = None
+    package: str | None = None  # where the definition comes from: the context its canonicals resolve in
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class Profile:
     type: str
     root: ElementDef
     by_id: dict[str, ElementDef]
+    package: str | None = None
 
 
 def _typed(element: dict[str, Any], prefix: str) -> tuple[str, Any] | None:
@@ -68,7 +70,7 @@ def _typed(element: dict[str, Any], prefix: str) -> tuple[str, Any] | None:
     return None
 
 
-def _element(e: dict[str, Any]) -> ElementDef:
+def _element(e: dict[str, Any], package: str | None) -> ElementDef:
     path: str = e["path"]
     max_raw = e.get("max", "*")
     binding = e.get("binding")
@@ -90,6 +92,7 @@ def _element(e: dict[str, Any]) -> ElementDef:
         if "slicing" in e else None,
         slice_name=e.get("sliceName"),
         content_reference=e.get("contentReference"),
+        package=package,
     )
 
 
@@ -101,15 +104,15 @@ def _parent_id(element_id: str) -> tuple[str, bool]:
     return head, False
 
 
-def compile_profile(sd: dict[str, Any]) -> Profile:
-    """The element tree of a StructureDefinition's snapshot."""
+def compile_profile(sd: dict[str, Any], package: str | None = None) -> Profile:
+    """The element tree of a StructureDefinition's snapshot; `package` is the one it was read from."""
     elements = sd.get("snapshot", {}).get("element", [])
     if not elements:
         raise ValueError(f"{sd.get('url')} has no snapshot")
     by_id: dict[str, ElementDef] = {}
     root: ElementDef | None = None
     for raw in elements:
-        ed = _element(raw)
+        ed = _element(raw, package)
         by_id[ed.id] = ed
         if root is None:
             root = ed
@@ -123,4 +126,4 @@ def compile_profile(sd: dict[str, Any]) -> Profile:
         else:
             parent.children[ed.name] = ed
     assert root is not None
-    return Profile(sd["url"], sd.get("version"), sd["type"], root, by_id)
+    return Profile(sd["url"], sd.get("version"), sd["type"], root, by_id, package)

@@ -15,24 +15,36 @@ Written policies (README, "Validation policy"):
   both) sit on every element; they are checked natively, with the same meaning, instead of by FHIRPath: `ele-1`
   is the structure check's "must not be empty", `ext-1` is checked where an Extension is walked.
 - A profile that is not in the loaded packages is reported once per input, as a warning, not as an error.
+- An invariant that fails while `resolve()` met references to resources not in the input (a standalone
+  resource whose author is in another file) is a warning that it could not be checked, naming the references.
 - A value set the hub cannot expand (filters, or a code system it does not have) is reported as information:
   the binding is not checked, and the finding says so.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.outcome import Outcome, Severity
-from hub.fhir.fhirpath import InvariantEngine, resolve_reference
+from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import ElementDef, Profile, compile_profile
 from hub.fhir.structure import CORE, StructureValidator, choice_name
 
 NATIVE_RULES = frozenset({"ele-1", "ext-1"})
 _CODED = {"code", "Coding", "CodeableConcept", "string", "uri"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One value of an element in the instance: the value, where it is, and its type if a choice says it."""
+
+    value: Any
+    where: str
+    type: str | None
 
 
 @dataclass(slots=True)
@@ -59,40 +71,51 @@ class Validator:
         self.structure = structure or StructureValidator(packages)
         self.terminology = terminology or Terminology(packages)
         self.invariants = InvariantEngine(self.terminology)
-        self._profiles: dict[str, Profile | None] = {}
+        self._profiles: dict[tuple[str, str | None], Profile | None] = {}
         self._lock = threading.Lock()
 
     # --- profiles -----------------------------------------------------------------------------------------
 
-    def profile(self, canonical: str) -> Profile | None:
-        """The compiled profile for a canonical (`url` or `url|version`), or None if no package has it."""
-        found = self._profiles.get(canonical)
-        if found is None and canonical not in self._profiles:
-            sd = self.packages.get(canonical, "StructureDefinition")
-            compiled = compile_profile(sd) if sd is not None and sd.get("snapshot") else None
+    def profile(self, canonical: str, context: str | None = None) -> Profile | None:
+        """The compiled profile for a canonical (`url` or `url|version`) as seen from the package `context`
+        (the package of the definition that names it), or None if no package has it."""
+        key = (canonical, context)
+        found = self._profiles.get(key)
+        if found is None and key not in self._profiles:
+            located = self.packages.locate(canonical, "StructureDefinition", context)
+            compiled = None
+            if located is not None and located[0].get("snapshot"):
+                compiled = compile_profile(located[0], located[1])
             with self._lock:
-                self._profiles[canonical] = found = compiled
+                self._profiles[key] = found = compiled
         return found
 
     # --- entry point --------------------------------------------------------------------------------------
 
     def validate(self, resource: Any, profiles: list[str] | tuple[str, ...] = (),
-                 expected_type: str | None = None) -> Outcome:
+                 expected_type: str | None = None, context: str | None = None) -> Outcome:
+        """Validate one resource. `context` (`name#version` of a loaded package) resolves unversioned
+        canonicals as that package sees them; without it, the newest loaded version is used, and the resources
+        inside a Bundle or contained resolve as the package of their container's profile sees them."""
         out = self.structure.check(resource, expected_type)
         if not out.ok:
             return out  # the profile walk assumes the JSON shapes the structure check guarantees
         run = _Run(out, resource)
-        self._resource(resource, resource.get("resourceType", ""), list(profiles), run)
+        self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
         # A rule the profile restates from its base (a binding, a cardinality) is one finding, not two.
         out.issues = list(dict.fromkeys(out.issues))
         return out
 
-    def _resource(self, resource: dict[str, Any], where: str, extra_profiles: list[str], run: _Run) -> None:
+    def _resource(self, resource: dict[str, Any], where: str, extra_profiles: list[str], run: _Run,
+                  context: str | None) -> None:
         rtype = resource["resourceType"]
         declared = [p for p in resource.get("meta", {}).get("profile", []) if isinstance(p, str)]
         wanted = [CORE + rtype, *dict.fromkeys(declared + extra_profiles)]
+        inner = context  # what nested resources resolve in: the package of this resource's own profile
         for canonical in wanted:
-            prof = self.profile(canonical)
+            prof = self.profile(canonical, context)
+            if prof is not None and canonical != CORE + rtype and inner is None:
+                inner = prof.package
             if prof is None:
                 run.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
                          "not checked", where, "profile")
@@ -103,11 +126,11 @@ class Validator:
                 continue
             self._object(prof.root, resource, where, resource, run)
         for i, contained in enumerate(resource.get("contained", []) or []):
-            self._resource(contained, f"{where}.contained[{i}]", [], run)
+            self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
         if rtype == "Bundle":
             for i, entry in enumerate(resource.get("entry", []) or []):
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    self._resource(entry["resource"], f"{where}.entry[{i}].resource", [], run)
+                    self._resource(entry["resource"], f"{where}.entry[{i}].resource", [], run, inner)
 
     # --- the walk -----------------------------------------------------------------------------------------
 
@@ -125,28 +148,27 @@ class Validator:
             if child.slicing is not None and child.slices:
                 self._sliced(child, items, resource, run, where)
             else:
-                for item, item_where in items:
-                    self._value(child, item, f"{where}.{item_where}", resource, run)
+                for item in items:
+                    self._value(child, item.value, f"{where}.{item.where}", resource, run, item.type)
 
-    def _items(self, child: ElementDef, value: dict[str, Any]) -> list[tuple[Any, str]]:
-        """The instance's values for an element, each with its location relative to the parent."""
+    @staticmethod
+    def _items(child: ElementDef, value: dict[str, Any]) -> list[_Item]:
+        """The instance's values for an element, each with its location relative to the parent and, for a
+        choice element, the type its JSON name says."""
+        names: dict[str, str | None] = {child.name: None}
         if child.name.endswith("[x]"):
-            base = child.name[:-3]
-            names = [choice_name(base, t.code) for t in child.types] or \
-                    [k for k in value if k.startswith(base)]
-        else:
-            names = [child.name]
-        items: list[tuple[Any, str]] = []
-        for name in names:
+            names = {choice_name(child.name[:-3], t.code): t.code for t in child.types}
+        items: list[_Item] = []
+        for name, type_code in names.items():
             got = value.get(name)
             if got is None:
                 if "_" + name in value:  # a primitive with only an id or extensions is present
-                    items.append((value["_" + name], name))
+                    items.append(_Item(value["_" + name], name, type_code))
                 continue
             if isinstance(got, list):
-                items.extend((g, f"{name}[{i}]") for i, g in enumerate(got) if g is not None)
+                items.extend(_Item(g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
             else:
-                items.append((got, name))
+                items.append(_Item(got, name, type_code))
         return items
 
     @staticmethod
@@ -159,46 +181,49 @@ class Validator:
             text = "is not allowed" if ed.max == 0 else f"allows at most {ed.max}, found {count}"
             run.out.error("structure", f"{label} {text}", f"{where}.{ed.name}", rule=ed.id)
 
-    def _sliced(self, ed: ElementDef, items: list[tuple[Any, str]], resource: dict[str, Any], run: _Run,
+    def _sliced(self, ed: ElementDef, items: list[_Item], resource: dict[str, Any], run: _Run,
                 where: str) -> None:
         assert ed.slicing is not None
         counts = {s.slice_name: 0 for s in ed.slices}
-        for item, item_where in items:
+        for item in items:
             match = next((s for s in ed.slices if self._in_slice(ed, s, item)), None)
             if match is None:
                 if ed.slicing.rules == "closed":
                     run.out.error("structure", f"{ed.path}: this value matches none of the slices of a closed "
-                                  "slicing", f"{where}.{item_where}", rule=ed.id)
-                self._value(ed, item, f"{where}.{item_where}", resource, run)
+                                  "slicing", f"{where}.{item.where}", rule=ed.id)
+                self._value(ed, item.value, f"{where}.{item.where}", resource, run, item.type)
             else:
                 counts[match.slice_name] += 1
-                self._value(match, item, f"{where}.{item_where}", resource, run)
+                self._value(match, item.value, f"{where}.{item.where}", resource, run, item.type)
         for s in ed.slices:
             self._cardinality(s, counts[s.slice_name], where, run)
 
     # --- slices -------------------------------------------------------------------------------------------
 
-    def _in_slice(self, base: ElementDef, slice_ed: ElementDef, item: Any) -> bool:
+    def _in_slice(self, base: ElementDef, slice_ed: ElementDef, item: _Item) -> bool:
         assert base.slicing is not None
         for kind, path in base.slicing.discriminators:
             if not self._discriminated(kind, path, slice_ed, item):
                 return False
         return bool(base.slicing.discriminators)
 
-    def _discriminated(self, kind: str, path: str, slice_ed: ElementDef, item: Any) -> bool:
+    def _discriminated(self, kind: str, path: str, slice_ed: ElementDef, one: _Item) -> bool:
+        item = one.value
         if kind in ("value", "pattern"):
             # The value is set by the element's fixed value, its pattern, or its required binding (FHIR's
             # definition of the value discriminator), found in the slice or in the profile of its type.
             target = self._element_at(slice_ed, path)
-            if target is None:
-                return False
             found = _values_at(item, path)
+            if target is None or (path == "url" and target.fixed is None):
+                # An extension slice whose definition is not loaded: its url is the definition's canonical.
+                urls = {p.split("|")[0] for t in slice_ed.types if t.code == "Extension" for p in t.profiles}
+                return path == "url" and bool(urls) and any(v in urls for v in found)
             if target.fixed is not None or target.pattern is not None:
                 expected = target.fixed[1] if target.fixed is not None else target.pattern[1]  # type: ignore[index]
                 return any(_matches_pattern(v, expected) for v in found)
             if target.binding is not None and target.binding[0] == "required":
                 try:
-                    codes = self.terminology.codes(target.binding[1])
+                    codes = self.terminology.codes(target.binding[1], target.package)
                 except Exception:
                     return False
                 return any(any(c == _code_of(v) for _, c in codes) for v in found)
@@ -209,15 +234,19 @@ class Validator:
             return present if target is None or target.min > 0 else (not present if target.max == 0 else True)
         if kind == "type":
             type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
-            return _json_type_of(item) in type_codes if isinstance(item, dict) else True
+            if not _steps(path):
+                return one.type in type_codes if one.type is not None else True
+            found = [t or (_json_type_of(v) if isinstance(v, dict) else None) for v, t in _typed_values_at(item, path)]
+            # `contentString` spells the type `string` with a capital: compare both spellings
+            return any(t is not None and (t in type_codes or t[:1].lower() + t[1:] in type_codes) for t in found)
         if kind == "profile":
             ed = self._element_at(slice_ed, path) or slice_ed
             targets = [p for t in ed.types for p in t.profiles]
-            return any(self._conforms(item, p) for p in targets)
+            return any(self._conforms(item, p, ed.package) for p in targets)
         return False
 
-    def _conforms(self, item: Any, canonical: str) -> bool:
-        prof = self.profile(canonical)
+    def _conforms(self, item: Any, canonical: str, context: str | None) -> bool:
+        prof = self.profile(canonical, context)
         if prof is None or not isinstance(item, dict):
             return False
         run = _Run(Outcome(), item)
@@ -225,32 +254,45 @@ class Validator:
         return run.out.ok
 
     def _element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
+        """The definition a discriminator path leads to, through inline children, type profiles, choice
+        elements and `extension('url')` steps (the extension slice whose profile has that url)."""
         node: ElementDef | None = ed
-        for step in [] if path == "$this" else path.split("."):
+        for step in _steps(path):
             if node is None:
                 return None
-            node = node.children.get(step) or self._type_root(node, step)
+            name, url = _step_parts(step)
+            if url is not None:
+                slices = node.children["extension"].slices if "extension" in node.children else []
+                node = next((s for s in slices if url in (p.split("|")[0] for t in s.types for p in t.profiles)
+                             or (s.children.get("url") and s.children["url"].fixed
+                                 and s.children["url"].fixed[1] == url)), None)
+                continue
+            node = (node.children.get(name) or node.children.get(name + "[x]") or self._type_root(node, name)
+                    or self._type_root(node, name + "[x]"))
+            if node is not None and len(node.slices) == 1:
+                node = node.slices[0]  # `extension.value` through a profile's one extension slice
         return node
 
     def _type_root(self, ed: ElementDef, step: str) -> ElementDef | None:
         """A child defined not inline but by the element's type profile (e.g. an extension's `url`)."""
         for t in ed.types:
             for canonical in t.profiles or (CORE + t.code,):
-                prof = self.profile(canonical)
+                prof = self.profile(canonical, ed.package)
                 if prof is not None and step in prof.root.children:
                     return prof.root.children[step]
         return None
 
     # --- values -------------------------------------------------------------------------------------------
 
-    def _value(self, ed: ElementDef, item: Any, where: str, resource: dict[str, Any], run: _Run) -> None:
+    def _value(self, ed: ElementDef, item: Any, where: str, resource: dict[str, Any], run: _Run,
+               choice_type: str | None = None) -> None:
         if ed.fixed is not None and not _equal(item, ed.fixed[1]):
             run.out.error("value", f"{ed.path}: must be exactly {_show(ed.fixed[1])}", where, rule=ed.id)
         if ed.pattern is not None and not _matches_pattern(item, ed.pattern[1]):
             run.out.error("value", f"{ed.path}: must match the pattern {_show(ed.pattern[1])}", where, rule=ed.id)
         if ed.binding is not None:
             self._binding(ed, item, where, run)
-        type_code = ed.types[0].code if len(ed.types) == 1 else _json_type_of(item) if isinstance(item, dict) else ""
+        type_code = choice_type or (ed.types[0].code if len(ed.types) == 1 else "")
         if type_code == "Reference" and isinstance(item, dict):
             self._reference(ed, item, where, run)
         if type_code == "Extension" and isinstance(item, dict):
@@ -267,9 +309,9 @@ class Validator:
             self._object(ed, item, where, resource, run)
             return
         self._constraints(ed, item, where, resource, run)
-        for t in ed.types[:1]:
+        for t in [t for t in ed.types if t.code == type_code] or ed.types[:1]:
             for canonical in t.profiles or ((CORE + t.code,) if t.code[:1].isupper() else ()):
-                prof = self.profile(canonical)
+                prof = self.profile(canonical, ed.package)
                 if prof is not None:
                     self._object(prof.root, item, where, resource, run)
 
@@ -278,10 +320,14 @@ class Validator:
             if c.key in NATIVE_RULES or not c.expression:
                 continue
             try:
-                holds = self.invariants.holds(c.expression, node, resource, run.root)
+                holds = self.invariants.holds(c.expression, node, resource, run.root, ed.path)
+            except Unresolvable as exc:
+                run.out.add("warning", "not-found", f"{c.key}: not checked: it follows references to resources "
+                            f"that are not in this input ({exc})", where, rule=c.key)
+                continue
             except Exception as exc:
                 run.once(f"{c.key}|{c.expression}", "warning", "not-supported", f"{c.key}: the expression could "
-                         f"not be evaluated ({type(exc).__name__}: {exc}); not checked", where, c.key)
+                         f"not be evaluated ({type(exc).__name__}: {_show(str(exc))}); not checked", where, c.key)
                 continue
             if not holds:
                 if c.severity == "warning":
@@ -298,7 +344,7 @@ class Validator:
         if codings is None:
             return
         try:
-            codes = self.terminology.codes(valueset)
+            codes = self.terminology.codes(valueset, ed.package)
         except Exception as exc:
             run.once(valueset, "information", "not-supported", f"The value set {valueset} cannot be expanded "
                      f"here ({exc}); the binding of {ed.path} is not checked", where, ed.id)
@@ -322,7 +368,7 @@ class Validator:
             return
         allowed: set[str] = set()
         for canonical in targets:
-            prof = self.profile(canonical)
+            prof = self.profile(canonical, ed.package)
             allowed.add(prof.type if prof is not None else canonical.rsplit("/", 1)[-1])
         if "Resource" in allowed:
             return
@@ -339,25 +385,51 @@ class Validator:
 # --- helpers over JSON values ---------------------------------------------------------------------------------
 
 
-def _values_at(item: Any, path: str) -> list[Any]:
-    values = [item]
-    if path == "$this":
-        return values
-    for step in path.split("."):
-        step = step.removesuffix("[x]")
-        nxt: list[Any] = []
-        for v in values:
+_STEP = re.compile(r"[^.(]+(?:\([^)]*\))?")
+
+
+def _steps(path: str) -> list[str]:
+    """A discriminator path's steps: `$this` dropped, `extension('http://…')` kept whole despite its dots."""
+    return [s for s in _STEP.findall(path) if s != "$this"]
+
+
+def _step_parts(step: str) -> tuple[str, str | None]:
+    if step.startswith("extension(") and step.endswith(")"):
+        return "extension", step[len("extension("):-1].strip("'\"")
+    return step.removesuffix("[x]"), None
+
+
+def _named(v: dict[str, Any], name: str) -> list[tuple[Any, str | None]]:
+    """A property's values, each with the type a choice name gives it (`contentString` → `string`)."""
+    got = v.get(name)
+    type_code: str | None = None
+    if got is None:
+        key = next((k for k in v if k.startswith(name) and k[len(name):][:1].isupper()), None)
+        if key is None:
+            return []
+        got, type_code = v[key], key[len(name):]  # the type as the name spells it: `String`, `Attachment`
+    items = got if isinstance(got, list) else [got]
+    return [(g, type_code) for g in items if g is not None]
+
+
+def _typed_values_at(item: Any, path: str) -> list[tuple[Any, str | None]]:
+    values: list[tuple[Any, str | None]] = [(item, None)]
+    for step in _steps(path):
+        name, url = _step_parts(step)
+        nxt: list[tuple[Any, str | None]] = []
+        for v, _ in values:
             if not isinstance(v, dict):
                 continue
-            got = v.get(step)
-            if got is None and not path.endswith("[x]"):
-                got = next((v[k] for k in v if k.startswith(step) and k[len(step):][:1].isupper()), None)
-            if isinstance(got, list):
-                nxt.extend(got)
-            elif got is not None:
-                nxt.append(got)
+            found = _named(v, name)
+            if url is not None:
+                found = [(e, t) for e, t in found if isinstance(e, dict) and e.get("url") == url]
+            nxt.extend(found)
         values = nxt
     return values
+
+
+def _values_at(item: Any, path: str) -> list[Any]:
+    return [v for v, _ in _typed_values_at(item, path)]
 
 
 def _code_of(value: Any) -> Any:

@@ -78,10 +78,10 @@ class VideoAppointmentRules:
 
     def __init__(self, packages: PackageSet) -> None:
         self.terminology = Terminology(packages)
-        sd = packages.require(PROFILE, "StructureDefinition")
+        sd, fut = packages.require(PROFILE, "StructureDefinition")
         self.el = _elements(sd)
         self.constraints = _constraints(sd)
-        cpr_sd = packages.require(CPR_IDENTIFIER_PROFILE, "StructureDefinition")
+        cpr_sd, _ = packages.require(CPR_IDENTIFIER_PROFILE, "StructureDefinition", context=fut)  # FUT's dk-core
         cpr_rule = _constraints(cpr_sd)["cpr"]
         m = re.search(r"matches\('(.*)'\)", cpr_rule["expression"])
         if not m:
