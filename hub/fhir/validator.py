@@ -54,6 +54,7 @@ class _Run:
     out: Outcome
     root: Any
     said: set[str] = field(default_factory=set)
+    evaluated: set[tuple[str, str]] = field(default_factory=set)
 
     def once(self, key: str, severity: Severity, code: str, text: str, where: str, rule: str) -> None:
         """A finding about the validation itself (a profile or value set missing), said once per input."""
@@ -110,12 +111,10 @@ class Validator:
                   context: str | None) -> None:
         rtype = resource["resourceType"]
         declared = [p for p in resource.get("meta", {}).get("profile", []) if isinstance(p, str)]
-        wanted = [CORE + rtype, *dict.fromkeys(declared + extra_profiles)]
         inner = context  # what nested resources resolve in: the package of this resource's own profile
-        for canonical in wanted:
+        applied = 0
+        for canonical in dict.fromkeys(declared + extra_profiles):
             prof = self.profile(canonical, context)
-            if prof is not None and canonical != CORE + rtype and inner is None:
-                inner = prof.package
             if prof is None:
                 run.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
                          "not checked", where, "profile")
@@ -124,7 +123,15 @@ class Validator:
                 run.out.error("invalid", f"Profile {canonical} is for {prof.type}, not {rtype}", where,
                               rule="profile")
                 continue
+            inner = inner or prof.package
             self._object(prof.root, resource, where, resource, run)
+            applied += 1
+        if not applied:
+            # A profile's snapshot carries everything its base requires, so the core definition is walked only
+            # when no profile applies (walking both would also report a binding the profile replaced).
+            core = self.profile(CORE + rtype)
+            if core is not None:
+                self._object(core.root, resource, where, resource, run)
         for i, contained in enumerate(resource.get("contained", []) or []):
             self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
         if rtype == "Bundle":
@@ -319,6 +326,11 @@ class Validator:
         for c in ed.constraints:
             if c.key in NATIVE_RULES or not c.expression:
                 continue
+            # The core definition and the profiles restate the same invariants: each is evaluated once a place.
+            done = (c.expression, where)
+            if done in run.evaluated:
+                continue
+            run.evaluated.add(done)
             try:
                 holds = self.invariants.holds(c.expression, node, resource, run.root, ed.path)
             except Unresolvable as exc:
