@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sync run test lint bench clean
+.PHONY: install sync run test lint bench bench-validate clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ lint: install
 bench: sync
 	command -v wrk >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null) || true
 	$(BIN)/python bench/booking.py
+
+bench-validate: sync
+	$(BIN)/python bench/validate.py
 
 clean:
 	rm -rf $(VENV) var

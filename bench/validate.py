@@ -1,0 +1,81 @@
+"""Benchmark: the validator on MedCom CareCommunication message Bundles, one core, after warm-up.
+
+Reports package loading (indexing, and compiling the profiles the Bundles use), Bundles per second and the cost
+per Bundle entry, and in the same run plain fhir.resources parsing of the same Bundles for comparison (parsing
+alone: no profiles, no invariants). Input: the CareCommunication 5.0.2 package's example Bundles and MedCom's
+SendExamples (JSON). Run: `.venv/bin/python bench/validate.py [--seconds 10]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.booking import machine  # noqa: E402
+from hub.core import standards  # noqa: E402
+from hub.core.config import Settings  # noqa: E402
+from hub.fhir.packages import PackageSet  # noqa: E402
+from hub.fhir.validator import Validator  # noqa: E402
+
+
+def bundles() -> list[dict[str, Any]]:
+    cc = Settings().standards_dir / "medcom" / "fhir" / "medcom.fhir.dk.carecommunication"
+    files = sorted((cc / "5.0.2" / "package" / "example").glob("Bundle-*.json"))
+    files += sorted((cc / "examples" / "SendExamples").glob("*.json"))
+    return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+
+
+def rate(fn: Any, items: list[Any], seconds: float) -> tuple[float, int]:
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for item in items:
+            fn(item)
+        done += len(items)
+    return done / (time.perf_counter() - t0), done
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0, help="seconds of each measurement")
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)  # the one-line note about absent dependencies
+
+    t0 = time.perf_counter()
+    packages = PackageSet(standards.package_dirs(Settings().standards_store))
+    indexed = time.perf_counter() - t0
+    validator = Validator(packages)
+    items = bundles()
+    t1 = time.perf_counter()
+    verdicts = [validator.validate(b) for b in items]  # the first pass compiles what the Bundles use
+    compiled = time.perf_counter() - t1
+    invalid = sum(not v.ok for v in verdicts)
+    entries = sum(len(b.get("entry", [])) for b in items) / len(items)
+
+    per_second, _ = rate(validator.validate, items, args.seconds)
+
+    from fhir.resources.R4B.bundle import Bundle
+
+    parse_rate, _ = rate(Bundle.model_validate, items, args.seconds)
+
+    print(f"machine:         {machine()}")
+    print(f"input:           {len(items)} CareCommunication Bundles, {entries:.1f} entries each on average, "
+          f"{invalid} invalid")
+    print(f"packages:        {len(packages.packages)} indexed in {indexed:.2f} s; profiles compiled on first use "
+          f"in {compiled:.2f} s")
+    print(f"validator:       {per_second:.1f} bundles/s, {1000 / per_second:.2f} ms a bundle, "
+          f"{1000 / per_second / entries:.3f} ms an entry")
+    print(f"fhir.resources:  {parse_rate:.1f} bundles/s parsing alone, {1000 / parse_rate:.2f} ms a bundle")
+    if invalid:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
