@@ -136,3 +136,45 @@ def test_structure_errors_come_first(validator: Validator, video: dict[str, Any]
     video["start"] = "tomorrow"
     outcome = validator.validate(video)
     assert [i.rule for i in outcome.issues] == ["Appointment.start"]
+
+
+def test_a_message_bundle_is_checked_against_its_message_definition(validator: Validator) -> None:
+    folder = SHARED / "medcom/fhir/medcom.fhir.dk.carecommunication/5.0.2/package/example"
+    bundle = next(b for b in (json.loads(f.read_text()) for f in sorted(folder.glob("Bundle-*.json")))
+                  if b["entry"][0]["resource"].get("definition"))
+    assert errors(validator.validate(bundle)) == set()
+    wrong_event = copy.deepcopy(bundle)
+    wrong_event["entry"][0]["resource"]["eventCoding"]["code"] = "acknowledgement-message"
+    outcome = validator.validate(wrong_event)
+    assert "MessageDefinition.eventCoding" in errors(outcome)
+    assert any(i.expression == "Bundle.entry[0].resource.eventCoding" for i in outcome.issues)
+    unknown = copy.deepcopy(bundle)
+    unknown["entry"][0]["resource"]["definition"] = "http://example.org/MessageDefinition/nowhere|1.0"
+    said = [i for i in validator.validate(unknown).issues if i.rule == "MessageHeader.definition"]
+    assert len(said) == 1 and said[0].severity == "warning"
+
+
+def test_message_definition_focus_counts_and_types(data_root: Any, tmp_path: Any) -> None:
+    """MedCom's MessageDefinitions name no focus; a package of one's own that does is held to it."""
+    from hub.core import standards
+    from hub.fhir.packages import PackageSet
+
+    pkg = tmp_path / "package"
+    pkg.mkdir()
+    url = "http://example.org/MessageDefinition/needs-two-communications"
+    definition = {"resourceType": "MessageDefinition", "url": url, "version": "1.0", "status": "active",
+                  "date": "2026-11-23", "eventCoding": {"system": "http://medcomfhir.dk/ig/terminology/CodeSystem/"
+                                                                  "medcom-messaging-eventCodes",
+                                                        "code": "care-communication-message"},
+                  "focus": [{"code": "Communication", "min": 2, "max": "2"}]}
+    (pkg / "MessageDefinition-x.json").write_text(json.dumps(definition))
+    (pkg / "package.json").write_text(json.dumps({"name": "example.local", "version": "1.0.0"}))
+    (pkg / ".index.json").write_text(json.dumps({"index-version": 1, "files": [
+        {"filename": "MessageDefinition-x.json", "resourceType": "MessageDefinition", "url": url, "version": "1.0"}]}))
+    own = Validator(PackageSet([*standards.package_dirs(data_root / "standards"), pkg]))
+    folder = SHARED / "medcom/fhir/medcom.fhir.dk.carecommunication/5.0.2/package/example"
+    bundle = next(json.loads(f.read_text()) for f in sorted(folder.glob("Bundle-*.json")))
+    bundle["entry"][0]["resource"]["definition"] = url + "|1.0"
+    outcome = own.validate(bundle)
+    assert [i.diagnostics for i in outcome.issues if i.rule == "MessageDefinition.focus"] == [
+        f"{url}|1.0 wants 2..2 Communication as focus, the message has 1"]

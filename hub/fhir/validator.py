@@ -134,10 +134,50 @@ class Validator:
                 self._object(core.root, resource, where, resource, run)
         for i, contained in enumerate(resource.get("contained", []) or []):
             self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
+        if rtype == "Bundle" and resource.get("type") == "message":
+            self._message(resource, where, run, inner)
         if rtype == "Bundle":
             for i, entry in enumerate(resource.get("entry", []) or []):
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                     self._resource(entry["resource"], f"{where}.entry[{i}].resource", [], run, inner)
+
+    def _message(self, bundle: dict[str, Any], where: str, run: _Run, context: str | None) -> None:
+        """A message Bundle against what its MessageHeader's definition requires: the MessageDefinition named
+        by `definition` is loaded, its event is the header's event, and the focus resources are there in the
+        numbers, of the types and conforming to the profiles it names."""
+        entries = [e for e in bundle.get("entry", []) or [] if isinstance(e, dict)]
+        header = entries[0].get("resource") if entries else None
+        if not isinstance(header, dict) or header.get("resourceType") != "MessageHeader":
+            return  # bdl-? and the message profiles say so already
+        hw = f"{where}.entry[0].resource"
+        canonical = header.get("definition")
+        if not isinstance(canonical, str):
+            return
+        found = self.packages.locate(canonical, "MessageDefinition", context)
+        if found is None:
+            run.once(canonical, "warning", "not-found", f"MessageDefinition {canonical} is not in the loaded "
+                     "packages; the message is not checked against it", f"{hw}.definition", "MessageHeader.definition")
+            return
+        definition, package = found
+        expected = definition.get("eventCoding") or {}
+        event = header.get("eventCoding") or {}
+        if expected and (event.get("system"), event.get("code")) != (expected.get("system"), expected.get("code")):
+            run.out.error("invariant", f"The event {event.get('system')}#{event.get('code')} is not the event of "
+                          f"{canonical} ({expected.get('system')}#{expected.get('code')})", f"{hw}.eventCoding",
+                          rule="MessageDefinition.eventCoding")
+        focus_refs = [f.get("reference") for f in header.get("focus", []) or [] if isinstance(f, dict)]
+        focus = [resolve_reference(bundle, r) for r in focus_refs if isinstance(r, str)]
+        for rule in definition.get("focus", []) or []:
+            of_type = [f for f in focus if f is not None and f.get("resourceType") == rule.get("code")]
+            low, high = int(rule.get("min", 0)), rule.get("max", "*")
+            if len(of_type) < low or (high != "*" and len(of_type) > int(high)):
+                run.out.error("invariant", f"{canonical} wants {low}..{high} {rule.get('code')} as focus, the "
+                              f"message has {len(of_type)}", f"{hw}.focus", rule="MessageDefinition.focus")
+            if isinstance(rule.get("profile"), str):
+                for f in of_type:
+                    if not self._conforms(f, rule["profile"], package):
+                        run.out.error("invariant", f"The focus {f.get('resourceType')}/{f.get('id')} does not "
+                                      f"conform to {rule['profile']}", f"{hw}.focus", rule="MessageDefinition.focus")
 
     # --- the walk -----------------------------------------------------------------------------------------
 
