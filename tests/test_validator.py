@@ -178,3 +178,12 @@ def test_message_definition_focus_counts_and_types(data_root: Any, tmp_path: Any
     outcome = own.validate(bundle)
     assert [i.diagnostics for i in outcome.issues if i.rule == "MessageDefinition.focus"] == [
         f"{url}|1.0 wants 2..2 Communication as focus, the message has 1"]
+
+
+def test_elements_defined_by_reference_are_checked_like_their_target(validator: Validator) -> None:
+    """Questionnaire.item.item is defined as `#Questionnaire.item`: its binding holds at every depth."""
+    questionnaire = {"resourceType": "Questionnaire", "status": "draft", "item": [
+        {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "nonsense-type"}]}]}
+    outcome = validator.validate(questionnaire)
+    assert [(i.rule, i.expression) for i in outcome.issues if i.severity == "error"] == [
+        ("Questionnaire.item.type", "Questionnaire.item[0].item[0].type")]

@@ -59,7 +59,6 @@ class Profile:
     version: str | None
     type: str
     root: ElementDef
-    by_id: dict[str, ElementDef]
     package: str | None = None
 
 
@@ -126,4 +125,8 @@ def compile_profile(sd: dict[str, Any], package: str | None = None) -> Profile:
         else:
             parent.children[ed.name] = ed
     assert root is not None
-    return Profile(sd["url"], sd.get("version"), sd["type"], root, by_id, package)
+    for ed in by_id.values():  # `Questionnaire.item.item`: the children of the element it refers to
+        target = by_id.get((ed.content_reference or "").lstrip("#"))
+        if target is not None and not ed.children:
+            ed.children = target.children
+    return Profile(sd["url"], sd.get("version"), sd["type"], root, package)

@@ -35,7 +35,6 @@ from hub.fhir.profile import ElementDef, Profile, compile_profile
 from hub.fhir.structure import CORE, StructureValidator, choice_name
 
 NATIVE_RULES = frozenset({"ele-1", "ext-1"})
-_CODED = {"code", "Coding", "CodeableConcept", "string", "uri"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +332,7 @@ class Validator:
 
     def _value(self, ed: ElementDef, item: Any, where: str, resource: dict[str, Any], run: _Run,
                choice_type: str | None = None) -> None:
-        if ed.fixed is not None and not _equal(item, ed.fixed[1]):
+        if ed.fixed is not None and item != ed.fixed[1]:
             run.out.error("value", f"{ed.path}: must be exactly {_show(ed.fixed[1])}", where, rule=ed.id)
         if ed.pattern is not None and not _matches_pattern(item, ed.pattern[1]):
             run.out.error("value", f"{ed.path}: must match the pattern {_show(ed.pattern[1])}", where, rule=ed.id)
@@ -486,10 +485,6 @@ def _values_at(item: Any, path: str) -> list[Any]:
 
 def _code_of(value: Any) -> Any:
     return value.get("code") if isinstance(value, dict) else value
-
-
-def _equal(value: Any, fixed: Any) -> bool:
-    return bool(value == fixed)
 
 
 def _matches_pattern(value: Any, pattern: Any) -> bool:
