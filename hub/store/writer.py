@@ -100,6 +100,7 @@ def _loop(writer: BatchWriter, listener: Listener) -> None:
                 conn.send(None if error is None else _reason(error))
             except OSError:
                 conns.remove(conn)
+                conn.close()
 
 
 def _main(database_url: str, address: str, authkey: bytes, log_level: str, ready: Any) -> None:
