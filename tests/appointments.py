@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import fut_example
+from tests.conftest import fut_appointment
 
 EOJ_SYSTEM = "urn:oid:1.2.208.176.1.2.99.eoj"
 
@@ -19,7 +19,7 @@ def iso(dt: datetime) -> str:
 def video_appointment(start: datetime | None = None, minutes: int = 30, source_id: str | None = None,
                       patient: dict[str, Any] | None = None) -> dict[str, Any]:
     """FUT's example made bookable: one patient, the server-set room fields removed, our own identifier."""
-    appt = copy.deepcopy(fut_example("Appointment-videoappointment01.json"))
+    appt = copy.deepcopy(fut_appointment())
     start = start or datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
     appt.pop("id")
     appt.pop("meta")

@@ -27,6 +27,17 @@ def fut_example(name: str) -> dict[str, Any]:
     return json.loads((FUT_EXAMPLES / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
+def fut_appointment(name: str = "Appointment-videoappointment01.json") -> dict[str, Any]:
+    """A FUT Appointment example without its known defect (README, "Validation policy"): each carries a
+    contained Location that nothing refers to, which breaks dom-3."""
+    appt = fut_example(name)
+    text = json.dumps(appt)
+    appt["contained"] = [c for c in appt.get("contained", []) if f'"#{c["id"]}"' in text]
+    if not appt["contained"]:
+        del appt["contained"]
+    return appt
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder whose standards store is synced once for the whole run."""

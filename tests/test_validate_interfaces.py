@@ -12,7 +12,7 @@ from typing import Any
 from lxml import etree
 
 from hub.fhir import io
-from tests.conftest import fut_example
+from tests.conftest import fut_appointment
 from tests.test_booking_api import FHIR, db_count
 
 VIDEO = "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-videoappointment"
@@ -32,11 +32,10 @@ def _hub_validate(data_root: Path, *args: str) -> subprocess.CompletedProcess[st
 def test_hub_validate_files_and_folders_in_every_report_format(data_root: Path, tmp_path: Path) -> None:
     folder = tmp_path / "msgs"
     folder.mkdir()
-    good = fut_example("Appointment-videoappointment01.json")
+    good = fut_appointment()
     (folder / "good.json").write_text(json.dumps(good))
     (folder / "good.xml").write_bytes(io.to_xml(good))
-    (folder / "no-responsible.json").write_text(json.dumps(_without_responsible(fut_example(
-        "Appointment-videoappointment01.json"))))
+    (folder / "no-responsible.json").write_text(json.dumps(_without_responsible(fut_appointment())))
     (folder / "broken.json").write_text('{"resourceType": "Appointment", ')
     (folder / "notes.xml").write_text("<notes>not FHIR</notes>")
 
@@ -58,7 +57,7 @@ def test_hub_validate_files_and_folders_in_every_report_format(data_root: Path, 
     suite = etree.fromstring(junit.stdout.encode())
     assert suite.get("tests") == "5" and suite.get("failures") == "3"
 
-    core_only = fut_example("Appointment-videoappointment01.json")
+    core_only = fut_appointment()
     core_only["meta"].pop("profile")
     (tmp_path / "plain.json").write_text(json.dumps(_without_responsible(core_only)))
     assert _hub_validate(data_root, str(tmp_path / "plain.json")).returncode == 0
@@ -71,12 +70,12 @@ def test_hub_validate_usage_errors_exit_2(data_root: Path, tmp_path: Path) -> No
 
 
 def test_validate_operation(hub: Any) -> None:
-    good = fut_example("Appointment-videoappointment01.json")
+    good = fut_appointment()
     r = hub.client.post("/fhir/$validate", json=good, headers=FHIR)
     assert r.status_code == 200
     assert not [i for i in r.json()["issue"] if i["severity"] == "error"]
 
-    bad = _without_responsible(fut_example("Appointment-videoappointment01.json"))
+    bad = _without_responsible(fut_appointment())
     r = hub.client.post("/fhir/Appointment/$validate", json=bad, headers=FHIR)
     assert r.status_code == 200
     assert "Appointment.extension:responsible" in {i.get("details", {}).get("text") for i in r.json()["issue"]}

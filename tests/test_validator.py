@@ -11,12 +11,15 @@ import pytest
 
 from hub.conformance.files import collect, package_context, validate_file
 from hub.fhir.validator import Validator
-from tests.conftest import FUT_EXAMPLES, SHARED, fut_example
+from tests.conftest import FUT_EXAMPLES, SHARED, fut_appointment
 
 VIDEO = "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-videoappointment"
 # Known defects of the official material (README, "Validation policy"): the finding stands, the test records it.
 KNOWN_DEFECTS = {
     "Consent-23.json": {"Consent.provision.code"},  # a code outside FUT's own required value set
+    # FUT's Appointment examples carry a contained Location that nothing refers to
+    **{f"Appointment-{n}.json": {"dom-3"} for n in ("group-appointment01", "group-videoappointment01",
+                                                    "videoappointment01")},
 }
 
 
@@ -73,7 +76,7 @@ def test_a_message_bundle_resolves_its_entries_as_its_own_package_sees_them(vali
 
 @pytest.fixture
 def video() -> dict[str, Any]:
-    appt = fut_example("Appointment-videoappointment01.json")
+    appt = fut_appointment()
     return copy.deepcopy(appt)
 
 
@@ -187,3 +190,31 @@ def test_elements_defined_by_reference_are_checked_like_their_target(validator: 
     outcome = validator.validate(questionnaire)
     assert [(i.rule, i.expression) for i in outcome.issues if i.severity == "error"] == [
         ("Questionnaire.item.type", "Questionnaire.item[0].item[0].type")]
+
+
+def test_contained_resources_must_be_referred_to(validator: Validator, video: dict[str, Any]) -> None:
+    """dom-3, checked natively: a contained resource nothing refers to is an error; one referred to by `#id`,
+    or one that refers to its container by `#`, is fine."""
+    video["contained"] = [{"resourceType": "Location", "id": "room", "name": "Room 43b"}]
+    assert "dom-3" in errors(validator.validate(video))
+    video["participant"].append({"actor": {"reference": "#room"}, "status": "accepted"})
+    assert "dom-3" not in errors(validator.validate(video))
+    video["participant"].pop()
+    video["contained"][0]["partOf"] = {"reference": "#"}
+    assert "dom-3" not in errors(validator.validate(video))
+
+
+def test_conforms_to_runs_the_profile_check(validator: Validator) -> None:
+    """MedCom's acknowledgement Bundle asks, by `conformsTo()`, that its MessageHeader conforms to the
+    acknowledgement header profile: a header without `response` breaks that rule too."""
+    folder = SHARED / "medcom/fhir/medcom.fhir.dk.acknowledgement/2.0.3/package/example"
+    bundle = json.loads(sorted(folder.glob("Bundle-*.json"))[0].read_text(encoding="utf-8"))
+    context = "medcom.fhir.dk.acknowledgement#2.0.3"
+    assert errors(validator.validate(bundle, context=context)) == set()
+    bundle["entry"][0]["resource"].pop("response")
+    assert "medcom-acknowledgement-2" in errors(validator.validate(bundle, context=context))
+
+
+def test_a_required_slice_of_an_absent_element_is_missing(validator: Validator, video: dict[str, Any]) -> None:
+    video.pop("extension")
+    assert "Appointment.extension:responsible" in errors(validator.validate(video))

@@ -2,8 +2,11 @@
 
 fhirpathpy implements FHIRPath's normative part. The FHIR-specific functions constraints use are added through
 its user invocation table: `hasValue()`, `resolve()` (contained `#id`, and inside a Bundle by `fullUrl`,
-`Type/id` and `urn:uuid:`), `memberOf()` (the hub's terminology) and `htmlChecks()` (the narrative's XHTML
-rules, checked by `hub.fhir.structure` already, so true here).
+`Type/id` and `urn:uuid:`), `memberOf()` (the hub's terminology), `conformsTo()` (the validator's own profile
+check) and `htmlChecks()` (the narrative's XHTML rules, checked by `hub.fhir.structure` already, so true here).
+
+Most invariants run as closures compiled by `hub.fhir.fhirpath_compiled`, with the same functions; what that
+compiler leaves out, at compile or at run time, is evaluated by fhirpathpy.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from hub.fhir.fhirpath_compiled import Env, Fallback, Fn, NotCompiled, compile_expression
 from hub.fhir.packages import Terminology
 
 Evaluator = Callable[..., list[Any]]
@@ -32,9 +36,12 @@ class Unresolvable(Exception):
 class InvariantEngine:
     """Compiled FHIRPath expressions; thread-safe."""
 
-    def __init__(self, terminology: Terminology) -> None:
+    def __init__(self, terminology: Terminology, compiled: bool = True) -> None:
         self.terminology = terminology
+        self.use_compiled = compiled  # False: fhirpathpy alone (the tests compare both)
+        self.conforms: Callable[[Any, str], bool] = lambda resource, canonical: False  # set by the validator
         self._compiled: dict[str, Evaluator] = {}
+        self._closures: dict[str, Fn | None] = {}
         self._lock = threading.Lock()
         self._model = models["r4"]
         self._local = threading.local()  # the resource being evaluated, for resolve()
@@ -42,6 +49,7 @@ class InvariantEngine:
             "hasValue": {"fn": self._has_value, "arity": {0: []}},
             "resolve": {"fn": self._resolve, "arity": {0: []}},
             "memberOf": {"fn": self._member_of, "arity": {1: ["String"]}},
+            "conformsTo": {"fn": self._conforms_to, "arity": {1: ["String"]}},
             "htmlChecks": {"fn": lambda inputs: [True], "arity": {0: []}},
         }, "traceFn": lambda *args: None}  # FUT's invariants call trace(): not onto our stdout
 
@@ -55,23 +63,51 @@ class InvariantEngine:
                     self._compiled[expression] = found
         return found
 
+    def closure(self, expression: str) -> Fn | None:
+        """The compiled closure for an expression, or None where fhirpathpy evaluates it."""
+        try:
+            return self._closures[expression]
+        except KeyError:
+            pass
+        try:
+            fn: Fn | None = compile_expression(expression)
+        except NotCompiled:
+            fn = None
+        self._closures[expression] = fn
+        return fn
+
     def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> bool:
         """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written).
 
         Raises `Unresolvable` when it does not hold but `resolve()` met references to resources that are not
         in the input: then the verdict is unknown, not false.
         """
-        self._local.root = root
-        self._local.unresolved = []
-        # An element is typed by its path, so that `value` finds `valueQuantity` on an Observation.component
-        # too; a resource types itself (and its invariants may start with its type name: `Bundle.entry`).
-        is_resource = isinstance(node, dict) and "resourceType" in node
-        typed = node if is_resource or not path else ResourceNode.create_node(node, path)  # type: ignore[no-untyped-call]
-        result = self.compiled(expression)(typed, {"resource": resource, "rootResource": root})
+        result = self.evaluate(expression, node, resource, root, path)
         holds = not (len(result) == 1 and result[0] is False)
         if not holds and self._local.unresolved:
             raise Unresolvable(self._local.unresolved)
         return holds
+
+    def evaluate(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> list[Any]:
+        """The expression's result on `node`: by its compiled closure, else (or where the closure falls back)
+        by fhirpathpy. `path` is the node's element path, which fhirpathpy needs to type it."""
+        self._local.root = root
+        self._local.unresolved = []
+        closure = self.closure(expression) if self.use_compiled else None
+        if closure is not None:
+            env = Env(resource, root, [node], self._resolve, self._member_of, self._conforms_to, [node])
+            try:
+                return closure([node], env)
+            except Fallback:
+                self._local.unresolved = []
+        return self._interpreted(expression, node, resource, root, path)
+
+    def _interpreted(self, expression: str, node: Any, resource: Any, root: Any, path: str | None) -> list[Any]:
+        # An element is typed by its path, so that `value` finds `valueQuantity` on an Observation.component
+        # too; a resource types itself (and its invariants may start with its type name: `Bundle.entry`).
+        is_resource = isinstance(node, dict) and "resourceType" in node
+        typed = node if is_resource or not path else ResourceNode.create_node(node, path)  # type: ignore[no-untyped-call]
+        return self.compiled(expression)(typed, {"resource": resource, "rootResource": root})
 
     # --- the functions fhirpathpy lacks -------------------------------------------------------------------
 
@@ -92,6 +128,9 @@ class InvariantEngine:
                 codings = item.get("coding", [item])
                 out.append(any((c.get("system"), c.get("code")) in codes for c in codings if isinstance(c, dict)))
         return out
+
+    def _conforms_to(self, inputs: list[Any], canonical: str) -> list[bool]:
+        return [self.conforms(item, canonical) for item in inputs if isinstance(item, dict)]
 
     def _resolve(self, inputs: list[Any]) -> list[Any]:
         root = getattr(self._local, "root", None)

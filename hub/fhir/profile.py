@@ -51,6 +51,8 @@ class ElementDef:
     children: dict[str, ElementDef] = field(default_factory=dict)
     content_reference: str | None = None
     package: str | None = None  # where the definition comes from: the context its canonicals resolve in
+    base_max: int | None = None  # the max of the base definition (the structure check enforces 0..1 vs 0..*)
+    plan: Any = None  # the validator's walk plan, made on first use (`hub.fhir.validator`)
 
 
 @dataclass(slots=True)
@@ -69,6 +71,10 @@ def _typed(element: dict[str, Any], prefix: str) -> tuple[str, Any] | None:
     return None
 
 
+def _max(raw: str) -> int | None:
+    return None if raw == "*" else int(raw)
+
+
 def _element(e: dict[str, Any], package: str | None) -> ElementDef:
     path: str = e["path"]
     max_raw = e.get("max", "*")
@@ -78,7 +84,7 @@ def _element(e: dict[str, Any], package: str | None) -> ElementDef:
         path=path,
         name=path.rsplit(".", 1)[-1],
         min=int(e.get("min", 0)),
-        max=None if max_raw == "*" else int(max_raw),
+        max=_max(max_raw),
         types=tuple(TypeRef(t["code"], tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
                     for t in e.get("type", ())),
         fixed=_typed(e, "fixed"),
@@ -92,6 +98,7 @@ def _element(e: dict[str, Any], package: str | None) -> ElementDef:
         slice_name=e.get("sliceName"),
         content_reference=e.get("contentReference"),
         package=package,
+        base_max=_max(e.get("base", {}).get("max", max_raw)),
     )
 
 

@@ -25,16 +25,60 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.outcome import Outcome, Severity
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
-from hub.fhir.profile import ElementDef, Profile, compile_profile
+from hub.fhir.profile import Constraint, ElementDef, Profile, compile_profile
 from hub.fhir.structure import CORE, StructureValidator, choice_name
 
-NATIVE_RULES = frozenset({"ele-1", "ext-1"})
+
+def _contained_referenced(resource: Any) -> bool:
+    """dom-3, natively: each contained resource is referred to from elsewhere in the resource (a `#id` string:
+    a reference, canonical or uri), or refers to its container (`#`). fhirpathpy cannot evaluate the official
+    expression (`descendants().as(canonical)` needs the type of every primitive)."""
+    contained = [c for c in resource.get("contained", []) or [] if isinstance(c, dict)]
+    if not contained:
+        return True
+    strings = set(_strings(resource))
+    return all(f"#{c.get('id')}" in strings or "#" in set(_strings(c)) for c in contained)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+# Invariants checked natively (module docstring): ele-1 by the structure check, ext-1 where an Extension is
+# walked, and these, with their own functions.
+NATIVE_CHECKS: dict[str, Callable[[Any], bool]] = {"dom-3": _contained_referenced}
+NATIVE_RULES = frozenset({"ele-1", "ext-1", *NATIVE_CHECKS})
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How the values of one element definition are walked, worked out once: the invariants to evaluate, the
+    children that can yield a finding (the others, with no rule beyond what the structure check enforces, are
+    not walked at all) and the JSON names that lead to them, and the type profiles walked for a value without
+    inline children. `inert`: a value of this element can yield no finding."""
+
+    constraints: tuple[Constraint, ...]
+    keys: dict[str, tuple[ElementDef, str | None]]
+    checked: tuple[ElementDef, ...]
+    type_roots: dict[str, tuple[ElementDef, ...]]
+    inert: bool
+
+
+_CYCLE = _Plan((), {}, (), {}, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +110,15 @@ class Validator:
     """Validates resources against the loaded packages. Thread-safe; build one per process."""
 
     def __init__(self, packages: PackageSet, structure: StructureValidator | None = None,
-                 terminology: Terminology | None = None) -> None:
+                 terminology: Terminology | None = None, compiled_invariants: bool = True) -> None:
         self.packages = packages
         self.structure = structure or StructureValidator(packages)
         self.terminology = terminology or Terminology(packages)
-        self.invariants = InvariantEngine(self.terminology)
+        self.invariants = InvariantEngine(self.terminology, compiled_invariants)
+        self.invariants.conforms = lambda resource, canonical: self._conforms(resource, canonical, None)
         self._profiles: dict[tuple[str, str | None], Profile | None] = {}
         self._lock = threading.Lock()
+        self._plan_lock = threading.RLock()
 
     # --- profiles -----------------------------------------------------------------------------------------
 
@@ -183,39 +229,80 @@ class Validator:
     def _object(self, ed: ElementDef, value: dict[str, Any], where: str, resource: dict[str, Any],
                 run: _Run) -> None:
         """`value` (a JSON object) against `ed` and its children."""
-        self._constraints(ed, value, where, resource, run)
-        for child in ed.children.values():
-            if child.name in ("resourceType",):
-                continue
-            items = self._items(child, value)
+        plan = ed.plan or self._plan(ed)
+        if plan.constraints:
+            self._constraints(ed, plan.constraints, value, where, resource, run)
+        found: dict[str, list[_Item]] = {}
+        for key, got in value.items():
+            hit = plan.keys.get(key)
+            if hit is None or (key[0] == "_" and key[1:] in value):
+                continue  # not walked, or a primitive's `_name` beside its value
+            child, type_code = hit
+            name = key.lstrip("_")
+            items = found.setdefault(child.name, [])
+            if isinstance(got, list):
+                items.extend(_Item(g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
+            elif got is not None:
+                items.append(_Item(got, name, type_code))
+        for child in plan.checked:
+            items = found.get(child.name, [])
             self._cardinality(child, len(items), where, run)
-            if not items:
-                continue
             if child.slicing is not None and child.slices:
                 self._sliced(child, items, resource, run, where)
             else:
                 for item in items:
                     self._value(child, item.value, f"{where}.{item.where}", resource, run, item.type)
 
-    @staticmethod
-    def _items(child: ElementDef, value: dict[str, Any]) -> list[_Item]:
-        """The instance's values for an element, each with its location relative to the parent and, for a
-        choice element, the type its JSON name says."""
-        names: dict[str, str | None] = {child.name: None}
-        if child.name.endswith("[x]"):
-            names = {choice_name(child.name[:-3], t.code): t.code for t in child.types}
-        items: list[_Item] = []
-        for name, type_code in names.items():
-            got = value.get(name)
-            if got is None:
-                if "_" + name in value:  # a primitive with only an id or extensions is present
-                    items.append(_Item(value["_" + name], name, type_code))
+    # --- plans --------------------------------------------------------------------------------------------
+
+    def _plan(self, ed: ElementDef, building: frozenset[int] = frozenset()) -> _Plan:
+        """The walk plan of an element, made once. Elements on a cycle being planned (Identifier.assigner →
+        Reference.identifier → Identifier) count as not inert: the plan then walks them, never skips them."""
+        if ed.plan is not None:
+            return ed.plan  # type: ignore[no-any-return]
+        if id(ed) in building:
+            return _CYCLE
+        with self._plan_lock:
+            if ed.plan is None:
+                ed.plan = self._make_plan(ed, building | {id(ed)})
+        return ed.plan  # type: ignore[no-any-return]
+
+    def _make_plan(self, ed: ElementDef, building: frozenset[int]) -> _Plan:
+        constraints = tuple(c for c in ed.constraints
+                            if (c.expression and c.key not in NATIVE_RULES) or c.key in NATIVE_CHECKS)
+        keys: dict[str, tuple[ElementDef, str | None]] = {}
+        checked = []
+        for child in ed.children.values():
+            if child.name == "resourceType":
                 continue
-            if isinstance(got, list):
-                items.extend(_Item(g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
+            if not (child.min > 0 or (child.max is not None and child.max != child.base_max)
+                    or (child.slicing is not None and child.slices) or any(s.min > 0 for s in child.slices)
+                    or not self._inert(child, building)):
+                continue  # its values can yield no finding: not walked at all
+            checked.append(child)
+            if child.name.endswith("[x]"):
+                for t in child.types:
+                    key = choice_name(child.name[:-3], t.code)
+                    keys[key] = keys["_" + key] = (child, t.code)
             else:
-                items.append(_Item(got, name, type_code))
-        return items
+                keys[child.name] = keys["_" + child.name] = (child, None)
+        type_roots: dict[str, tuple[ElementDef, ...]] = {}
+        if not ed.children:
+            for t in ed.types:
+                roots = []
+                for canonical in t.profiles or ((CORE + t.code,) if t.code[:1].isupper() else ()):
+                    prof = self.profile(canonical, ed.package)
+                    if prof is not None and not self._plan(prof.root, building).inert:
+                        roots.append(prof.root)
+                type_roots[t.code] = tuple(roots)
+        inert = not (constraints or checked or ed.fixed or ed.pattern
+                     or (ed.binding is not None and ed.binding[0] in ("required", "extensible"))
+                     or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
+                     or any(type_roots.values()))
+        return _Plan(constraints, keys, tuple(checked), type_roots, inert)
+
+    def _inert(self, ed: ElementDef, building: frozenset[int]) -> bool:
+        return self._plan(ed, building).inert
 
     @staticmethod
     def _cardinality(ed: ElementDef, count: int, where: str, run: _Run) -> None:
@@ -332,6 +419,9 @@ class Validator:
 
     def _value(self, ed: ElementDef, item: Any, where: str, resource: dict[str, Any], run: _Run,
                choice_type: str | None = None) -> None:
+        plan = ed.plan or self._plan(ed)
+        if plan.inert:
+            return
         if ed.fixed is not None and item != ed.fixed[1]:
             run.out.error("value", f"{ed.path}: must be exactly {_show(ed.fixed[1])}", where, rule=ed.id)
         if ed.pattern is not None and not _matches_pattern(item, ed.pattern[1]):
@@ -347,31 +437,37 @@ class Validator:
                 run.out.error("invariant", "An extension has a value or extensions, not both and not neither",
                               where, rule="ext-1")
         if not isinstance(item, dict):
-            self._constraints(ed, item, where, resource, run)
+            if plan.constraints:
+                self._constraints(ed, plan.constraints, item, where, resource, run)
             return
         if item.get("resourceType"):
             return  # a nested resource: validated by its own rights (contained, Bundle entries)
         if ed.children:
             self._object(ed, item, where, resource, run)
             return
-        self._constraints(ed, item, where, resource, run)
-        for t in [t for t in ed.types if t.code == type_code] or ed.types[:1]:
-            for canonical in t.profiles or ((CORE + t.code,) if t.code[:1].isupper() else ()):
-                prof = self.profile(canonical, ed.package)
-                if prof is not None:
-                    self._object(prof.root, item, where, resource, run)
+        if plan.constraints:
+            self._constraints(ed, plan.constraints, item, where, resource, run)
+        roots = plan.type_roots.get(type_code)
+        if roots is None and ed.types:
+            roots = plan.type_roots.get(ed.types[0].code, ())
+        for root in roots or ():
+            self._object(root, item, where, resource, run)
 
-    def _constraints(self, ed: ElementDef, node: Any, where: str, resource: dict[str, Any], run: _Run) -> None:
-        for c in ed.constraints:
-            if c.key in NATIVE_RULES or not c.expression:
-                continue
+    def _constraints(self, ed: ElementDef, constraints: tuple[Constraint, ...], node: Any, where: str,
+                     resource: dict[str, Any], run: _Run) -> None:
+        for c in constraints:
             # The core definition and the profiles restate the same invariants: each is evaluated once a place.
-            done = (c.expression, where)
+            done = (c.expression or c.key, where)
             if done in run.evaluated:
                 continue
             run.evaluated.add(done)
+            native = NATIVE_CHECKS.get(c.key)
             try:
-                holds = self.invariants.holds(c.expression, node, resource, run.root, ed.path)
+                if native is not None:
+                    holds = native(node)
+                else:
+                    assert c.expression is not None
+                    holds = self.invariants.holds(c.expression, node, resource, run.root, ed.path)
             except Unresolvable as exc:
                 run.out.add("warning", "not-found", f"{c.key}: not checked: it follows references to resources "
                             f"that are not in this input ({exc})", where, rule=c.key)
