@@ -60,8 +60,9 @@ def _plain(result: list[Any]) -> list[Any]:
 
 @pytest.mark.parametrize("expression", EXPRESSIONS)
 def test_compiled_expressions_give_what_fhirpathpy_gives(engine: InvariantEngine, expression: str) -> None:
-    closure = engine.closure(expression)
-    assert closure is not None, expression
+    found = engine.closure(expression)
+    assert found is not None, expression
+    closure = found[0].fn
     env = Env(PATIENT, PATIENT, [PATIENT], engine._resolve, engine._member_of, engine._conforms_to, [PATIENT])
     engine._local.root, engine._local.unresolved = PATIENT, []
     compiled = closure([PATIENT], env)
@@ -72,20 +73,35 @@ def test_raw_json_that_cannot_be_decided_falls_back_to_fhirpathpy(engine: Invari
     period = {"start": "2020-01-02", "end": "2020-01-01T10:00:00+01:00"}
     env = Env(period, period, [period], engine._resolve, engine._member_of, engine._conforms_to, [period])
     for expression in ("start <= end", "start = end"):  # dates of different precision: fhirpathpy decides
-        closure = compile_expression(expression)
+        closure = compile_expression(expression).fn
         with pytest.raises(Fallback):
             closure([period], env)
         assert engine.evaluate(expression, period, period, period, "Period") == [False]
     with_extension = {"birthDate": "1980", "_birthDate": {"extension": [{"url": "u", "valueString": "x"}]}}
     with pytest.raises(Fallback):
-        compile_expression("birthDate.exists()")([with_extension], env)
+        compile_expression("birthDate.exists()").fn([with_extension], env)
     with pytest.raises(Fallback):  # a collection where a Boolean is expected: fhirpathpy's error, not a guess
-        compile_expression("(1 | 2) and true")([{}], env)
+        compile_expression("(1 | 2) and true").fn([{}], env)
+
+
+def test_the_guard_names_what_an_expression_reads_of_its_focus(engine: InvariantEngine) -> None:
+    """A focus object with none of the names in the guard gives the result of an empty object, so the engine
+    answers without evaluating; what can read more of the focus has no guard."""
+    guard = compile_expression("a.b.exists() or value.where(c = 1).exists() or iif(d, e, f.g)").guard
+    assert guard is not None and {"a", "_a", "valueString", "_valueQuantity", "d", "e", "f"} <= guard
+    assert not {"b", "c", "g"} & guard
+    assert "x" in (compile_expression("exists(x.y)").guard or ())
+    for opened in ("Bundle.entry", "%resource.id", "$this.a", "extension('u').exists()", "resolve().exists()",
+                   "where(a).exists()", "a.exists() and %rootResource.b.exists()"):
+        assert compile_expression(opened).guard is None, opened
+    expression = "contained.contained.empty()"
+    assert engine.evaluate(expression, {"id": "x"}, {}, {}) == [True]
+    assert engine.evaluate(expression, {"contained": [{"contained": [{"id": "y"}]}]}, {}, {}) == [False]
 
 
 def test_this_at_the_top_is_the_context(engine: InvariantEngine) -> None:
     env = Env(PATIENT, PATIENT, [PATIENT], engine._resolve, engine._member_of, engine._conforms_to, [PATIENT])
-    assert compile_expression("$this.id = 'p1'")([PATIENT], env) == [True]
+    assert compile_expression("$this.id = 'p1'").fn([PATIENT], env) == [True]
 
 
 @pytest.mark.parametrize("expression", ["($this as dateTime).toString()", "a ~ b", "children().count()",

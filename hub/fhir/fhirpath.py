@@ -19,7 +19,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
-from hub.fhir.fhirpath_compiled import Env, Fallback, Fn, NotCompiled, compile_expression
+from hub.fhir.fhirpath_compiled import Compiled, Env, Fallback, NotCompiled, compile_expression
 from hub.fhir.packages import Terminology
 
 Evaluator = Callable[..., list[Any]]
@@ -41,7 +41,7 @@ class InvariantEngine:
         self.use_compiled = compiled  # False: fhirpathpy alone (the tests compare both)
         self.conforms: Callable[[Any, str], bool] = lambda resource, canonical: False  # set by the validator
         self._compiled: dict[str, Evaluator] = {}
-        self._closures: dict[str, Fn | None] = {}
+        self._closures: dict[str, tuple[Compiled, list[Any] | None] | None] = {}
         self._lock = threading.Lock()
         self._model = models["r4"]
         self._local = threading.local()  # the resource being evaluated, for resolve()
@@ -63,18 +63,29 @@ class InvariantEngine:
                     self._compiled[expression] = found
         return found
 
-    def closure(self, expression: str) -> Fn | None:
-        """The compiled closure for an expression, or None where fhirpathpy evaluates it."""
+    def closure(self, expression: str) -> tuple[Compiled, list[Any] | None] | None:
+        """The compiled expression and its result on an empty object (the result on any focus object without
+        the names it reads), or None where fhirpathpy evaluates it."""
         try:
             return self._closures[expression]
         except KeyError:
             pass
+        found: tuple[Compiled, list[Any] | None] | None = None
         try:
-            fn: Fn | None = compile_expression(expression)
+            compiled = compile_expression(expression)
         except NotCompiled:
-            fn = None
-        self._closures[expression] = fn
-        return fn
+            pass
+        else:
+            empty: list[Any] | None = None
+            if compiled.guard is not None:
+                env = Env({}, {}, [{}], self._resolve, self._member_of, self._conforms_to, [{}])
+                try:
+                    empty = compiled.fn([{}], env)
+                except Exception:
+                    empty = None
+            found = (compiled, empty)
+        self._closures[expression] = found
+        return found
 
     def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> bool:
         """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written).
@@ -93,11 +104,14 @@ class InvariantEngine:
         by fhirpathpy. `path` is the node's element path, which fhirpathpy needs to type it."""
         self._local.root = root
         self._local.unresolved = []
-        closure = self.closure(expression) if self.use_compiled else None
-        if closure is not None:
+        found = self.closure(expression) if self.use_compiled else None
+        if found is not None:
+            compiled, empty = found
+            if empty is not None and isinstance(node, dict) and compiled.guard.isdisjoint(node):  # type: ignore[union-attr]
+                return empty
             env = Env(resource, root, [node], self._resolve, self._member_of, self._conforms_to, [node])
             try:
-                return closure([node], env)
+                return compiled.fn([node], env)
             except Fallback:
                 self._local.unresolved = []
         return self._interpreted(expression, node, resource, root, path)

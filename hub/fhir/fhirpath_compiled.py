@@ -50,6 +50,7 @@ class Env:
     conforms_to: Callable[[Items, str], Items]
     this: Items = field(default_factory=list)
     index: int = 0
+    memo: dict[int, Items] = field(default_factory=dict)  # results of subexpressions that read no data
 
 
 Fn = Callable[[Items, Env], Items]
@@ -75,13 +76,29 @@ def is_resource_type(name: str) -> bool:
     return False
 
 
-def compile_expression(expression: str) -> Fn:
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled expression, and what it reads of its focus: `guard` holds every JSON name the expression can
+    read on the focus object (None when it can read more: `$this`, `%resource`, a type name, a function on the
+    focus itself). A focus object with none of those names gives the same result as an empty object."""
+
+    fn: Fn
+    guard: frozenset[str] | None
+
+
+def compile_expression(expression: str) -> Compiled:
     """The closure for an expression; raises `NotCompiled` for what it does not implement."""
     try:
         tree = parse(expression)  # type: ignore[no-untyped-call]
     except Exception as exc:  # the same expression fails in fhirpathpy too, and is reported from there
         raise NotCompiled(str(exc)) from exc
-    return _Compiler().node(tree["children"][0])
+    compiler = _Compiler()
+    fn = compiler.node(tree["children"][0])
+    guard = None
+    if not compiler.open:
+        guard = frozenset(key for name in compiler.roots
+                          for suffix in ("", *_CHOICES.get(name, ())) for key in (name + suffix, "_" + name + suffix))
+    return Compiled(fn, guard)
 
 
 # --- values ---------------------------------------------------------------------------------------------------
@@ -189,12 +206,30 @@ def _identifier(node: Node) -> str:
 
 
 class _Compiler:
+    # Functions that, applied to the focus itself, read none of its names.
+    _BLIND = frozenset({"iif", "exists", "empty", "count", "not", "hasValue", "htmlChecks"})
+
+    def __init__(self) -> None:
+        self.at_root = True  # whether the node being compiled is evaluated on the expression's focus
+        self.roots: set[str] = set()  # the names read on the focus
+        self.open = False  # whether more than those names is read
+
+    def inner(self, n: Node) -> Fn:
+        """Compile a node evaluated on something other than the focus."""
+        saved, self.at_root = self.at_root, False
+        try:
+            return self.node(n)
+        finally:
+            self.at_root = saved
+
     def node(self, n: Node) -> Fn:
         kind = n.get("type")
         method = getattr(self, f"_{kind}", None)
         if method is None:
             raise NotCompiled(f"{kind} is not compiled")
         fn: Fn = method(n)
+        if not self.at_root and kind in _COMPOUND and not _reads_data(n):
+            return _memoised(fn)  # `%resource.type = 'batch'` inside `entry.all(…)`: once an evaluation
         return fn
 
     # terms
@@ -229,6 +264,8 @@ class _Compiler:
 
     def _ExternalConstantTerm(self, n: Node) -> Fn:
         name = _identifier(n["children"][0]["children"][0])
+        if name in ("resource", "rootResource", "context"):
+            self.open = True
         if name == "resource":
             return lambda data, env: [env.resource]
         if name == "rootResource":
@@ -241,6 +278,7 @@ class _Compiler:
         raise NotCompiled(f"%{name}")
 
     def _ThisInvocation(self, n: Node) -> Fn:
+        self.open = self.open or self.at_root
         return lambda data, env: env.this
 
     def _IndexInvocation(self, n: Node) -> Fn:
@@ -248,6 +286,10 @@ class _Compiler:
 
     def _MemberInvocation(self, n: Node) -> Fn:
         name = _identifier(n["children"][0])
+        if self.at_root:
+            if name[:1].isupper():
+                self.open = True  # a type name: `Bundle.entry` reads the focus's resourceType
+            self.roots.add(name)
 
         def member(data: Items, env: Env) -> Items:
             return _member(data, name)
@@ -256,7 +298,10 @@ class _Compiler:
         return member
 
     def _FunctionInvocation(self, n: Node) -> Fn:
-        return self.function(lambda data, env: data, n["children"][0])
+        functn = n["children"][0]
+        if self.at_root and _identifier(functn["children"][0]) not in self._BLIND:
+            self.open = True  # e.g. `extension(url)` or `resolve()` on the focus read its names
+        return self.function(lambda data, env: data, functn, on_focus=self.at_root)
 
     # paths
 
@@ -264,8 +309,8 @@ class _Compiler:
         left_node, right_node = n["children"]
         left = self.node(left_node)
         if right_node["type"] == "FunctionInvocation":
-            return self.function(left, right_node["children"][0])
-        right = self.node(right_node)
+            return self.function(left, right_node["children"][0], on_focus=False)
+        right = self.inner(right_node)
         fn = _then(left, right)
         if hasattr(right, "member_name"):
             fn.member_name = right.member_name  # type: ignore[attr-defined]
@@ -494,18 +539,57 @@ class _Compiler:
 
     # functions
 
-    def function(self, base: Fn, functn: Node) -> Fn:
+    def function(self, base: Fn, functn: Node, on_focus: bool) -> Fn:
+        """`on_focus`: the function applies to the focus itself, so its parameters (criteria run per item of
+        its input, the others on its input) read the focus: `iif(a.exists(), …)`, `exists(a)`."""
         name = _identifier(functn["children"][0])
         params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
         if name in ("ofType", "is", "as"):
             if len(params) != 1:
                 raise NotCompiled(name)
             return self.typed(base, params[0]["text"], name)
-        compiled = [self.node(p) for p in params]
+        compiled = [self.node(p) if on_focus else self.inner(p) for p in params]
         make = _FUNCTIONS.get((name, len(compiled)))
         if make is None:
             raise NotCompiled(f"{name}() with {len(compiled)} parameters")
         return make(base, *compiled)
+
+
+_COMPOUND = frozenset({"InvocationExpression", "IndexerExpression", "EqualityExpression", "InequalityExpression",
+                       "MembershipExpression", "UnionExpression", "AdditiveExpression", "MultiplicativeExpression",
+                       "AndExpression", "OrExpression", "ImpliesExpression", "TypeExpression"})
+_DATA_LEAVES = frozenset({"MemberInvocation", "FunctionInvocation", "ThisInvocation", "IndexInvocation",
+                          "TotalInvocation"})
+_ON_OUTER_DATA = frozenset({"combine", "intersect", "exclude", "union"})  # parameters read the outer input
+
+
+def _reads_data(n: Node) -> bool:
+    """Whether a node's value depends on its input or `$this` (else only on constants and `%` variables)."""
+    kind = n.get("type")
+    if kind in _DATA_LEAVES:
+        return True
+    if kind == "InvocationExpression":
+        left, right = n["children"]
+        if _reads_data(left):
+            return True
+        functn = right["children"][0] if right.get("type") == "FunctionInvocation" else None
+        if functn is not None and _identifier(functn["children"][0]) in _ON_OUTER_DATA:
+            return any(_reads_data(p) for p in functn["children"][1:])
+        return False
+    if kind == "TypeSpecifier":
+        return False
+    return any(_reads_data(c) for c in n.get("children", ()))
+
+
+def _memoised(fn: Fn) -> Fn:
+    key = id(fn)
+
+    def memoised(data: Items, env: Env) -> Items:
+        found = env.memo.get(key)
+        if found is None:
+            found = env.memo[key] = fn(data, env)
+        return found
+    return memoised
 
 
 def _derives(resource: dict[str, Any], type_name: str) -> bool:

@@ -27,7 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.core.outcome import Outcome, Severity
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
@@ -81,8 +81,7 @@ class _Plan:
 _CYCLE = _Plan((), {}, (), {}, False)
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):
     """One value of an element in the instance: the value, where it is, and its type if a choice says it."""
 
     value: Any
@@ -232,6 +231,8 @@ class Validator:
         plan = ed.plan or self._plan(ed)
         if plan.constraints:
             self._constraints(ed, plan.constraints, value, where, resource, run)
+        if not plan.checked:
+            return
         found: dict[str, list[_Item]] = {}
         for key, got in value.items():
             hit = plan.keys.get(key)
@@ -246,10 +247,12 @@ class Validator:
                 items.append(_Item(got, name, type_code))
         for child in plan.checked:
             items = found.get(child.name, [])
-            self._cardinality(child, len(items), where, run)
+            count = len(items)
+            if count < child.min or (child.max is not None and count > child.max):
+                self._cardinality(child, count, where, run)
             if child.slicing is not None and child.slices:
                 self._sliced(child, items, resource, run, where)
-            else:
+            elif items and not (child.plan or self._plan(child)).inert:
                 for item in items:
                     self._value(child, item.value, f"{where}.{item.where}", resource, run, item.type)
 
