@@ -218,3 +218,35 @@ def test_conforms_to_runs_the_profile_check(validator: Validator) -> None:
 def test_a_required_slice_of_an_absent_element_is_missing(validator: Validator, video: dict[str, Any]) -> None:
     video.pop("extension")
     assert "Appointment.extension:responsible" in errors(validator.validate(video))
+
+
+def _lipid_bundle(validator: Validator, order: list[str]) -> dict[str, Any]:
+    """R4 core's lipid profile: DiagnosticReport.result is sliced by `resolve().code`, ordered and closed; each
+    slice's target profile fixes the Observation's code (taken from those profiles here)."""
+    def code(profile: str) -> Any:
+        element = validator.profile(f"http://hl7.org/fhir/StructureDefinition/{profile}").root.children["code"]
+        return (element.fixed or element.pattern)[1]
+
+    observations = [{"fullUrl": f"urn:uuid:00000000-0000-0000-0000-00000000000{i}", "resource": {
+        "resourceType": "Observation", "status": "final", "code": code(name),
+        "valueQuantity": {"value": 4.2, "unit": "mmol/L"}}} for i, name in enumerate(order)]
+    report = {"resourceType": "DiagnosticReport", "status": "final",
+              "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/lipidprofile"]},
+              "code": code("lipidprofile"), "result": [{"reference": o["fullUrl"]} for o in observations]}
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": "urn:uuid:00000000-0000-0000-0000-0000000000aa", "resource": report},
+                      *observations]}
+
+
+def test_ordered_slicing_through_resolve(validator: Validator) -> None:
+    def slicing_errors(order: list[str]) -> list[str]:
+        outcome = validator.validate(_lipid_bundle(validator, order))
+        return [i.diagnostics for i in outcome.issues if i.severity == "error"]
+
+    assert slicing_errors(["cholesterol", "triglyceride", "hdlcholesterol"]) == []
+    found = slicing_errors(["triglyceride", "cholesterol", "hdlcholesterol"])
+    assert found == ["DiagnosticReport.result: the slicing is ordered, and slice Cholesterol comes after slice "
+                     "Triglyceride"]
+    assert slicing_errors(["cholesterol", "hdlcholesterol"]) == [
+        "DiagnosticReport.result: minimum required = 3, found 2",
+        "DiagnosticReport.result:Triglyceride: minimum required = 1, found 0"]

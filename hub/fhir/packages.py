@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,15 +152,88 @@ def _concepts(concepts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-class Terminology:
-    """Membership of codes in ValueSets defined by concept lists and whole code systems.
+def _property_values(concept: dict[str, Any], name: str) -> list[str]:
+    """A concept's values of one property, as strings (`valueCode`, `valueString`, `valueBoolean`, …)."""
+    out: list[str] = []
+    for prop in concept.get("property", []) or []:
+        if prop.get("code") == name:
+            out.extend(str(v).lower() if isinstance(v, bool) else str(v)
+                       for k, v in prop.items() if k.startswith("value"))
+    return out
 
-    Enough for the bindings the booking rules check; the package-driven validator extends it with filters.
+
+class _Hierarchy:
+    """A CodeSystem's concepts and their subsumption: nested `concept`s, and the `parent`/`subsumedBy`
+    properties some code systems use instead."""
+
+    def __init__(self, cs: dict[str, Any]) -> None:
+        self.fragment = cs.get("content") == "fragment"
+        self.concepts = {c["code"]: c for c in _concepts(cs.get("concept", [])) if "code" in c}
+        self.children: dict[str, set[str]] = {code: set() for code in self.concepts}
+
+        def nest(concepts: list[dict[str, Any]], parent: str | None) -> None:
+            for c in concepts:
+                if parent is not None and "code" in c:
+                    self.children.setdefault(parent, set()).add(c["code"])
+                nest(c.get("concept", []), c.get("code"))
+        nest(cs.get("concept", []), None)
+        for code, c in self.concepts.items():
+            for parent in _property_values(c, "parent") + _property_values(c, "subsumedBy"):
+                self.children.setdefault(parent, set()).add(code)
+
+    def descendants(self, code: str) -> set[str]:
+        out: set[str] = set()
+        todo = list(self.children.get(code, ()))
+        while todo:
+            current = todo.pop()
+            if current not in out:
+                out.add(current)
+                todo.extend(self.children.get(current, ()))
+        return out
+
+    def ancestors(self, code: str) -> set[str]:
+        return {c for c in self.concepts if code in self.descendants(c)}
+
+    def select(self, flt: dict[str, Any]) -> set[str]:
+        """The codes one `compose.include.filter` selects; LookupError for an operation not implemented."""
+        prop, op, value = flt.get("property"), flt.get("op"), str(flt.get("value", ""))
+        codes = set(self.concepts)
+        if prop in ("concept", "code") and op in ("is-a", "descendent-of", "is-not-a", "generalizes"):
+            if value not in self.concepts:
+                return set()
+            if op == "generalizes":
+                return self.ancestors(value) | {value}
+            below = self.descendants(value)
+            return {"is-a": below | {value}, "descendent-of": below, "is-not-a": codes - below - {value}}[op]
+        def values(code: str) -> list[str]:
+            return [code] if prop in ("concept", "code") else _property_values(self.concepts[code], prop or "")
+
+        if op in ("in", "not-in"):
+            listed = {v.strip() for v in value.split(",")}
+            return {c for c in codes if bool(listed & set(values(c))) == (op == "in")}
+        if op == "regex":
+            pattern = re.compile(value)
+            return {c for c in codes if any(pattern.fullmatch(v) for v in values(c))}
+        if op == "=":
+            return {c for c in codes if value in values(c)}
+        if op == "exists":
+            return {c for c in codes if bool(_property_values(self.concepts[c], prop or "")) == (value == "true")}
+        raise LookupError(f"the filter operation '{op}' is not supported")
+
+
+class Terminology:
+    """Membership of codes in ValueSets, and the displays of codes, from the loaded packages.
+
+    A ValueSet is expanded from its compose: include/exclude of concept lists, whole code systems, nested value
+    sets and filters (is-a, descendent-of, is-not-a, generalizes over the code system's hierarchy; =, in,
+    not-in, regex and exists over concept properties). A code system that is not loaded, or loaded without its
+    concepts, makes the ValueSet unexpandable (LookupError), which callers report.
     """
 
     def __init__(self, packages: PackageSet) -> None:
         self.packages = packages
         self._expansions: dict[tuple[str, str | None], frozenset[tuple[str, str]]] = {}
+        self._hierarchies: dict[tuple[str, str | None], _Hierarchy | None] = {}
 
     def codes(self, valueset: str, context: str | None = None) -> frozenset[tuple[str, str]]:
         """Every (system, code) pair the ValueSet contains, as seen from package `context` (the package of the
@@ -175,24 +249,48 @@ class Terminology:
             self._expansions[key] = found
         return found
 
+    def hierarchy(self, system: str, context: str | None = None) -> _Hierarchy | None:
+        """The concepts of a loaded, complete CodeSystem (None when it is not loaded or lists no concepts). With
+        a `context`, only as that package sees it: a code system that only an unrelated package carries (FUT's
+        four-code extract of SKS, seen from dk-core) is not the code system the context's authors meant."""
+        key = (system, context)
+        if key not in self._hierarchies:
+            found = self.packages.locate(system, "CodeSystem", context)
+            if found is not None and context is not None and found[1] not in self.packages.closure(context):
+                found = None
+            cs = found[0] if found is not None else None
+            usable = cs is not None and cs.get("content", "complete") in ("complete", "fragment") \
+                and cs.get("concept")
+            self._hierarchies[key] = _Hierarchy(cs) if usable and cs is not None else None
+        return self._hierarchies[key]
+
     def _include(self, inc: dict[str, Any], context: str) -> set[tuple[str, str]]:
         system = inc.get("system")
         out: set[tuple[str, str]] = set()
         if system and inc.get("concept"):
             out = {(system, c["code"]) for c in inc["concept"]}
-        elif system and not inc.get("filter"):
-            cs, _ = self.packages.require(system, "CodeSystem", context)
-            out = {(system, c["code"]) for c in _concepts(cs.get("concept", []))}
-        elif inc.get("filter"):
-            raise LookupError(f"ValueSet filters on {system} are not supported here")
+        elif system:
+            tree = self.hierarchy(system, context)
+            if tree is None:
+                raise LookupError(f"the code system {system} is not in the loaded packages")
+            chosen = set(tree.concepts)
+            for flt in inc.get("filter", []):
+                chosen &= tree.select(flt)
+            out = {(system, c) for c in chosen}
         for other in inc.get("valueSet", []):
             nested = set(self.codes(other, context))
-            out = out & nested if out else nested
+            out = out & nested if (out or system) else nested
         return out
 
-    def display(self, system: str, code: str) -> str | None:
-        cs = self.packages.get(system, "CodeSystem")
-        for c in _concepts(cs.get("concept", [])) if cs else []:
-            if c["code"] == code:
-                return c.get("display")
-        return None
+    def lookup(self, system: str, code: str, context: str | None = None) -> tuple[bool, set[str]] | None:
+        """Whether a loaded CodeSystem has the code, and the displays it may carry (display and designations;
+        empty when it defines none). None when that cannot be said: the code system is not loaded, or is a
+        fragment that does not list the code."""
+        tree = self.hierarchy(system, context)
+        if tree is None:
+            return None
+        concept = tree.concepts.get(code)
+        if concept is None:
+            return None if tree.fragment else (False, set())
+        found = {concept["display"]} if concept.get("display") else set()
+        return True, found | {d["value"] for d in concept.get("designation", []) or [] if d.get("value")}

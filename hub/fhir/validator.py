@@ -299,7 +299,7 @@ class Validator:
                         roots.append(prof.root)
                 type_roots[t.code] = tuple(roots)
         inert = not (constraints or checked or ed.fixed or ed.pattern
-                     or (ed.binding is not None and ed.binding[0] in ("required", "extensible"))
+                     or ed.binding is not None
                      or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
                      or any(type_roots.values()))
         return _Plan(constraints, keys, tuple(checked), type_roots, inert)
@@ -319,37 +319,50 @@ class Validator:
 
     def _sliced(self, ed: ElementDef, items: list[_Item], resource: dict[str, Any], run: _Run,
                 where: str) -> None:
+        """Each value into the first slice it matches; then the slices' cardinalities, and for an ordered
+        slicing the order of the slices, and for `openAtEnd` that unmatched values come last."""
         assert ed.slicing is not None
         counts = {s.slice_name: 0 for s in ed.slices}
+        last, unmatched = -1, False
         for item in items:
-            match = next((s for s in ed.slices if self._in_slice(ed, s, item)), None)
-            if match is None:
+            found = next(((i, s) for i, s in enumerate(ed.slices) if self._in_slice(ed, s, item, run)), None)
+            at = f"{where}.{item.where}"
+            if found is None:
+                unmatched = True
                 if ed.slicing.rules == "closed":
                     run.out.error("structure", f"{ed.path}: this value matches none of the slices of a closed "
-                                  "slicing", f"{where}.{item.where}", rule=ed.id)
-                self._value(ed, item.value, f"{where}.{item.where}", resource, run, item.type)
-            else:
-                counts[match.slice_name] += 1
-                self._value(match, item.value, f"{where}.{item.where}", resource, run, item.type)
+                                  "slicing", at, rule=ed.id)
+                self._value(ed, item.value, at, resource, run, item.type)
+                continue
+            index, match = found
+            if ed.slicing.ordered and index < last:
+                run.out.error("structure", f"{ed.path}: the slicing is ordered, and slice {match.slice_name} "
+                              f"comes after slice {ed.slices[last].slice_name}", at, rule=ed.id)
+            if ed.slicing.rules == "openAtEnd" and unmatched:
+                run.out.error("structure", f"{ed.path}: values that match no slice come after the sliced ones "
+                              "(openAtEnd)", at, rule=ed.id)
+            last = max(last, index)
+            counts[match.slice_name] += 1
+            self._value(match, item.value, at, resource, run, item.type)
         for s in ed.slices:
             self._cardinality(s, counts[s.slice_name], where, run)
 
     # --- slices -------------------------------------------------------------------------------------------
 
-    def _in_slice(self, base: ElementDef, slice_ed: ElementDef, item: _Item) -> bool:
+    def _in_slice(self, base: ElementDef, slice_ed: ElementDef, item: _Item, run: _Run) -> bool:
         assert base.slicing is not None
         for kind, path in base.slicing.discriminators:
-            if not self._discriminated(kind, path, slice_ed, item):
+            if not self._discriminated(kind, path, slice_ed, item, run.root):
                 return False
         return bool(base.slicing.discriminators)
 
-    def _discriminated(self, kind: str, path: str, slice_ed: ElementDef, one: _Item) -> bool:
+    def _discriminated(self, kind: str, path: str, slice_ed: ElementDef, one: _Item, root: Any) -> bool:
         item = one.value
         if kind in ("value", "pattern"):
             # The value is set by the element's fixed value, its pattern, or its required binding (FHIR's
             # definition of the value discriminator), found in the slice or in the profile of its type.
             target = self._element_at(slice_ed, path)
-            found = _values_at(item, path)
+            found = _values_at(item, path, root)
             if target is None or (path == "url" and target.fixed is None):
                 # An extension slice whose definition is not loaded: its url is the definition's canonical.
                 urls = {p.split("|")[0] for t in slice_ed.types if t.code == "Extension" for p in t.profiles}
@@ -366,13 +379,14 @@ class Validator:
             return False
         if kind == "exists":
             target = self._element_at(slice_ed, path)
-            present = bool(_values_at(item, path))
+            present = bool(_values_at(item, path, root))
             return present if target is None or target.min > 0 else (not present if target.max == 0 else True)
         if kind == "type":
             type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
             if not _steps(path):
                 return one.type in type_codes if one.type is not None else True
-            found = [t or (_json_type_of(v) if isinstance(v, dict) else None) for v, t in _typed_values_at(item, path)]
+            found = [t or (_json_type_of(v) if isinstance(v, dict) else None)
+                     for v, t in _typed_values_at(item, path, root)]
             # `contentString` spells the type `string` with a capital: compare both spellings
             return any(t is not None and (t in type_codes or t[:1].lower() + t[1:] in type_codes) for t in found)
         if kind == "profile":
@@ -396,6 +410,11 @@ class Validator:
         for step in _steps(path):
             if node is None:
                 return None
+            if step == "resolve()":  # into the profile the reference must point to
+                targets = [p for t in node.types for p in t.target_profiles]
+                profiles = [self.profile(p, node.package) for p in targets]
+                node = next((p.root for p in profiles if p is not None), None)
+                continue
             name, url = _step_parts(step)
             if url is not None:
                 slices = node.children["extension"].slices if "extension" in node.children else []
@@ -488,6 +507,7 @@ class Validator:
     def _binding(self, ed: ElementDef, item: Any, where: str, run: _Run) -> None:
         assert ed.binding is not None
         strength, valueset = ed.binding
+        self._known_codes(ed, item, where, run)
         if strength not in ("required", "extensible"):
             return
         codings = _codings(item)
@@ -510,6 +530,31 @@ class Validator:
                 run.out.error("code-invalid", text, where, rule=ed.id)
             else:
                 run.out.add("warning", "code-invalid", text, where, rule=ed.id)
+
+    def _known_codes(self, ed: ElementDef, item: Any, where: str, run: _Run) -> None:
+        """Codings of a bound element whose code system is loaded: the code must be in it (error), and a
+        display must be one the code system gives the code (warning), compared without case and spacing."""
+        if not isinstance(item, dict):
+            return
+        codings = item.get("coding") if "coding" in item else [item] if "system" in item else []
+        for i, coding in enumerate(codings if isinstance(codings, list) else []):
+            system, code = coding.get("system"), coding.get("code")
+            if not isinstance(system, str) or not isinstance(code, str):
+                continue
+            found = self.terminology.lookup(system, code, ed.package)
+            if found is None:
+                continue
+            at = f"{where}.coding[{i}]" if "coding" in item else where
+            known, displays = found
+            if not known:
+                run.out.error("code-invalid", f"Unknown code {system}#{code}: the code system {system} does not "
+                              "have it", f"{at}.code", rule=ed.id)
+                continue
+            display = coding.get("display")
+            if isinstance(display, str) and displays and _folded(display) not in {_folded(d) for d in displays}:
+                expected = " or ".join(f"'{d}'" for d in sorted(displays))
+                run.out.add("warning", "invalid", f"Wrong display '{display}' for {system}#{code}: the code "
+                            f"system gives {expected}", f"{at}.display", rule=ed.id)
 
     def _reference(self, ed: ElementDef, item: dict[str, Any], where: str, run: _Run) -> None:
         targets = [p for t in ed.types if t.code == "Reference" for p in t.target_profiles]
@@ -562,9 +607,15 @@ def _named(v: dict[str, Any], name: str) -> list[tuple[Any, str | None]]:
     return [(g, type_code) for g in items if g is not None]
 
 
-def _typed_values_at(item: Any, path: str) -> list[tuple[Any, str | None]]:
+def _typed_values_at(item: Any, path: str, root: Any) -> list[tuple[Any, str | None]]:
+    """The values a discriminator path leads to from `item`; `resolve()` follows references within `root`."""
     values: list[tuple[Any, str | None]] = [(item, None)]
     for step in _steps(path):
+        if step == "resolve()":
+            refs = [v.get("reference") if isinstance(v, dict) else v for v, _ in values]
+            values = [(r, None) for r in (resolve_reference(root, ref) for ref in refs if isinstance(ref, str))
+                      if r is not None]
+            continue
         name, url = _step_parts(step)
         nxt: list[tuple[Any, str | None]] = []
         for v, _ in values:
@@ -578,8 +629,12 @@ def _typed_values_at(item: Any, path: str) -> list[tuple[Any, str | None]]:
     return values
 
 
-def _values_at(item: Any, path: str) -> list[Any]:
-    return [v for v, _ in _typed_values_at(item, path)]
+def _values_at(item: Any, path: str, root: Any) -> list[Any]:
+    return [v for v, _ in _typed_values_at(item, path, root)]
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _code_of(value: Any) -> Any:
