@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
@@ -24,6 +25,7 @@ from hub.api.routers import appointment, metadata, validate
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
+from hub.core.cpr import CPR_SYSTEM
 from hub.core.errors import HubError
 from hub.core.housekeeping import Housekeeping
 from hub.core.outcome import single
@@ -39,10 +41,21 @@ from hub.video.client import VdxClient
 log = logging.getLogger("hub.api")
 
 
-# An Appointment touching the types a video appointment uses, so that start-up compiles their definitions.
-_WARM_UP = {"resourceType": "Appointment", "contained": [{"resourceType": t} for t in
-                                                         ("Patient", "Practitioner", "CareTeam", "Organization")],
-            "identifier": [{"period": {}}], "extension": [{"valueReference": {}}], "serviceType": [{"coding": [{}]}]}
+# An Appointment that goes through the paths a video appointment takes (types, profile, slices, bindings,
+# invariants), so that start-up compiles them, not the first request. Its codes need not be valid.
+_WARM_UP: dict[str, Any] = {
+    "resourceType": "Appointment", "status": "booked", "start": "2030-01-01T10:00:00Z",
+    "end": "2030-01-01T10:30:00Z", "description": "warm-up",
+    "contained": [{"resourceType": "Patient", "id": "p", "identifier": [{"system": CPR_SYSTEM, "value": "x"}]}],
+    "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0", "period": {"start": "2030-01-01"}}],
+    "extension": [{"url": "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-responsible",
+                   "valueReference": {"reference": "CareTeam/1"}}],
+    "appointmentType": {"coding": [{"system": "urn:x", "code": "x"}]},
+    "serviceType": [{"coding": [{"system": "urn:x", "code": "x"}]}],
+    "reasonCode": [{"coding": [{"system": "urn:x", "code": "x"}]}],
+    "participant": [{"actor": {"reference": "#p"}, "status": "accepted"},
+                    {"actor": {"reference": "CareTeam/1"}, "status": "accepted",
+                     "type": [{"coding": [{"system": "urn:x", "code": "x"}]}]}]}
 
 
 def build_services(settings: Settings) -> Services:
@@ -62,9 +75,10 @@ def build_services(settings: Settings) -> Services:
                                  GroupCommit(engine, WriterLock(engine)))
     flow = BookingFlow(sessions, vdx, committer=committer)
     structure = StructureValidator(packages)
-    structure.check(_WARM_UP)  # compile the types a booking uses now, not in the first request
-    return Services(settings, sessions, packages, structure, VideoAppointmentRules(packages), flow,
-                    Validator(packages, structure))
+    validator = Validator(packages, structure)
+    rules = VideoAppointmentRules(packages, validator)
+    rules.check(_WARM_UP, structure.check(_WARM_UP))  # compile what a booking uses now, not in the first request
+    return Services(settings, sessions, packages, structure, rules, flow, validator)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

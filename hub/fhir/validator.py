@@ -145,6 +145,14 @@ class Validator:
         out = self.structure.check(resource, expected_type)
         if not out.ok:
             return out  # the profile walk assumes the JSON shapes the structure check guarantees
+        return self.check_profiles(resource, profiles, context, out)
+
+    def check_profiles(self, resource: dict[str, Any], profiles: list[str] | tuple[str, ...] = (),
+                       context: str | None = None, out: Outcome | None = None) -> Outcome:
+        """The profile part of `validate`, for a resource that has passed the structure check already (the
+        booking edge answers structure errors and profile errors with different statuses). Findings are added
+        to `out` when given."""
+        out = out if out is not None else Outcome()
         run = _Run(out, resource)
         self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
         # A rule the profile restates from its base (a binding, a cardinality) is one finding, not two.

@@ -55,11 +55,12 @@ async def _receive(request: Request, svc: Services, operation: str) -> bytes:
 
 
 def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
-    """Structure first (400 when broken), then the video-appointment rules (422 when broken)."""
+    """Structure first (400 when broken), then FUT's video-appointment profile and the hub's business rules
+    (422 when broken; warnings are kept in the stored verdict)."""
     structure = svc.structure.check(appt, "Appointment")
     if not structure.ok:
         raise InvalidInput(structure, status=400)
-    outcome = svc.rules.check(appt)
+    outcome = svc.rules.check(appt, structure)
     if not outcome.ok:
         raise InvalidInput(outcome, status=422)
     return outcome
