@@ -23,6 +23,7 @@ Written policies (README, "Validation policy"):
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -72,7 +73,7 @@ class _Plan:
     inline children. `inert`: a value of this element can yield no finding."""
 
     constraints: tuple[Constraint, ...]
-    keys: dict[str, tuple[ElementDef, str | None]]
+    keys: dict[str, tuple[ElementDef, str | None, str]]  # JSON name → child, the type it says, the plain name
     checked: tuple[ElementDef, ...]
     type_roots: dict[str, tuple[ElementDef, ...]]
     inert: bool
@@ -118,6 +119,7 @@ class Validator:
         self._profiles: dict[tuple[str, str | None], Profile | None] = {}
         self._lock = threading.Lock()
         self._plan_lock = threading.RLock()
+        self._elements_at: dict[tuple[int, str], ElementDef | None] = {}  # ids of long-lived compiled profiles
 
     # --- profiles -----------------------------------------------------------------------------------------
 
@@ -246,8 +248,7 @@ class Validator:
             hit = plan.keys.get(key)
             if hit is None or (key[0] == "_" and key[1:] in value):
                 continue  # not walked, or a primitive's `_name` beside its value
-            child, type_code = hit
-            name = key.lstrip("_")
+            child, type_code, name = hit
             items = found.setdefault(child.name, [])
             if isinstance(got, list):
                 items.extend(_Item(g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
@@ -281,7 +282,7 @@ class Validator:
     def _make_plan(self, ed: ElementDef, building: frozenset[int]) -> _Plan:
         constraints = tuple(c for c in ed.constraints
                             if (c.expression and c.key not in NATIVE_RULES) or c.key in NATIVE_CHECKS)
-        keys: dict[str, tuple[ElementDef, str | None]] = {}
+        keys: dict[str, tuple[ElementDef, str | None, str]] = {}
         checked = []
         for child in ed.children.values():
             if child.name == "resourceType":
@@ -294,9 +295,9 @@ class Validator:
             if child.name.endswith("[x]"):
                 for t in child.types:
                     key = choice_name(child.name[:-3], t.code)
-                    keys[key] = keys["_" + key] = (child, t.code)
+                    keys[key] = keys["_" + key] = (child, t.code, key)
             else:
-                keys[child.name] = keys["_" + child.name] = (child, None)
+                keys[child.name] = keys["_" + child.name] = (child, None, child.name)
         type_roots: dict[str, tuple[ElementDef, ...]] = {}
         if not ed.children:
             for t in ed.types:
@@ -413,7 +414,15 @@ class Validator:
 
     def _element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
         """The definition a discriminator path leads to, through inline children, type profiles, choice
-        elements and `extension('url')` steps (the extension slice whose profile has that url)."""
+        elements and `extension('url')` steps (the extension slice whose profile has that url); found once."""
+        key = (id(ed), path)
+        try:
+            return self._elements_at[key]
+        except KeyError:
+            found = self._elements_at[key] = self._find_element_at(ed, path)
+            return found
+
+    def _find_element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
         node: ElementDef | None = ed
         for step in _steps(path):
             if node is None:
@@ -591,9 +600,10 @@ class Validator:
 _STEP = re.compile(r"[^.(]+(?:\([^)]*\))?")
 
 
-def _steps(path: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _steps(path: str) -> tuple[str, ...]:
     """A discriminator path's steps: `$this` dropped, `extension('http://…')` kept whole despite its dots."""
-    return [s for s in _STEP.findall(path) if s != "$this"]
+    return tuple(s for s in _STEP.findall(path) if s != "$this")
 
 
 def _step_parts(step: str) -> tuple[str, str | None]:
