@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.booking import machine  # noqa: E402
+from bench.booking import machine, reference_ms  # noqa: E402
 from hub.core import standards  # noqa: E402
 from hub.core.config import Settings  # noqa: E402
 from hub.fhir.packages import PackageSet  # noqa: E402
@@ -48,6 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the one-line note about absent dependencies
 
+    speed = [reference_ms()]
     t0 = time.perf_counter()
     packages = PackageSet(standards.package_dirs(Settings().standards_store))
     indexed = time.perf_counter() - t0
@@ -65,7 +66,10 @@ def main() -> None:
 
     parse_rate, _ = rate(Bundle.model_validate, items, args.seconds)
 
+    speed.append(reference_ms())
     print(f"machine:         {machine()}")
+    print(f"machine speed:   reference workload {speed[0]:.0f} ms before, {speed[1]:.0f} ms after (lower is "
+          "faster; the same workload as `make bench`)")
     print(f"input:           {len(items)} CareCommunication Bundles, {entries:.1f} entries each on average, "
           f"{invalid} invalid")
     print(f"packages:        {len(packages.packages)} indexed in {indexed:.2f} s; profiles compiled on first use "
