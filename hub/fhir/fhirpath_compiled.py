@@ -447,50 +447,21 @@ class _Compiler:
 
     def _AndExpression(self, n: Node) -> Fn:
         left, right = (self.node(c) for c in n["children"])
-
-        def and_(data: Items, env: Env) -> Items:
-            a = _boolean(left(data, env))
-            if a is False:
-                return [False]
-            b = _boolean(right(data, env))
-            if b is False:
-                return [False]
-            return [True] if a is True and b is True else []
-
-        return and_
+        return _connective(left, right, False, False, False)
 
     def _OrExpression(self, n: Node) -> Fn:
-        op = n["terminalNodeText"][0]
         left, right = (self.node(c) for c in n["children"])
-
-        def or_(data: Items, env: Env) -> Items:
-            a = _boolean(left(data, env))
-            if a is True:
-                return [True]
-            b = _boolean(right(data, env))
-            if b is True:
-                return [True]
-            return [False] if a is False and b is False else []
+        if n["terminalNodeText"][0] == "or":
+            return _connective(left, right, True, True, True)
 
         def xor(data: Items, env: Env) -> Items:
             a, b = _boolean(left(data, env)), _boolean(right(data, env))
             return [] if a is None or b is None else [a != b]
-
-        return xor if op == "xor" else or_
+        return xor
 
     def _ImpliesExpression(self, n: Node) -> Fn:
         left, right = (self.node(c) for c in n["children"])
-
-        def implies(data: Items, env: Env) -> Items:
-            a = _boolean(left(data, env))
-            if a is False:
-                return [True]
-            b = _boolean(right(data, env))
-            if b is True:
-                return [True]
-            return [False] if a is True and b is False else []
-
-        return implies
+        return _connective(left, right, False, True, True)
 
     def _TypeExpression(self, n: Node) -> Fn:
         operand = self.node(n["children"][0])
@@ -599,6 +570,21 @@ def _derives(resource: dict[str, Any], type_name: str) -> bool:
             return True
         name = _PARENT.get(name, "")
     return False
+
+
+def _connective(left: Fn, right: Fn, left_decides: bool, right_decides: bool, decided: bool) -> Fn:
+    """`and`, `or`, `implies` in FHIRPath's three-valued logic: `decided` as soon as a side has the value that
+    decides (the right side is then not evaluated when the left decides); otherwise empty when a side is
+    empty, else the other outcome."""
+    def connective(data: Items, env: Env) -> Items:
+        a = _boolean(left(data, env))
+        if a is left_decides:
+            return [decided]
+        b = _boolean(right(data, env))
+        if b is right_decides:
+            return [decided]
+        return [] if a is None or b is None else [not decided]
+    return connective
 
 
 def _then(left: Fn, right: Fn) -> Fn:
