@@ -372,12 +372,10 @@ class _Compiler:
             "<=": lambda x, y: x <= y, ">=": lambda x, y: x >= y}[op]
 
         def inequality(data: Items, env: Env) -> Items:
-            a, b = left(data, env), right(data, env)
-            if not a or not b:
+            pair = _operands(left, right, data, env)
+            if pair is None:
                 return []
-            if len(a) > 1 or len(b) > 1:
-                raise Fallback
-            x, y = a[0], b[0]
+            x, y = pair
             if _is_number(x) and _is_number(y):
                 return [compare(x, y)]
             if isinstance(x, str) and isinstance(y, str) and not (_DATE_LIKE.match(x) or _DATE_LIKE.match(y)):
@@ -425,12 +423,10 @@ class _Compiler:
             raise NotCompiled(op)  # `/` gives decimals whose precision rules are fhirpathpy's
 
         def arithmetic(data: Items, env: Env) -> Items:
-            a, b = left(data, env), right(data, env)
-            if not a or not b:
+            pair = _operands(left, right, data, env)
+            if pair is None:
                 return []
-            if len(a) > 1 or len(b) > 1:
-                raise Fallback
-            x, y = a[0], b[0]
+            x, y = pair
             if op == "+" and isinstance(x, str) and isinstance(y, str):
                 return [x + y]
             if not (isinstance(x, int) and isinstance(y, int)) or isinstance(x, bool) or isinstance(y, bool):
@@ -570,6 +566,16 @@ def _derives(resource: dict[str, Any], type_name: str) -> bool:
             return True
         name = _PARENT.get(name, "")
     return False
+
+
+def _operands(left: Fn, right: Fn, data: Items, env: Env) -> tuple[Any, Any] | None:
+    """The single values of a binary operator's sides; None when a side is empty (the result is empty)."""
+    a, b = left(data, env), right(data, env)
+    if not a or not b:
+        return None
+    if len(a) > 1 or len(b) > 1:
+        raise Fallback  # a collection where one value is expected: fhirpathpy's error
+    return a[0], b[0]
 
 
 def _connective(left: Fn, right: Fn, left_decides: bool, right_decides: bool, decided: bool) -> Fn:

@@ -1,7 +1,7 @@
 """What a FHIR Reference points at, whatever its form: relative, absolute, contained (`#id`) or logical.
 
 The booking rules must treat `Patient/102`, `https://x/fhir/Patient/102`, `#p1` (a contained Patient) and
-`{identifier: CPR}` alike, so they all go through `target_type` and `same_target`.
+`{identifier: CPR}` alike, so they all go through `target_type` and `distinct_targets`.
 """
 
 from __future__ import annotations
@@ -61,11 +61,6 @@ def _keys(ref: dict[str, Any] | None, contained: dict[str, dict[str, Any]]) -> s
         if ident.get("system") and ident.get("value"):
             keys.add(f"{ident['system']}|{ident['value']}")
     return keys
-
-
-def same_target(a: dict[str, Any] | None, b: dict[str, Any] | None, contained: dict[str, dict[str, Any]]) -> bool:
-    """Do two references point at the same thing (same `Type/id`, same contained id, or a shared identifier)?"""
-    return bool(_keys(a, contained) & _keys(b, contained))
 
 
 def distinct_targets(refs: list[dict[str, Any]], contained: dict[str, dict[str, Any]]) -> int:
