@@ -46,6 +46,9 @@ EXPRESSIONS = [
     "name.given.where($this.startsWith('S')).count() = 1", "name.given.all($this.length() > 3)",
     "name.given.trace('x').count()", "%resource.id = id", "%rootResource.id", "%ucum",
     "identifier.value.hasValue()", "birthDate.hasValue()", "name.hasValue()", "id.hasValue().not()",
+    "-7 div 2", "7 div -2", "7 mod 2", "7 div 0", "7 mod 0", "('a' | 'b' | 'a').count()", "(1 | 2 | 1).isDistinct()",
+    "identifier.period.start.isDistinct()", "name.given.first().substring(1, 2)", "name.family.substring(2)",
+    "identifier.value.first().substring(%resource.id.length(), 3)", "htmlChecks()",
 ]
 
 
@@ -97,6 +100,27 @@ def test_the_guard_names_what_an_expression_reads_of_its_focus(engine: Invariant
     expression = "contained.contained.empty()"
     assert engine.evaluate(expression, {"id": "x"}, {}, {}) == [True]
     assert engine.evaluate(expression, {"contained": [{"contained": [{"id": "y"}]}]}, {}, {}) == [False]
+
+
+def test_mod_is_the_remainder_of_truncated_division() -> None:
+    """FHIRPath (and the HL7 Java validator) define `mod` by truncated division: -7 mod 2 is -1. fhirpathpy
+    uses Python's floored `%` and says 1; the compiled form follows the specification."""
+    env = Env({}, {}, [{}], lambda items: [], lambda items, vs: [], lambda items, url: [], [{}])
+    assert compile_expression("-7 mod 2").fn([{}], env) == [-1]
+    assert compile_expression("7 mod -2").fn([{}], env) == [1]
+    assert compile_expression("-7 div 2").fn([{}], env) == [-3]
+
+
+def test_the_validator_is_told_what_it_need_not_evaluate(engine: InvariantEngine) -> None:
+    """A constant expression holds everywhere; an expression that holds on an empty object holds on every
+    object without the names it reads; one that fails on an empty object must always be evaluated."""
+    assert engine.always_holds("htmlChecks()") and not engine.always_holds("1 = 2")
+    assert not engine.always_holds("name.exists()")
+    assert engine.holds_without("contained.meta.security.empty()") == {"contained", "_contained"}
+    assert engine.holds_without("name.exists()") is None  # false on an empty object
+    assert engine.holds_without("%resource.id.exists() or a.empty()") is None  # reads more than its focus
+    interpreted = InvariantEngine(engine.terminology, compiled=False)
+    assert interpreted.holds_without("contained.empty()") is None and not interpreted.always_holds("htmlChecks()")
 
 
 def test_this_at_the_top_is_the_context(engine: InvariantEngine) -> None:

@@ -87,6 +87,21 @@ class InvariantEngine:
         self._closures[expression] = found
         return found
 
+    def always_holds(self, expression: str) -> bool:
+        """Whether the expression holds on any focus without evaluating it (its compiled form is a constant:
+        `htmlChecks()`, whose rules the structure check enforces)."""
+        found = self.closure(expression) if self.use_compiled else None
+        return found is not None and found[0].constant is not None and found[0].constant != [False]
+
+    def holds_without(self, expression: str) -> frozenset[str] | None:
+        """The JSON names without which a focus object satisfies the invariant, so the validator need not
+        evaluate it there: the guard of an expression whose result on an empty object holds. None: evaluate
+        it on every focus."""
+        found = self.closure(expression) if self.use_compiled else None
+        if found is None or found[1] is None or found[1] == [False]:
+            return None
+        return found[0].guard
+
     def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> bool:
         """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written).
 

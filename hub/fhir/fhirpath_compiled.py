@@ -12,7 +12,9 @@ What it does not know is left to fhirpathpy, never guessed:
   (precision and time zones decide their equality), a primitive with an id or extensions (`_name`), a
   non-Boolean where a Boolean is expected, a collection where a single value is expected.
 
-`and`, `or` and `implies` stop once their left side decides, which FHIRPath allows. The test suite validates
+`and`, `or` and `implies` stop once their left side decides, which FHIRPath allows. Integer `mod` is the
+remainder of truncated division, as the specification and the HL7 Java validator define it (fhirpathpy uses
+Python's floored `%`: they differ only on negative operands, which no official invariant has). The test suite validates
 every official example with and without compiled invariants and requires the same findings.
 """
 
@@ -50,7 +52,7 @@ class Env:
     conforms_to: Callable[[Items, str], Items]
     this: Items = field(default_factory=list)
     index: int = 0
-    memo: dict[int, Items] = field(default_factory=dict)  # results of subexpressions that read no data
+    memo: dict[int, Items] | None = None  # results of subexpressions that read no data, made on first use
 
 
 Fn = Callable[[Items, Env], Items]
@@ -59,11 +61,12 @@ _MODEL = models["r4"]
 _PARENT: dict[str, str] = _MODEL["type2Parent"]
 # choice element name → the type suffixes its JSON names take (`value` → {`Quantity`, `String`, …})
 _CHOICES: dict[str, frozenset[str]] = {}
-for _path, _types in _MODEL["choiceTypePaths"].items():
-    _name = _path.rsplit(".", 1)[-1]
+for _element, _types in _MODEL["choiceTypePaths"].items():
+    _name = _element.rsplit(".", 1)[-1]
     _CHOICES[_name] = _CHOICES.get(_name, frozenset()) | {t[:1].upper() + t[1:] for t in _types}
 _DATE_LIKE = re.compile(r"\d{4}(-\d\d(-\d\d)?)?(T|$)|\d\d:\d\d")
 _CONSTANTS = {"ucum": "http://unitsofmeasure.org", "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
+_INTEGER = re.compile(r"[+-]?\d+")
 _ESCAPES = {"'": "'", '"': '"', "`": "`", "\\": "\\", "/": "/", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -84,6 +87,7 @@ class Compiled:
 
     fn: Fn
     guard: frozenset[str] | None
+    constant: Items | None = None  # the result, when it depends on nothing (`htmlChecks()`)
 
 
 def compile_expression(expression: str) -> Compiled:
@@ -98,7 +102,7 @@ def compile_expression(expression: str) -> Compiled:
     if not compiler.open:
         guard = frozenset(key for name in compiler.roots
                           for suffix in ("", *_CHOICES.get(name, ())) for key in (name + suffix, "_" + name + suffix))
-    return Compiled(fn, guard)
+    return Compiled(fn, guard, _constant(fn))
 
 
 # --- values ---------------------------------------------------------------------------------------------------
@@ -173,6 +177,8 @@ def _string(items: Items) -> str | None:
 
 
 def _distinct(items: Items) -> Items:
+    if all(type(i) is str and not _DATE_LIKE.match(i) or type(i) is int for i in items):
+        return list(dict.fromkeys(items))  # plain strings and integers: equal exactly when Python says so
     out: Items = []
     for item in items:
         if not any(_equal(item, seen) for seen in out):
@@ -247,20 +253,17 @@ class _Compiler:
         return self.node(n["children"][0])
 
     def _StringLiteral(self, n: Node) -> Fn:
-        value = [_unescape(n["text"][1:-1])]
-        return lambda data, env: value
+        return _literal([_unescape(n["text"][1:-1])])
 
     def _NumberLiteral(self, n: Node) -> Fn:
         text = n["text"]
-        value = [float(text) if "." in text else int(text)]
-        return lambda data, env: value
+        return _literal([float(text) if "." in text else int(text)])
 
     def _BooleanLiteral(self, n: Node) -> Fn:
-        value = [n["text"] == "true"]
-        return lambda data, env: value
+        return _literal([n["text"] == "true"])
 
     def _NullLiteral(self, n: Node) -> Fn:
-        return lambda data, env: []
+        return _literal([])
 
     def _ExternalConstantTerm(self, n: Node) -> Fn:
         name = _identifier(n["children"][0]["children"][0])
@@ -273,8 +276,7 @@ class _Compiler:
         if name == "context":
             return lambda data, env: env.context
         if name in _CONSTANTS:
-            value = [_CONSTANTS[name]]
-            return lambda data, env: value
+            return _literal([_CONSTANTS[name]])
         raise NotCompiled(f"%{name}")
 
     def _ThisInvocation(self, n: Node) -> Fn:
@@ -290,12 +292,7 @@ class _Compiler:
             if name[:1].isupper():
                 self.open = True  # a type name: `Bundle.entry` reads the focus's resourceType
             self.roots.add(name)
-
-        def member(data: Items, env: Env) -> Items:
-            return _member(data, name)
-
-        member.member_name = name  # type: ignore[attr-defined]
-        return member
+        return _path((name,))
 
     def _FunctionInvocation(self, n: Node) -> Fn:
         functn = n["children"][0]
@@ -311,11 +308,13 @@ class _Compiler:
         if right_node["type"] == "FunctionInvocation":
             return self.function(left, right_node["children"][0], on_focus=False)
         right = self.inner(right_node)
-        fn = _then(left, right)
-        if hasattr(right, "member_name"):
-            fn.member_name = right.member_name  # type: ignore[attr-defined]
-            fn.parent = left  # type: ignore[attr-defined]
-        return fn
+        steps: _Steps | None = getattr(right, "steps", None)
+        if steps is None:
+            return _then(left, right)
+        before: _Steps | None = getattr(left, "steps", None)
+        if before is not None:
+            return _path(before[0] + steps[0], before[1])  # `a.b.c`: one function, not a closure a step
+        return _path(steps[0], left)
 
     def _IndexerExpression(self, n: Node) -> Fn:
         base, index = (self.node(c) for c in n["children"])
@@ -354,6 +353,16 @@ class _Compiler:
             raise NotCompiled(op)  # ~ and !~: equivalence
         left, right = (self.node(c) for c in n["children"])
         negated = op == "!="
+        fixed = _constant(right)
+        if fixed is not None and len(fixed) == 1:
+            value = fixed[0]
+
+            def equality_to(data: Items, env: Env) -> Items:
+                a = left(data, env)
+                if not a:
+                    return []
+                return [(len(a) == 1 and _equal(a[0], value)) != negated]
+            return equality_to
 
         def equality(data: Items, env: Env) -> Items:
             a, b = left(data, env), right(data, env)
@@ -419,25 +428,24 @@ class _Compiler:
 
     @staticmethod
     def _arithmetic(op: str, left: Fn, right: Fn) -> Fn:
-        if op not in ("+", "-", "*", "mod", "div"):
+        compute = _ARITHMETIC.get(op)
+        if compute is None:
             raise NotCompiled(op)  # `/` gives decimals whose precision rules are fhirpathpy's
+        fixed = _constant(right)
 
         def arithmetic(data: Items, env: Env) -> Items:
-            pair = _operands(left, right, data, env)
-            if pair is None:
+            a = left(data, env)
+            b = fixed if fixed is not None else right(data, env)
+            if not a or not b:
                 return []
-            x, y = pair
+            if len(a) > 1 or len(b) > 1:
+                raise Fallback  # a collection where one value is expected: fhirpathpy's error
+            x, y = a[0], b[0]
+            if type(x) is int and type(y) is int:
+                return compute(x, y)
             if op == "+" and isinstance(x, str) and isinstance(y, str):
                 return [x + y]
-            if not (isinstance(x, int) and isinstance(y, int)) or isinstance(x, bool) or isinstance(y, bool):
-                raise Fallback  # integers only: decimal arithmetic keeps fhirpathpy's precision rules
-            if op in ("mod", "div") and y == 0:
-                return []
-            if op == "mod":
-                return [x - y * int(x / y)]  # FHIRPath's mod takes the sign of the dividend
-            if op == "div":
-                return [int(x / y)]
-            return [x + y if op == "+" else x - y if op == "-" else x * y]
+            raise Fallback  # integers only: decimal arithmetic keeps fhirpathpy's precision rules
 
         return arithmetic
 
@@ -470,20 +478,18 @@ class _Compiler:
     def typed(self, operand: Fn, type_name: str, how: str) -> Fn:
         """`is`, `as` and `ofType` where raw JSON tells the type: resources by `resourceType`, and a choice
         element's value by its JSON name (`value.ofType(Quantity)` is `valueQuantity`)."""
+        steps: _Steps | None = getattr(operand, "steps", None)
+        select: Fn
         if is_resource_type(type_name):
             def of_type(data: Items, env: Env) -> Items:
                 return [i for i in operand(data, env) if isinstance(i, dict) and _derives(i, type_name)]
             select = of_type
-        elif getattr(operand, "member_name", None) in _CHOICES:
-            name = operand.member_name  # type: ignore[attr-defined]
+        elif steps is not None and steps[0][-1] in _CHOICES:
+            names, base = steps
             suffix = type_name[:1].upper() + type_name[1:]
-            if suffix not in _CHOICES[name]:
-                raise NotCompiled(f"{name} is never a {type_name}")
-            parent: Fn = getattr(operand, "parent", lambda data, env: data)
-
-            def choice(data: Items, env: Env) -> Items:
-                return _member(parent(data, env), name + suffix)
-            select = choice
+            if suffix not in _CHOICES[names[-1]]:
+                raise NotCompiled(f"{names[-1]} is never a {type_name}")
+            select = _path((*names[:-1], names[-1] + suffix), base)  # `value.ofType(Quantity)`: `valueQuantity`
         else:
             raise NotCompiled(f"{how} {type_name} on a value raw JSON does not type")
         if how == "ofType":
@@ -552,6 +558,8 @@ def _memoised(fn: Fn) -> Fn:
     key = id(fn)
 
     def memoised(data: Items, env: Env) -> Items:
+        if env.memo is None:
+            env.memo = {}
         found = env.memo.get(key)
         if found is None:
             found = env.memo[key] = fn(data, env)
@@ -593,8 +601,61 @@ def _connective(left: Fn, right: Fn, left_decides: bool, right_decides: bool, de
     return connective
 
 
+# Integer arithmetic; `mod` and `div` truncate towards zero, and by zero give empty, as FHIRPath defines them.
+_ARITHMETIC: dict[str, Callable[[int, int], Items]] = {
+    "+": lambda x, y: [x + y], "-": lambda x, y: [x - y], "*": lambda x, y: [x * y],
+    "mod": lambda x, y: [x - y * _truncated(x, y)] if y else [],
+    "div": lambda x, y: [_truncated(x, y)] if y else [],
+}
+
+
+def _truncated(x: int, y: int) -> int:
+    quotient = abs(x) // abs(y)
+    return quotient if (x < 0) == (y < 0) else -quotient
+
+
 def _then(left: Fn, right: Fn) -> Fn:
     return lambda data, env: right(left(data, env), env)
+
+
+_Steps = tuple[tuple[str, ...], Fn | None]
+
+
+def _path(names: tuple[str, ...], base: Fn | None = None) -> Fn:
+    """Member steps `a.b.c` on the input, or on what `base` gives: one function for the whole path. It keeps
+    its `steps`, so that a further step or a choice type (`value.ofType(Quantity)`) extends it."""
+    fn: Fn
+    if base is None and len(names) == 1:
+        name = names[0]
+
+        def fn(data: Items, env: Env) -> Items:
+            return _member(data, name)
+    elif base is None and len(names) == 2:
+        first, second = names
+
+        def fn(data: Items, env: Env) -> Items:
+            return _member(_member(data, first), second)
+    else:
+        def fn(data: Items, env: Env) -> Items:
+            if base is not None:
+                data = base(data, env)
+            for name in names:
+                data = _member(data, name)
+            return data
+    fn.steps = (names, base)  # type: ignore[attr-defined]
+    return fn
+
+
+def _literal(value: Items) -> Fn:
+    def fn(data: Items, env: Env) -> Items:
+        return value
+    fn.constant = value  # type: ignore[attr-defined]
+    return fn
+
+
+def _constant(fn: Fn) -> Items | None:
+    """A literal's value, known when compiling."""
+    return getattr(fn, "constant", None)
 
 
 def _per_item(items: Items, env: Env, criterion: Fn) -> list[tuple[Any, Items]]:
@@ -624,6 +685,14 @@ def _with_this(base: Fn, param: Fn) -> Callable[[Items, Env], tuple[Items, Items
 
 
 def _string_fn(base: Fn, param: Fn, op: Callable[[str, str], Any]) -> Fn:
+    fixed = _constant(param)
+    if fixed is not None:  # a literal argument, as nearly always: read once
+        p = _string(fixed)
+
+        def on_literal(data: Items, env: Env) -> Items:
+            s = _string(base(data, env))
+            return [] if s is None or p is None else [op(s, p)]
+        return on_literal
     both = _with_this(base, param)
 
     def fn(data: Items, env: Env) -> Items:
@@ -647,24 +716,28 @@ def _matches(base: Fn, param: Fn) -> Fn:
 
 
 def _substring(base: Fn, start: Fn, length: Fn | None = None) -> Fn:
+    both = _with_this(base, lambda items, env: [start(items, env), length(items, env) if length else []])
+    fixed = (_constant(start), _constant(length) if length else [])
+    if None not in fixed:  # literal bounds, as in check-digit rules: `substring(3, 1)`
+        def on_literals(data: Items, env: Env) -> Items:
+            return _cut(_string(base(data, env)), *fixed)  # type: ignore[arg-type]
+        return on_literals
+
     def fn(data: Items, env: Env) -> Items:
-        items = base(data, env)
-        saved = env.this
-        env.this = items
-        try:
-            s_items, l_items = start(items, env), (length(items, env) if length else [])
-        finally:
-            env.this = saved
-        s = _string(items)
-        if s is None or not s_items:
-            return []
-        i = s_items[0]
-        if not isinstance(i, int) or i < 0 or i >= len(s):
-            return []
-        if length is None or not l_items:
-            return [s[i:]]
-        return [s[i:i + l_items[0]]]
+        items, (s_items, l_items) = both(data, env)
+        return _cut(_string(items), s_items, l_items)
     return fn
+
+
+def _cut(s: str | None, start: Items, length: Items) -> Items:
+    if s is None or not start:
+        return []
+    i = start[0]
+    if not isinstance(i, int) or i < 0 or i >= len(s):
+        return []
+    if not length:
+        return [s[i:]]
+    return [s[i:i + length[0]]]
 
 
 def _to_integer(items: Items) -> Items:
@@ -677,7 +750,7 @@ def _to_integer(items: Items) -> Items:
         return [int(v)]
     if isinstance(v, int):
         return [v]
-    if isinstance(v, str) and re.fullmatch(r"[+-]?\d+", v):
+    if isinstance(v, str) and _INTEGER.fullmatch(v):
         return [int(v)]
     return []
 
@@ -698,9 +771,12 @@ def _iif(base: Fn, cond: Fn, yes: Fn, no: Fn | None = None) -> Fn:
 
 
 def _extension(base: Fn, url: Fn) -> Fn:
+    fixed = _constant(url)
+    known = _string(fixed) if fixed is not None else None
+
     def fn(data: Items, env: Env) -> Items:
         items = base(data, env)
-        wanted = _string(url(items, env))
+        wanted = known if fixed is not None else _string(url(items, env))
         return [e for e in _member(items, "extension") if isinstance(e, dict) and e.get("url") == wanted]
     return fn
 
@@ -765,10 +841,11 @@ def _set_op(keep: bool) -> Callable[[Fn, Fn], Fn]:
 
 
 _FUNCTIONS: dict[tuple[str, int], Callable[..., Fn]] = {
-    ("empty", 0): _unary(lambda items, env: [not items]),
-    ("exists", 0): _unary(lambda items, env: [bool(items)]),
+    # the commonest, one call each
+    ("empty", 0): lambda base: lambda data, env: [not base(data, env)],
+    ("exists", 0): lambda base: lambda data, env: [bool(base(data, env))],
+    ("count", 0): lambda base: lambda data, env: [len(base(data, env))],
     ("exists", 1): _exists_where,
-    ("count", 0): _unary(lambda items, env: [len(items)]),
     ("not", 0): _unary(lambda items, env: _not(items)),
     ("hasValue", 0): _unary(lambda items, env: _has_value(items)),
     ("first", 0): _unary(lambda items, env: items[:1]),
@@ -779,7 +856,7 @@ _FUNCTIONS: dict[tuple[str, int], Callable[..., Fn]] = {
     ("toInteger", 0): _unary(lambda items, env: _to_integer(items)),
     ("length", 0): _unary(lambda items, env: [len(s)] if (s := _string(items)) is not None else []),
     ("resolve", 0): _unary(lambda items, env: env.resolve(items)),
-    ("htmlChecks", 0): _unary(lambda items, env: [True]),
+    ("htmlChecks", 0): lambda base: _literal([True]),
     ("where", 1): _where,
     ("all", 1): _all,
     ("select", 1): _select,

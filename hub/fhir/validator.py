@@ -72,7 +72,7 @@ class _Plan:
     not walked at all) and the JSON names that lead to them, and the type profiles walked for a value without
     inline children. `inert`: a value of this element can yield no finding."""
 
-    constraints: tuple[Constraint, ...]
+    constraints: tuple[tuple[Constraint, frozenset[str] | None], ...]  # each with the names it needs to fail
     keys: dict[str, tuple[ElementDef, str | None, str]]  # JSON name → child, the type it says, the plain name
     checked: tuple[ElementDef, ...]
     type_roots: dict[str, tuple[ElementDef, ...]]
@@ -280,8 +280,10 @@ class Validator:
         return ed.plan  # type: ignore[no-any-return]
 
     def _make_plan(self, ed: ElementDef, building: frozenset[int]) -> _Plan:
-        constraints = tuple(c for c in ed.constraints
-                            if (c.expression and c.key not in NATIVE_RULES) or c.key in NATIVE_CHECKS)
+        evaluated = [c for c in ed.constraints if c.key in NATIVE_CHECKS or (
+            c.expression and c.key not in NATIVE_RULES and not self.invariants.always_holds(c.expression))]
+        constraints = tuple((c, None if c.key in NATIVE_CHECKS else self.invariants.holds_without(c.expression or ""))
+                            for c in evaluated)
         keys: dict[str, tuple[ElementDef, str | None, str]] = {}
         checked = []
         for child in ed.children.values():
@@ -492,9 +494,11 @@ class Validator:
         for root in roots or ():
             self._object(root, item, where, resource, run)
 
-    def _constraints(self, ed: ElementDef, constraints: tuple[Constraint, ...], node: Any, where: str,
-                     resource: dict[str, Any], run: _Run) -> None:
-        for c in constraints:
+    def _constraints(self, ed: ElementDef, constraints: tuple[tuple[Constraint, frozenset[str] | None], ...],
+                     node: Any, where: str, resource: dict[str, Any], run: _Run) -> None:
+        for c, needs in constraints:
+            if needs is not None and type(node) is dict and needs.isdisjoint(node):
+                continue  # an object without the names it reads: it holds, as on an empty object
             # The core definition and the profiles restate the same invariants: each is evaluated once a place.
             done = (c.expression or c.key, where)
             if done in run.evaluated:
