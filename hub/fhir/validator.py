@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from hub.core.outcome import Outcome, Severity
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
@@ -74,20 +74,16 @@ class _Plan:
 
     constraints: tuple[tuple[Constraint, frozenset[str] | None], ...]  # each with the names it needs to fail
     keys: dict[str, tuple[ElementDef, str | None, str]]  # JSON name → child, the type it says, the plain name
-    checked: tuple[ElementDef, ...]
+    counted: tuple[ElementDef, ...]  # the children whose number (or whose required slices) must be checked
     type_roots: dict[str, tuple[ElementDef, ...]]
     inert: bool
 
 
 _CYCLE = _Plan((), {}, (), {}, False)
 
-
-class _Item(NamedTuple):
-    """One value of an element in the instance: the value, where it is, and its type if a choice says it."""
-
-    value: Any
-    where: str
-    type: str | None
+# One value of an element in the instance: the value, where it is (relative to its parent) and its type if a
+# choice name says it. A plain tuple: the walk makes one for every value.
+_Item = tuple[Any, str, str | None]
 
 
 @dataclass(slots=True)
@@ -241,29 +237,34 @@ class Validator:
         plan = ed.plan or self._plan(ed)
         if plan.constraints:
             self._constraints(ed, plan.constraints, value, where, resource, run)
-        if not plan.checked:
+        if not plan.keys:
             return
-        found: dict[str, list[_Item]] = {}
+        found: dict[str, tuple[ElementDef, list[_Item]]] = {}
         for key, got in value.items():
             hit = plan.keys.get(key)
             if hit is None or (key[0] == "_" and key[1:] in value):
                 continue  # not walked, or a primitive's `_name` beside its value
             child, type_code, name = hit
-            items = found.setdefault(child.name, [])
+            entry = found.get(child.name)
+            if entry is None:
+                entry = found[child.name] = (child, [])
             if isinstance(got, list):
-                items.extend(_Item(g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
+                entry[1].extend((g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
             elif got is not None:
-                items.append(_Item(got, name, type_code))
-        for child in plan.checked:
-            items = found.get(child.name, [])
-            count = len(items)
+                entry[1].append((got, name, type_code))
+        for child in plan.counted:
+            entry = found.get(child.name)
+            count = len(entry[1]) if entry is not None else 0
             if count < child.min or (child.max is not None and count > child.max):
                 self._cardinality(child, count, where, run)
+            if entry is None and child.slicing is not None and child.slices:
+                self._sliced(child, [], resource, run, where)  # an absent element: its required slices
+        for child, items in found.values():
             if child.slicing is not None and child.slices:
                 self._sliced(child, items, resource, run, where)
-            elif items and not (child.plan or self._plan(child)).inert:
-                for item in items:
-                    self._value(child, item.value, f"{where}.{item.where}", resource, run, item.type)
+            elif not (child.plan or self._plan(child)).inert:
+                for got, at, type_code in items:
+                    self._value(child, got, f"{where}.{at}", resource, run, type_code)
 
     # --- plans --------------------------------------------------------------------------------------------
 
@@ -285,15 +286,16 @@ class Validator:
         constraints = tuple((c, None if c.key in NATIVE_CHECKS else self.invariants.holds_without(c.expression or ""))
                             for c in evaluated)
         keys: dict[str, tuple[ElementDef, str | None, str]] = {}
-        checked = []
+        counted = []
         for child in ed.children.values():
             if child.name == "resourceType":
                 continue
-            if not (child.min > 0 or (child.max is not None and child.max != child.base_max)
-                    or (child.slicing is not None and child.slices) or any(s.min > 0 for s in child.slices)
-                    or not self._inert(child, building)):
+            numbered = (child.min > 0 or (child.max is not None and child.max != child.base_max)
+                        or any(s.min > 0 for s in child.slices))
+            if numbered:
+                counted.append(child)
+            if not (numbered or (child.slicing is not None and child.slices) or not self._inert(child, building)):
                 continue  # its values can yield no finding: not walked at all
-            checked.append(child)
             if child.name.endswith("[x]"):
                 for t in child.types:
                     key = choice_name(child.name[:-3], t.code)
@@ -309,11 +311,11 @@ class Validator:
                     if prof is not None and not self._plan(prof.root, building).inert:
                         roots.append(prof.root)
                 type_roots[t.code] = tuple(roots)
-        inert = not (constraints or checked or ed.fixed or ed.pattern
+        inert = not (constraints or keys or ed.fixed or ed.pattern
                      or ed.binding is not None
                      or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
                      or any(type_roots.values()))
-        return _Plan(constraints, keys, tuple(checked), type_roots, inert)
+        return _Plan(constraints, keys, tuple(counted), type_roots, inert)
 
     def _inert(self, ed: ElementDef, building: frozenset[int]) -> bool:
         return self._plan(ed, building).inert
@@ -337,13 +339,14 @@ class Validator:
         last, unmatched = -1, False
         for item in items:
             found = next(((i, s) for i, s in enumerate(ed.slices) if self._in_slice(ed, s, item, run)), None)
-            at = f"{where}.{item.where}"
+            got, relative, type_code = item
+            at = f"{where}.{relative}"
             if found is None:
                 unmatched = True
                 if ed.slicing.rules == "closed":
                     run.out.error("structure", f"{ed.path}: this value matches none of the slices of a closed "
                                   "slicing", at, rule=ed.id)
-                self._value(ed, item.value, at, resource, run, item.type)
+                self._value(ed, got, at, resource, run, type_code)
                 continue
             index, match = found
             if ed.slicing.ordered and index < last:
@@ -354,7 +357,7 @@ class Validator:
                               "(openAtEnd)", at, rule=ed.id)
             last = max(last, index)
             counts[match.slice_name] += 1
-            self._value(match, item.value, at, resource, run, item.type)
+            self._value(match, got, at, resource, run, type_code)
         for s in ed.slices:
             self._cardinality(s, counts[s.slice_name], where, run)
 
@@ -368,7 +371,7 @@ class Validator:
         return bool(base.slicing.discriminators)
 
     def _discriminated(self, kind: str, path: str, slice_ed: ElementDef, one: _Item, root: Any) -> bool:
-        item = one.value
+        item, _, one_type = one
         if kind in ("value", "pattern"):
             # The value is set by the element's fixed value, its pattern, or its required binding (FHIR's
             # definition of the value discriminator), found in the slice or in the profile of its type.
@@ -395,7 +398,7 @@ class Validator:
         if kind == "type":
             type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
             if not _steps(path):
-                return one.type in type_codes if one.type is not None else True
+                return one_type in type_codes if one_type is not None else True
             found = [t or (_json_type_of(v) if isinstance(v, dict) else None)
                      for v, t in _typed_values_at(item, path, root)]
             # `contentString` spells the type `string` with a capital: compare both spellings
@@ -652,6 +655,9 @@ def _typed_values_at(item: Any, path: str, root: Any) -> list[tuple[Any, str | N
 
 
 def _values_at(item: Any, path: str, root: Any) -> list[Any]:
+    steps = _steps(path)
+    if len(steps) == 1 and isinstance(item, dict) and (got := item.get(steps[0])) is not None:
+        return [g for g in got if g is not None] if isinstance(got, list) else [got]  # `url`, `system`: at hand
     return [v for v, _ in _typed_values_at(item, path, root)]
 
 
