@@ -108,13 +108,14 @@ def compile_expression(expression: str) -> Compiled:
 # --- values ---------------------------------------------------------------------------------------------------
 
 
-def _member(items: Items, name: str) -> Items:
+def _member(items: Items, name: str, hidden: str) -> Items:
+    """The values of the member `name` (`hidden`: its `_name`) of each item."""
     out: Items = []
     for item in items:
         if not isinstance(item, dict):
             continue
         value = item.get(name)
-        if "_" + name in item:
+        if hidden in item:
             raise Fallback  # a primitive with an id or extensions
         if value is None:
             suffixes = _CHOICES.get(name)
@@ -130,7 +131,7 @@ def _member(items: Items, name: str) -> Items:
         if value is None:
             continue
         if isinstance(value, list):
-            out.extend(v for v in value if v is not None)
+            out.extend(value if None not in value else [v for v in value if v is not None])
         else:
             out.append(value)
     return out
@@ -568,12 +569,17 @@ def _memoised(fn: Fn) -> Fn:
 
 
 def _derives(resource: dict[str, Any], type_name: str) -> bool:
-    name = resource.get("resourceType", "")
-    while name:
-        if name == type_name:
-            return True
-        name = _PARENT.get(name, "")
-    return False
+    key = (resource.get("resourceType", ""), type_name)
+    found = _DERIVED.get(key)
+    if found is None:
+        name = key[0]
+        while name and name != type_name:
+            name = _PARENT.get(name, "")
+        found = _DERIVED[key] = bool(name)
+    return found
+
+
+_DERIVED: dict[tuple[str, str], bool] = {}  # (resource type, type name) → whether the first is the second
 
 
 def _operands(left: Fn, right: Fn, data: Items, env: Env) -> tuple[Any, Any] | None:
@@ -625,22 +631,23 @@ def _path(names: tuple[str, ...], base: Fn | None = None) -> Fn:
     """Member steps `a.b.c` on the input, or on what `base` gives: one function for the whole path. It keeps
     its `steps`, so that a further step or a choice type (`value.ofType(Quantity)`) extends it."""
     fn: Fn
+    pairs = tuple((name, "_" + name) for name in names)
     if base is None and len(names) == 1:
-        name = names[0]
+        (name, hidden), = pairs
 
         def fn(data: Items, env: Env) -> Items:
-            return _member(data, name)
+            return _member(data, name, hidden)
     elif base is None and len(names) == 2:
-        first, second = names
+        (first, first_hidden), (second, second_hidden) = pairs
 
         def fn(data: Items, env: Env) -> Items:
-            return _member(_member(data, first), second)
+            return _member(_member(data, first, first_hidden), second, second_hidden)
     else:
         def fn(data: Items, env: Env) -> Items:
             if base is not None:
                 data = base(data, env)
-            for name in names:
-                data = _member(data, name)
+            for name, hidden in pairs:
+                data = _member(data, name, hidden)
             return data
     fn.steps = (names, base)  # type: ignore[attr-defined]
     return fn
@@ -777,7 +784,8 @@ def _extension(base: Fn, url: Fn) -> Fn:
     def fn(data: Items, env: Env) -> Items:
         items = base(data, env)
         wanted = known if fixed is not None else _string(url(items, env))
-        return [e for e in _member(items, "extension") if isinstance(e, dict) and e.get("url") == wanted]
+        extensions = _member(items, "extension", "_extension")
+        return [e for e in extensions if isinstance(e, dict) and e.get("url") == wanted]
     return fn
 
 

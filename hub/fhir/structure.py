@@ -48,6 +48,8 @@ class Field:
     min: int
     max: int | None  # None: unbounded
     inline: Node | None = None  # the children of a backbone element, defined in place
+    definition: Node | _Primitive | None = None  # the definition of `type`, found on first use
+    resolved: bool = False
 
 
 @dataclass(slots=True)
@@ -242,7 +244,9 @@ class StructureValidator:
             else:
                 out.error("structure", "Expected a resource (JSON object)", where, rule=f.element)
             return
-        definition = self._definition(f.type)
+        if not f.resolved:
+            f.definition, f.resolved = self._definition(f.type), True
+        definition = f.definition
         if isinstance(definition, Node):
             if isinstance(item, dict):
                 self._object(item, definition, where, out)
