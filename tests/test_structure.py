@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from typing import Any
 
 import pytest
 
-from hub.fhir.structure import StructureValidator
+from hub.fhir.structure import StructureValidator, _Primitive, is_base64
 from tests.conftest import FUT_EXAMPLES, fut_example
 
 
@@ -121,3 +122,22 @@ def test_not_a_resource(structure: StructureValidator) -> None:
     empty = copy.deepcopy(fut_example("Appointment-videoappointment01.json"))
     empty["meta"] = {}
     assert findings(structure, empty) == {("Appointment.meta", "structure")}
+
+
+def test_base64_is_checked_natively_in_the_language_of_its_regex(structure: StructureValidator) -> None:
+    """base64Binary's native check (the written policy) accepts exactly what R4's own regex accepts."""
+    definition = structure._definition("base64Binary")
+    assert isinstance(definition, _Primitive) and definition.regex is not None
+    assert definition.native is is_base64
+    rng = random.Random(7)
+    samples = ["QUJD", "QUJDRA==", " QU JD\n", "QUJ", "QUJDR", "QUJD QUJ", "\vQUJD\f", "QUJ\xa0D", "QU-D", "===="]
+    for _ in range(3000):  # runs of base64 characters between whitespace, now and then a character of neither
+        runs = ["".join(rng.choice("Az09+/=-_é") if rng.random() < 0.02 else rng.choice("Az09+/=")
+                        for _ in range(rng.choice((1, 3, 4, 4, 8, 9)))) for _ in range(rng.randint(1, 4))]
+        samples.append("".join(rng.choice(("", " ", "\n", "\t\r", "\f\v", "\xa0")) + run for run in runs))
+    for text in samples:
+        assert is_base64(text) == (definition.regex.fullmatch(text) is not None), repr(text)
+    assert 300 < sum(is_base64(t) for t in samples) < 2700  # both kinds are met
+    attachment = {"resourceType": "Binary", "contentType": "text/plain", "data": "QUJD QUJD\nQUJ"}
+    assert [i.diagnostics for i in structure.check(attachment).issues] == [
+        "Invalid value: 'QUJD QUJD\nQUJ' is not a valid base64Binary"]
