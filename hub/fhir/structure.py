@@ -72,7 +72,7 @@ _BASE64_CHARS = re.compile(r"[\s0-9a-zA-Z+/=]+", re.ASCII)
 
 
 def is_base64(text: str) -> bool:
-    """R4's base64Binary regex, `(\s*([0-9a-zA-Z\+/=]){4}\s*)+`, says: base64 characters in runs of four,
+    r"""R4's base64Binary regex, `(\s*([0-9a-zA-Z\+/=]){4}\s*)+`, says: base64 characters in runs of four,
     whitespace only between runs. Python's regex engine matches it character by character through two groups,
     some 300 µs for a 10 kB attachment; this is the same language, several times faster."""
     if not _BASE64_CHARS.fullmatch(text):
