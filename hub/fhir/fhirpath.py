@@ -45,6 +45,7 @@ class InvariantEngine:
         self._lock = threading.Lock()
         self._model = models["r4"]
         self._local = threading.local()  # the resource being evaluated, for resolve()
+        self._hooks = (self._resolve, self._member_of, self._conforms_to)  # bound once, not per evaluation
         self._options = {"userInvocationTable": {
             "hasValue": {"fn": self._has_value, "arity": {0: []}},
             "resolve": {"fn": self._resolve, "arity": {0: []}},
@@ -124,9 +125,10 @@ class InvariantEngine:
             compiled, empty = found
             if empty is not None and isinstance(node, dict) and compiled.guard.isdisjoint(node):  # type: ignore[union-attr]
                 return empty
-            env = Env(resource, root, [node], self._resolve, self._member_of, self._conforms_to, [node])
+            focus = [node]
+            env = Env(resource, root, focus, *self._hooks, focus)
             try:
-                return compiled.fn([node], env)
+                return compiled.fn(focus, env)
             except Fallback:
                 self._local.unresolved = []
         return self._interpreted(expression, node, resource, root, path)

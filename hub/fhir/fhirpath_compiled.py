@@ -665,14 +665,15 @@ def _constant(fn: Fn) -> Items | None:
     return getattr(fn, "constant", None)
 
 
-def _per_item(items: Items, env: Env, criterion: Fn) -> list[tuple[Any, Items]]:
-    """Each item with what `criterion` gives for it, `$this` and `$index` set as FHIRPath defines them."""
+def _per_item(items: Items, env: Env, criterion: Fn) -> list[Items]:
+    """What `criterion` gives for each item, `$this` and `$index` set as FHIRPath defines them."""
     saved, saved_index = env.this, env.index
     out = []
     try:
         for i, item in enumerate(items):
-            env.this, env.index = [item], i
-            out.append((item, criterion([item], env)))
+            env.this = this = [item]
+            env.index = i
+            out.append(criterion(this, env))
     finally:
         env.this, env.index = saved, saved_index
     return out
@@ -816,19 +817,22 @@ def _not(items: Items) -> Items:
 
 
 def _where(base: Fn, crit: Fn) -> Fn:
-    return lambda data, env: [i for i, r in _per_item(base(data, env), env, crit) if _criterion(r)]
+    def where(data: Items, env: Env) -> Items:
+        items = base(data, env)
+        return [i for i, r in zip(items, _per_item(items, env, crit), strict=True) if _criterion(r)]
+    return where
 
 
 def _exists_where(base: Fn, crit: Fn) -> Fn:
-    return lambda data, env: [any(_criterion(r) for _, r in _per_item(base(data, env), env, crit))]
+    return lambda data, env: [any(_criterion(r) for r in _per_item(base(data, env), env, crit))]
 
 
 def _all(base: Fn, crit: Fn) -> Fn:
-    return lambda data, env: [all(_criterion(r) for _, r in _per_item(base(data, env), env, crit))]
+    return lambda data, env: [all(_criterion(r) for r in _per_item(base(data, env), env, crit))]
 
 
 def _select(base: Fn, proj: Fn) -> Fn:
-    return lambda data, env: [v for _, r in _per_item(base(data, env), env, proj) for v in r]
+    return lambda data, env: [v for r in _per_item(base(data, env), env, proj) for v in r]
 
 
 def _trace(base: Fn, *params: Fn) -> Fn:
@@ -854,14 +858,14 @@ _FUNCTIONS: dict[tuple[str, int], Callable[..., Fn]] = {
     ("exists", 0): lambda base: lambda data, env: [bool(base(data, env))],
     ("count", 0): lambda base: lambda data, env: [len(base(data, env))],
     ("exists", 1): _exists_where,
-    ("not", 0): _unary(lambda items, env: _not(items)),
+    ("not", 0): lambda base: lambda data, env: _not(base(data, env)),
     ("hasValue", 0): _unary(lambda items, env: _has_value(items)),
     ("first", 0): _unary(lambda items, env: items[:1]),
     ("last", 0): _unary(lambda items, env: items[-1:]),
     ("tail", 0): _unary(lambda items, env: items[1:]),
     ("distinct", 0): _unary(lambda items, env: _distinct(items)),
     ("isDistinct", 0): _unary(lambda items, env: [len(_distinct(items)) == len(items)]),
-    ("toInteger", 0): _unary(lambda items, env: _to_integer(items)),
+    ("toInteger", 0): lambda base: lambda data, env: _to_integer(base(data, env)),
     ("length", 0): _unary(lambda items, env: [len(s)] if (s := _string(items)) is not None else []),
     ("resolve", 0): _unary(lambda items, env: env.resolve(items)),
     ("htmlChecks", 0): lambda base: _literal([True]),
