@@ -21,14 +21,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
-from hub.api.routers import appointment, metadata, validate
+from hub.api.routers import appointment, messaging, metadata, validate
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.errors import HubError
 from hub.core.housekeeping import Housekeeping
+from hub.core.message_flow import DELIVER_TOPIC, MessageFlow
+from hub.core.outbox import OutboxWorker
 from hub.core.outcome import single
+from hub.core.routing import RoutingTable
+from hub.fhir.delivery import HttpDelivery
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
@@ -78,7 +82,9 @@ def build_services(settings: Settings) -> Services:
     validator = Validator(packages, structure)
     rules = VideoAppointmentRules(packages, validator)
     rules.check(_WARM_UP, structure.check(_WARM_UP))  # compile what a booking uses now, not in the first request
-    return Services(settings, sessions, packages, structure, rules, flow, validator)
+    messages = MessageFlow(engine, validator, packages, RoutingTable.load(settings.routes),
+                           base_url=f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
+    return Services(settings, sessions, packages, structure, rules, flow, validator, messages)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -99,7 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keeper = Housekeeping(lambda: flow.settle_pending(timedelta(seconds=settings.pending_settle_after_seconds)),
                               settings.housekeeping_interval_seconds)
         keeper.start()
+        delivery = HttpDelivery(flow.engine)
+        outbox = OutboxWorker(flow.engine, {DELIVER_TOPIC: delivery}, settings.outbox_interval_seconds,
+                              settings.outbox_max_attempts)
+        outbox.start()
         yield
+        outbox.stop()
+        delivery.close()
         keeper.stop()
         flow.close()
 
@@ -110,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metadata.router)
     app.include_router(validate.router)
     app.include_router(appointment.router)
+    app.include_router(messaging.router)
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:

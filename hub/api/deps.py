@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
 from hub.core.errors import HubError
+from hub.core.message_flow import MessageFlow
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.fhir.packages import PackageSet
@@ -30,6 +31,7 @@ class Services:
     rules: VideoAppointmentRules
     flow: BookingFlow
     validator: Validator
+    messages: MessageFlow
 
 
 async def services(request: Request) -> Services:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     housekeeping_interval_seconds: float = Field(60, description="How often housekeeping (settling) runs")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
+    routes: Path | None = Field(None, description="Routing table of MedCom receivers (JSON; hub/core/routing.py)")
+    outbox_interval_seconds: float = Field(1.0, description="How often the outbox worker looks for deliveries")
+    outbox_max_attempts: int = Field(10, description="Attempts before a delivery goes to dead-letter")
     log_level: str = "INFO"
 
     @property

@@ -167,3 +167,8 @@ def serialise(resource: dict[str, Any], kind: str) -> tuple[bytes, str]:
     if kind == "xml":
         return to_xml(resource), "application/fhir+xml; charset=utf-8"
     return to_json(resource), "application/fhir+json; charset=utf-8"
+
+
+def format_of(raw: bytes) -> str:
+    """The message format a body is stored under: `fhir+xml` or `fhir+json`, by its first character."""
+    return "fhir+xml" if raw.lstrip()[:1] == b"<" else "fhir+json"

@@ -4,6 +4,8 @@
 - `appointments`: the resource as the hub answers with it, plus the columns searches need.
 - `meetings`: VDX rooms; an appointment that was moved after provisioning has several, one active.
 - `outbox`: deliveries still to be made, written in the same transaction as the change that causes them.
+- `received_messages`: each inbound message by its identity (MedCom: sender and MessageHeader id) with the
+  answer it got, so a message sent again gets that answer again and is not processed twice.
 """
 
 from __future__ import annotations
@@ -123,3 +125,12 @@ class OutboxEntry(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReceivedMessage(Base):
+    __tablename__ = "received_messages"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)  # e.g. fhir:sor:123:<MessageHeader id>
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))  # the message as first received
+    answer_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"))  # the answer it got
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

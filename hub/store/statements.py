@@ -17,6 +17,7 @@ MESSAGES = cast(Table, m.Message.__table__)
 APPOINTMENTS = cast(Table, m.Appointment.__table__)
 MEETINGS = cast(Table, m.Meeting.__table__)
 OUTBOX = cast(Table, m.OutboxEntry.__table__)
+RECEIVED = cast(Table, m.ReceivedMessage.__table__)
 
 INSERT_MESSAGE = MESSAGES.insert()
 INSERT_APPOINTMENT = APPOINTMENTS.insert()

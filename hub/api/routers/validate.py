@@ -54,7 +54,7 @@ def _validate(svc: Services, request: Request, body: bytes, resource_type: str |
                                 http_status=exc.status)
         raise
     outcome = svc.validator.validate(resource, profiles)
-    kind = "fhir+xml" if body.lstrip()[:1] == b"<" else "fhir+json"
+    kind = io.format_of(body)
     svc.flow.record_message(**fields, format=kind, verdict=outcome.to_fhir(), status="validated", http_status=200)
     return outcome, 200
 

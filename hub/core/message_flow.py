@@ -1,0 +1,261 @@
+"""Receiving MedCom FHIR messages: validate, recognise a message sent again, store, route, acknowledge.
+
+Guarantees (DESIGN.md, principles 2 to 4):
+- The raw bytes of every message are stored, also when they cannot be read, with the verdict.
+- A message is processed once: its identity (sender and MessageHeader id) is stored with the answer it got in
+  the same transaction as the message, the answer and the deliveries; sent again, it gets that answer again.
+  But for a `transient-error`, which asks the sender to send the message again later: that is processed anew.
+- Nothing is answered `ok` before it is stored with one outbox delivery per receiver.
+- The answer is a MedCom Acknowledgement (`hub.fhir.messaging`): `fatal-error` for a message that is invalid or
+  cannot be routed (unknown receiver, an event the receiver does not take), `transient-error` when the
+  receiver's route is closed for now or the hub cannot store it; it is validated like every outbound message,
+  and its verdict stored with it.
+- An acknowledgement is not acknowledged (MedCom's rule): a valid one is routed to its receiver like any
+  message, and the sender is told so in an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hub.core.errors import HubError, InvalidInput
+from hub.core.outcome import Outcome, single
+from hub.core.routing import Route, RoutingTable
+from hub.fhir import io
+from hub.fhir.messaging import (
+    ACK_DEFINITION,
+    AckIssue,
+    ErrorCodes,
+    MessageInfo,
+    NotAMessage,
+    acknowledgement,
+    read_message,
+)
+from hub.fhir.packages import PackageSet
+from hub.fhir.validator import Validator
+from hub.store.db import WriterLock
+from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, RECEIVED
+
+log = logging.getLogger("hub.messaging")
+
+DELIVER_TOPIC = "fhir-message.deliver"
+ACKNOWLEDGEMENT_EVENT = "acknowledgement-message"
+MAX_ISSUES = 50  # a negative acknowledgement names at most this many findings (the stored verdict has all)
+
+
+@dataclass
+class Processed:
+    """What the sender gets: an Acknowledgement (`ack`) or, for an acknowledgement it sent, an OperationOutcome
+    (`outcome`) with the HTTP status; `duplicate` when the message had been received before."""
+
+    status: int
+    ack: dict[str, Any] | None = None
+    outcome: Outcome | None = None
+    duplicate: bool = False
+    message_id: str | None = None
+
+
+@dataclass
+class _Verdict:
+    code: str  # ok | transient-error | fatal-error
+    issues: list[AckIssue] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+
+
+@dataclass
+class MessageFlow:
+    """Process inbound MedCom FHIR messages. Thread-safe; one per process."""
+
+    engine: Engine
+    validator: Validator
+    packages: PackageSet
+    routes: RoutingTable
+    base_url: str = "http://localhost/fhir"  # where the acknowledgements' entries say they live
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    codes: ErrorCodes = field(default_factory=ErrorCodes.load)
+
+    def __post_init__(self) -> None:
+        self._lock = WriterLock(self.engine)
+        found = self.packages.locate(ACK_DEFINITION, "MessageDefinition")
+        if found is None:
+            raise RuntimeError(f"{ACK_DEFINITION} is not in the loaded packages: run `hub schemas sync`")
+        self.ack_event: dict[str, Any] = dict(found[0]["eventCoding"])
+
+    # --- the edge ------------------------------------------------------------------------------------------
+
+    def process(self, raw: bytes, content_type: str | None,
+                operation: str = "POST /fhir/$process-message") -> Processed:
+        fields = {"direction": "in", "channel": "fhir-messaging", "operation": operation,
+                  "content_type": content_type, "raw": raw}
+        try:
+            bundle = io.parse(raw, content_type)
+            info = read_message(bundle)
+        except (HubError, NotAMessage) as exc:
+            outcome = exc.outcome if isinstance(exc, HubError) else single("invalid", str(exc))
+            status = exc.status if isinstance(exc, HubError) else 400
+            self._store([self._row(fields, "unknown", outcome.to_fhir(), "rejected", status)])
+            raise (exc if isinstance(exc, HubError) else InvalidInput(outcome)) from None
+        kind = io.format_of(raw)
+        earlier = self._answer_to(info.key)
+        if earlier is not None:
+            self._store([self._row(fields, kind, None, "duplicate", earlier.status)])
+            return earlier
+        verdict_outcome = self.validator.validate(bundle)
+        if info.event_code == ACKNOWLEDGEMENT_EVENT:
+            return self._acknowledgement_in(info, fields, kind, verdict_outcome)
+        verdict = self._judge(info, verdict_outcome)
+        ack = acknowledgement(info, verdict.code, verdict.issues[:MAX_ISSUES], self.codes, self.ack_event,
+                              self.base_url, lambda: str(uuid.uuid4()), self.now())
+        return self._commit(info, fields, kind, verdict_outcome, verdict, ack)
+
+    # --- judging -------------------------------------------------------------------------------------------
+
+    def _judge(self, info: MessageInfo, outcome: Outcome) -> _Verdict:
+        errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
+        if errors:
+            return _Verdict("fatal-error", [AckIssue(i.code, i.diagnostics or i.code, _reason(i.code, i.diagnostics),
+                                                     i.expression) for i in errors])
+        return self._route(info)
+
+    def _route(self, info: MessageInfo) -> _Verdict:
+        """The route of every primary receiver, or why there is none."""
+        verdict = _Verdict("ok")
+        if not info.receivers:
+            verdict.issues.append(AckIssue("required", "The message names no receiver", "receiver-missing",
+                                           "Bundle.entry[0].resource.destination"))
+        for party in info.receivers:
+            where = "Bundle.entry[0].resource.destination"
+            if not party.keys:
+                verdict.issues.append(AckIssue("required", "The receiver has no SOR or GLN identifier",
+                                               "receiver-missing", where))
+                continue
+            route = self.routes.find(party.keys)
+            if route is None:
+                verdict.issues.append(AckIssue("not-found", f"No route to the receiver {party.label}",
+                                               "receiver-unknown", where))
+            elif not route.takes(info.event_code):
+                verdict.issues.append(AckIssue("not-supported", f"The receiver {route.name} does not take "
+                                               f"{info.event_code} messages", "message-type-refused", where))
+            elif not route.open:
+                verdict.issues.append(AckIssue("transient", f"The receiver {route.name}'s mailbox is out of "
+                                               "operation for now; send the message again later",
+                                               "mailbox-closed", where))
+            else:
+                verdict.routes.append(route)
+        if verdict.issues:
+            transient = all(i.reason == "mailbox-closed" for i in verdict.issues)
+            verdict.code = "transient-error" if transient else "fatal-error"
+        return verdict
+
+    def _acknowledgement_in(self, info: MessageInfo, fields: dict[str, Any], kind: str,
+                            outcome: Outcome) -> Processed:
+        """An acknowledgement from a receiver: routed on to its receiver when valid, never acknowledged."""
+        verdict = self._judge(info, outcome)
+        response = info.response or {}
+        answer = Outcome()
+        if verdict.code == "ok":
+            answer.add("information", "informational", f"Acknowledgement {info.header_id} ({response.get('code')}) "
+                       f"of message {response.get('identifier')} accepted and routed; acknowledgements are not "
+                       "acknowledged")
+            status = 202
+        else:
+            for issue in verdict.issues:
+                answer.error(issue.code, issue.text, issue.expression)
+            status = 503 if verdict.code == "transient-error" else 422
+        processed = Processed(status, outcome=answer)
+        return self._commit(info, fields, kind, outcome, verdict, None, processed)
+
+    # --- storing -------------------------------------------------------------------------------------------
+
+    def _commit(self, info: MessageInfo, fields: dict[str, Any], kind: str, outcome: Outcome, verdict: _Verdict,
+                ack: dict[str, Any] | None, processed: Processed | None = None) -> Processed:
+        """The message, its answer, its identity and its deliveries, in one transaction."""
+        accepted = verdict.code == "ok"
+        inbound = self._row(fields, kind, outcome.to_fhir(), "accepted" if accepted else "rejected",
+                            200 if ack is not None else processed.status if processed else 200, info.key)
+        rows = [inbound]
+        answer_id = None
+        if ack is not None:
+            ack_raw = json.dumps(ack, ensure_ascii=False).encode()
+            ack_outcome = self.validator.validate(ack)
+            if not ack_outcome.ok:  # the hub's own defect: the sender still gets its answer, the log says why
+                log.error("acknowledgement %s does not validate: %s", ack["id"],
+                          "; ".join(i.diagnostics or "" for i in ack_outcome.issues if i.severity == "error"))
+            sent = {"direction": "out", "channel": "fhir-messaging", "content_type": "application/fhir+json",
+                    "raw": ack_raw, "operation": f"acknowledgement {verdict.code}"}
+            answer = self._row(sent, "fhir+json", ack_outcome.to_fhir(), "sent", 200, info.key)
+            rows.append(answer)
+            answer_id = answer["id"]
+            processed = Processed(200, ack=ack)
+        assert processed is not None
+        processed.message_id = inbound["id"]
+        deliveries = [{"topic": DELIVER_TOPIC, "ordering_key": route.keys[0], "status": "pending", "attempts": 0,
+                       "next_attempt_at": self.now(), "created_at": self.now(),
+                       "payload": {"message_id": inbound["id"], "endpoint": route.endpoint, "receiver": route.name,
+                                   "content_type": fields["content_type"] or "application/fhir+json"}}
+                      for route in verdict.routes] if accepted else []
+        try:
+            with self._lock, self.engine.begin() as conn:
+                conn.execute(INSERT_MESSAGE, rows)
+                if verdict.code != "transient-error":  # "send it again later": then it is processed afresh
+                    conn.execute(RECEIVED.insert(), [{"key": info.key, "message_id": inbound["id"],
+                                                      "answer_id": answer_id, "received_at": self.now()}])
+                if deliveries:
+                    conn.execute(INSERT_OUTBOX, deliveries)
+        except IntegrityError:
+            earlier = self._answer_to(info.key)  # the same message, received meanwhile on another connection
+            if earlier is not None:
+                return earlier
+            raise
+        except OperationalError:
+            log.exception("message %s could not be stored", info.header_id)
+            return self._transient(info, "The hub cannot store the message now; send it again later")
+        return processed
+
+    def _transient(self, info: MessageInfo, text: str) -> Processed:
+        if info.event_code == ACKNOWLEDGEMENT_EVENT:
+            return Processed(503, outcome=single("transient", text))
+        ack = acknowledgement(info, "transient-error", [AckIssue("transient", text)], self.codes, self.ack_event,
+                              self.base_url, lambda: str(uuid.uuid4()), self.now())
+        return Processed(200, ack=ack)
+
+    def _answer_to(self, key: str) -> Processed | None:
+        """The answer a message with this identity got when it was first received."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(RECEIVED.c.message_id, RECEIVED.c.answer_id)
+                                 .where(RECEIVED.c.key == key)).first()
+            if found is None:
+                return None
+            if found.answer_id is None:
+                first = conn.execute(select(MESSAGES.c.verdict, MESSAGES.c.http_status)
+                                     .where(MESSAGES.c.id == found.message_id)).one()
+                note = single("informational", "This acknowledgement was received before; not processed again",
+                              severity="information")
+                return Processed(first.http_status or 200, outcome=note, duplicate=True, message_id=found.message_id)
+            raw = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.id == found.answer_id)).scalar_one()
+        return Processed(200, ack=json.loads(raw), duplicate=True, message_id=found.message_id)
+
+    def _row(self, fields: dict[str, Any], kind: str, verdict: dict[str, Any] | None, status: str,
+             http_status: int | None, key: str | None = None) -> dict[str, Any]:
+        return {"id": str(uuid.uuid4()), "received_at": self.now(), "appointment_id": None, "format": kind,
+                "verdict": verdict, "status": status, "http_status": http_status, "idempotency_key": key, **fields}
+
+    def _store(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(INSERT_MESSAGE, rows)
+
+
+def _reason(code: str, diagnostics: str | None) -> str | None:
+    """The hub's reason for a validation finding where it is more precise than its IssueType."""
+    if code == "code-invalid" and (diagnostics or "").startswith("Unknown code"):
+        return "code-unknown"
+    return None

@@ -1,0 +1,71 @@
+"""Delivering a routed FHIR message to its receiver's endpoint: the outbox handler of `fhir-message.deliver`.
+
+The stored raw bytes go out unchanged (`POST`, the content type they came with). A 2xx answer is a delivery;
+a 4xx other than 408 and 429 is permanent (the receiver refuses the content: sending it again will not help);
+anything else, a connection failure included, is tried again by the outbox. Every attempt is kept as an
+outbound message with the receiver's status code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, select
+
+from hub.core.outbox import PermanentFailure
+from hub.fhir import io
+from hub.store.db import WriterLock
+from hub.store.statements import INSERT_MESSAGE, MESSAGES
+
+
+class DeliveryFailed(Exception):
+    """The receiver could not be reached or answered with an error worth trying again."""
+
+
+@dataclass
+class HttpDelivery:
+    engine: Engine
+    timeout_seconds: float = 10.0
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        self._client = httpx.Client(timeout=self.timeout_seconds)
+        self._lock = WriterLock(self.engine)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __call__(self, payload: dict[str, Any]) -> None:
+        with self.engine.connect() as conn:
+            raw = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.id == payload["message_id"])).scalar_one()
+        status: int | None = None
+        try:
+            answer = self._client.post(payload["endpoint"], content=raw,
+                                       headers={"Content-Type": payload.get("content_type") or
+                                                "application/fhir+json"})
+            status = answer.status_code
+        except httpx.HTTPError as exc:
+            self._record(payload, raw, None)
+            raise DeliveryFailed(f"{payload['endpoint']}: {type(exc).__name__}: {exc}") from exc
+        self._record(payload, raw, status)
+        if 200 <= status < 300:
+            return
+        text = f"{payload['endpoint']} answered {status}: {answer.text[:200]}"
+        if 400 <= status < 500 and status not in (408, 429):
+            raise PermanentFailure(text)
+        raise DeliveryFailed(text)
+
+    def _record(self, payload: dict[str, Any], raw: bytes, status: int | None) -> None:
+        row = {"id": str(uuid.uuid4()), "received_at": self.now(), "direction": "out", "channel": "fhir-messaging",
+               "format": io.format_of(raw),
+               "operation": f"POST {payload['endpoint']} ({payload.get('receiver')})",
+               "content_type": payload.get("content_type"), "raw": raw, "verdict": None,
+               "status": "sent" if status is not None and 200 <= status < 300 else "failed", "http_status": status,
+               "appointment_id": None, "idempotency_key": payload["message_id"]}
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(INSERT_MESSAGE, [row])
