@@ -80,6 +80,7 @@ def validate(
     from hub.core import standards
     from hub.fhir.packages import PackageSet
     from hub.fhir.validator import Validator
+    from hub.medcom.schemas import OioxmlSchemas
 
     settings = Settings()
     packages = PackageSet(standards.package_dirs(settings.standards_store))
@@ -87,6 +88,7 @@ def validate(
     if package is not None and package not in loaded:
         raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
     validator = Validator(packages)
+    oioxml = OioxmlSchemas(settings.standards_store)
     todo = list(files.collect(paths))
     results = []
     # A progress bar on a terminal, for long runs; nothing on a pipe, where the report is the output.
@@ -95,7 +97,7 @@ def validate(
         task = bar.add_task("validating", total=len(todo))
         for path in todo:
             context = package or files.package_context(path, loaded)
-            results.append(files.validate_file(validator, path, tuple(profile or ()), context))
+            results.append(files.validate_file(validator, path, tuple(profile or ()), context, oioxml))
             bar.advance(task)
     typer.echo(report.FORMATS[format.value](results, fail_on.value))
     if not all(r.valid(fail_on.value) for r in results):

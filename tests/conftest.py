@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import create_engine, text
 
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
 from hub.core import standards
 from hub.core.config import Settings
+from hub.store.db import make_engine
 from hub.video.service import create_vdx_app
 from tests.pgcluster import PgCluster
 
@@ -106,3 +110,69 @@ def hub(data_root: Path, tmp_path: Path, vdx: ServerThread) -> Iterator[Any]:
         srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]
         yield srv
         srv.client.close()  # type: ignore[attr-defined]
+
+
+# --- a receiving system, and the hub with a routing table to it ---------------------------------------------
+
+
+class Receiver:
+    """A receiving system on loopback: keeps what it is sent; answers `fail` statuses first, then 200."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self.fail: list[int] = []
+        self.lock = threading.Lock()
+        app = FastAPI()
+
+        @app.post("/inbox")
+        async def inbox(request: Request) -> Response:
+            body = await request.body()
+            with self.lock:
+                if self.fail:
+                    return Response(status_code=self.fail.pop(0))
+                self.got.append(body)
+            return Response(status_code=200)
+
+        self.server = ServerThread(app)
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/inbox"
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.got) >= count:
+                    return list(self.got)
+            time.sleep(0.05)
+        raise AssertionError(f"the receiver got {len(self.got)} messages, not {count}")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    with r.server:
+        yield r
+
+
+@pytest.fixture
+def messaging_hub(data_root: Path, tmp_path: Path, vdx: ServerThread, receiver: Receiver) -> Iterator[Any]:
+    def start(routes: list[dict[str, Any]]) -> Any:
+        home = tmp_path / f"hub{len(servers)}"  # each hub its own data folder and database
+        home.mkdir()
+        table = home / "routes.json"
+        table.write_text(json.dumps({"receivers": [{"endpoint": receiver.url, **r} for r in routes]}))
+        settings = hub_settings(data_root, home, vdx.url).model_copy(
+            update={"routes": table, "outbox_interval_seconds": 0.05})
+        srv = ServerThread(create_app(settings)).start()
+        servers.append(srv)
+        srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]
+        srv.engine = make_engine(settings.effective_database_url)  # type: ignore[attr-defined]
+        return srv
+
+    servers: list[Any] = []
+    yield start
+    for srv in servers:
+        srv.client.close()
+        srv.stop()

@@ -6,73 +6,26 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 from sqlalchemy import select
 
-from hub.api.app import create_app
-from hub.api.server_thread import ServerThread
 from hub.core.outbox import OutboxWorker
 from hub.fhir.delivery import HttpDelivery
 from hub.fhir.messaging import read_message
 from hub.fhir.validator import Validator
 from hub.store.db import make_engine, migrate
 from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, OUTBOX
-from tests.conftest import SHARED, hub_settings
+from tests.conftest import SHARED, Receiver
 
 SEND_EXAMPLES = SHARED / "medcom/fhir/medcom.fhir.dk.carecommunication/examples/SendExamples"
 ACK_EXAMPLES = SHARED / "medcom/fhir/medcom.fhir.dk.acknowledgement/2.0.3/package/example"
 ACK_PROFILE = "http://medcomfhir.dk/ig/acknowledgement/StructureDefinition/medcom-messaging-acknowledgement"
 JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-
-
-class Receiver:
-    """A receiving system on loopback: keeps what it is sent; answers `fail` statuses first, then 200."""
-
-    def __init__(self) -> None:
-        self.got: list[bytes] = []
-        self.fail: list[int] = []
-        self.lock = threading.Lock()
-        app = FastAPI()
-
-        @app.post("/inbox")
-        async def inbox(request: Request) -> Response:
-            body = await request.body()
-            with self.lock:
-                if self.fail:
-                    return Response(status_code=self.fail.pop(0))
-                self.got.append(body)
-            return Response(status_code=200)
-
-        self.server = ServerThread(app)
-
-    @property
-    def url(self) -> str:
-        return f"{self.server.url}/inbox"
-
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[bytes]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.got) >= count:
-                    return list(self.got)
-            time.sleep(0.05)
-        raise AssertionError(f"the receiver got {len(self.got)} messages, not {count}")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    with r.server:
-        yield r
 
 
 def send_examples() -> list[Path]:
@@ -84,28 +37,6 @@ def receivers_of(paths: list[Path]) -> list[dict[str, Any]]:
     sors = {k.split(":", 1)[1] for p in paths for party in read_message(json.loads(p.read_bytes())).receivers
             for k in party.keys if k.startswith("sor:")}
     return [{"name": f"receiver {s}", "sor": s} for s in sorted(sors)]
-
-
-@pytest.fixture
-def messaging_hub(data_root: Path, tmp_path: Path, vdx: ServerThread, receiver: Receiver) -> Iterator[Any]:
-    def start(routes: list[dict[str, Any]]) -> Any:
-        home = tmp_path / f"hub{len(servers)}"  # each hub its own data folder and database
-        home.mkdir()
-        table = home / "routes.json"
-        table.write_text(json.dumps({"receivers": [{"endpoint": receiver.url, **r} for r in routes]}))
-        settings = hub_settings(data_root, home, vdx.url).model_copy(
-            update={"routes": table, "outbox_interval_seconds": 0.05})
-        srv = ServerThread(create_app(settings)).start()
-        servers.append(srv)
-        srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]
-        srv.engine = make_engine(settings.effective_database_url)  # type: ignore[attr-defined]
-        return srv
-
-    servers: list[Any] = []
-    yield start
-    for srv in servers:
-        srv.client.close()
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

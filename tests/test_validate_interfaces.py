@@ -12,7 +12,7 @@ from typing import Any
 from lxml import etree
 
 from hub.fhir import io
-from tests.conftest import fut_appointment
+from tests.conftest import SHARED, fut_appointment
 from tests.test_booking_api import FHIR, db_count
 
 VIDEO = "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-videoappointment"
@@ -62,6 +62,27 @@ def test_hub_validate_files_and_folders_in_every_report_format(data_root: Path, 
     (tmp_path / "plain.json").write_text(json.dumps(_without_responsible(core_only)))
     assert _hub_validate(data_root, str(tmp_path / "plain.json")).returncode == 0
     assert _hub_validate(data_root, str(tmp_path / "plain.json"), "--profile", VIDEO).returncode == 1
+
+
+def test_hub_validate_reads_oioxml_by_its_namespace(data_root: Path, tmp_path: Path) -> None:
+    """MedCom's conversion examples validate against their namespaces' schema sets; a broken letter fails
+    with the element's path; a namespace without a schema set is said to be one."""
+    examples = SHARED / "medcom/xml/examples/carecommunication-conversion"
+    run = _hub_validate(data_root, str(examples), "--format", "json")
+    report = {Path(r["file"]).name: r for r in json.loads(run.stdout)}
+    assert run.returncode == 0, run.stdout
+    assert len(report) == 6 and all(r["valid"] for r in report.values())  # 4 OIOXML, 2 FHIR XML
+    broken = (examples / "Flow1-XDIS91_Ex_to_FHIR.xml").read_bytes().replace(
+        "<Priority>høj_prioritet</Priority>".encode(), b"<Priority>snart</Priority>")
+    (tmp_path / "broken.xml").write_bytes(broken)
+    (tmp_path / "future.xml").write_bytes(broken.replace(b"schemas/2006/07/01/", b"schemas/2099/01/01/"))
+    run = _hub_validate(data_root, str(tmp_path), "--format", "json")
+    report = {Path(r["file"]).name: r for r in json.loads(run.stdout)}
+    assert run.returncode == 1 and not report["broken.xml"]["valid"] and not report["future.xml"]["valid"]
+    (issue,) = report["broken.xml"]["outcome"]["issue"]
+    assert issue["expression"] == ["Emessage/ClinicalEmail/AdditionalInformation/Priority"] and "snart" in \
+        issue["diagnostics"]
+    assert "2099/01/01" in report["future.xml"]["outcome"]["issue"][0]["diagnostics"]
 
 
 def test_hub_validate_usage_errors_exit_2(data_root: Path, tmp_path: Path) -> None:

@@ -21,22 +21,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
-from hub.api.routers import appointment, messaging, metadata, validate
+from hub.api.routers import appointment, messaging, metadata, oioxml, validate
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.errors import HubError
 from hub.core.housekeeping import Housekeeping
-from hub.core.message_flow import DELIVER_TOPIC, MessageFlow
+from hub.core.letter_flow import LetterFlow
+from hub.core.message_flow import MessageFlow
 from hub.core.outbox import OutboxWorker
 from hub.core.outcome import single
-from hub.core.routing import RoutingTable
+from hub.core.routing import DELIVER_TOPIC, RoutingTable
 from hub.fhir.delivery import HttpDelivery
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.medcom.schemas import OioxmlSchemas
 from hub.store.commit import Committer, GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate, session_factory
 from hub.store.writer import WriterClient
@@ -82,9 +84,11 @@ def build_services(settings: Settings) -> Services:
     validator = Validator(packages, structure)
     rules = VideoAppointmentRules(packages, validator)
     rules.check(_WARM_UP, structure.check(_WARM_UP))  # compile what a booking uses now, not in the first request
-    messages = MessageFlow(engine, validator, packages, RoutingTable.load(settings.routes),
+    routes = RoutingTable.load(settings.routes)
+    messages = MessageFlow(engine, validator, packages, routes,
                            base_url=f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
-    return Services(settings, sessions, packages, structure, rules, flow, validator, messages)
+    letters = LetterFlow(engine, OioxmlSchemas(settings.standards_store), routes)
+    return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -123,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(validate.router)
     app.include_router(appointment.router)
     app.include_router(messaging.router)
+    app.include_router(oioxml.router)
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
 from hub.core.errors import HubError
+from hub.core.letter_flow import LetterFlow
 from hub.core.message_flow import MessageFlow
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
@@ -32,6 +33,7 @@ class Services:
     flow: BookingFlow
     validator: Validator
     messages: MessageFlow
+    letters: LetterFlow
 
 
 async def services(request: Request) -> Services:

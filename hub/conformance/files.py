@@ -1,8 +1,9 @@
 """Which files to validate, what format each is, and each file's verdict.
 
 The format is detected from the content, not trusted from the name: FHIR JSON (an object with
-`resourceType`) and FHIR XML (a root in the FHIR namespace) today; OIOXML, HL7 v2 and SOAP join here as the hub
-learns them. A file of a format the hub does not know fails with a finding that says so.
+`resourceType`), FHIR XML (a root in the FHIR namespace) and OIOXML (a root in a MedCom OIOXML namespace,
+validated against that namespace's schema set); HL7 v2 and SOAP join here as the hub learns them. A file of
+a format the hub does not know fails with a finding that says so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hub.core.errors import HubError
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.fhir.validator import Validator
+from hub.medcom.schemas import NAMESPACE, OioxmlSchemas, UnknownNamespace, schema_outcome
 
 SUFFIXES = {".json", ".xml"}
 
@@ -46,7 +48,10 @@ def detect(body: bytes) -> str:
     if head == b"{":
         return "fhir+json"
     if head == b"<":
-        return "fhir+xml" if b"http://hl7.org/fhir" in body[:2000] else "xml"
+        start = body[:2000]
+        if b"http://hl7.org/fhir" in start:
+            return "fhir+xml"
+        return "oioxml" if NAMESPACE.search(start.decode("latin-1")) else "xml"
     return "unknown"
 
 
@@ -69,17 +74,29 @@ def package_context(path: Path, loaded: set[str]) -> str | None:
 
 
 def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = (),
-                  context: str | None = None) -> FileResult:
+                  context: str | None = None, oioxml: OioxmlSchemas | None = None) -> FileResult:
     try:
         body = path.read_bytes()
     except OSError as exc:
         return FileResult(str(path), "unknown", single("not-found", f"Cannot read the file: {exc.strerror}"))
     kind = detect(body)
+    if kind == "oioxml" and oioxml is not None:
+        return FileResult(str(path), kind, _oioxml(body, oioxml))
     if kind not in ("fhir+json", "fhir+xml"):
-        return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON or "
-                                                                   "FHIR XML)"))
+        return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON, "
+                                                                   "FHIR XML or OIOXML)"))
     try:
         resource = io.parse(body, "application/" + kind)
     except HubError as exc:
         return FileResult(str(path), kind, exc.outcome)
     return FileResult(str(path), kind, validator.validate(resource, profiles, context=context))
+
+
+def _oioxml(body: bytes, schemas: OioxmlSchemas) -> Outcome:
+    try:
+        root = io.parse_xml_root(body)
+        return schema_outcome(root, schemas.validate(root))
+    except HubError as exc:
+        return exc.outcome
+    except UnknownNamespace as exc:
+        return single("not-supported", str(exc))

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
@@ -42,12 +42,10 @@ from hub.fhir.messaging import (
 )
 from hub.fhir.packages import PackageSet
 from hub.fhir.validator import Validator
-from hub.store.db import WriterLock
-from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, RECEIVED
+from hub.store.inbox import Inbox
 
 log = logging.getLogger("hub.messaging")
 
-DELIVER_TOPIC = "fhir-message.deliver"
 ACKNOWLEDGEMENT_EVENT = "acknowledgement-message"
 MAX_ISSUES = 50  # a negative acknowledgement names at most this many findings (the stored verdict has all)
 
@@ -84,7 +82,7 @@ class MessageFlow:
     codes: ErrorCodes = field(default_factory=ErrorCodes.load)
 
     def __post_init__(self) -> None:
-        self._lock = WriterLock(self.engine)
+        self.inbox = Inbox(self.engine, self.now)
         found = self.packages.locate(ACK_DEFINITION, "MessageDefinition")
         if found is None:
             raise RuntimeError(f"{ACK_DEFINITION} is not in the loaded packages: run `hub schemas sync`")
@@ -102,12 +100,12 @@ class MessageFlow:
         except (HubError, NotAMessage) as exc:
             outcome = exc.outcome if isinstance(exc, HubError) else single("invalid", str(exc))
             status = exc.status if isinstance(exc, HubError) else 400
-            self._store([self._row(fields, "unknown", outcome.to_fhir(), "rejected", status)])
+            self.inbox.store([self.inbox.row(fields, "unknown", outcome.to_fhir(), "rejected", status)])
             raise (exc if isinstance(exc, HubError) else InvalidInput(outcome)) from None
         kind = io.format_of(raw)
         earlier = self._answer_to(info.key)
         if earlier is not None:
-            self._store([self._row(fields, kind, None, "duplicate", earlier.status)])
+            self.inbox.store([self.inbox.row(fields, kind, None, "duplicate", earlier.status, info.key)])
             return earlier
         verdict_outcome = self.validator.validate(bundle)
         if info.event_code == ACKNOWLEDGEMENT_EVENT:
@@ -180,8 +178,8 @@ class MessageFlow:
                 ack: dict[str, Any] | None, processed: Processed | None = None) -> Processed:
         """The message, its answer, its identity and its deliveries, in one transaction."""
         accepted = verdict.code == "ok"
-        inbound = self._row(fields, kind, outcome.to_fhir(), "accepted" if accepted else "rejected",
-                            200 if ack is not None else processed.status if processed else 200, info.key)
+        inbound = self.inbox.row(fields, kind, outcome.to_fhir(), "accepted" if accepted else "rejected",
+                                 200 if ack is not None else processed.status if processed else 200, info.key)
         rows = [inbound]
         answer_id = None
         if ack is not None:
@@ -192,30 +190,22 @@ class MessageFlow:
                           "; ".join(i.diagnostics or "" for i in ack_outcome.issues if i.severity == "error"))
             sent = {"direction": "out", "channel": "fhir-messaging", "content_type": "application/fhir+json",
                     "raw": ack_raw, "operation": f"acknowledgement {verdict.code}"}
-            answer = self._row(sent, "fhir+json", ack_outcome.to_fhir(), "sent", 200, info.key)
+            answer = self.inbox.row(sent, "fhir+json", ack_outcome.to_fhir(), "sent", 200, info.key)
             rows.append(answer)
             answer_id = answer["id"]
             processed = Processed(200, ack=ack)
         assert processed is not None
         processed.message_id = inbound["id"]
-        deliveries = [{"topic": DELIVER_TOPIC, "ordering_key": route.keys[0], "status": "pending", "attempts": 0,
-                       "next_attempt_at": self.now(), "created_at": self.now(),
-                       "payload": {"message_id": inbound["id"], "endpoint": route.endpoint, "receiver": route.name,
-                                   "content_type": fields["content_type"] or "application/fhir+json"}}
-                      for route in verdict.routes] if accepted else []
+        content_type = fields["content_type"] or "application/fhir+json"
+        deliveries = [self.inbox.delivery(route, inbound["id"], content_type) for route in verdict.routes] \
+            if accepted else []
+        # "send it again later": a transient error is not remembered, so the message is processed anew
+        key = info.key if verdict.code != "transient-error" else None
         try:
-            with self._lock, self.engine.begin() as conn:
-                conn.execute(INSERT_MESSAGE, rows)
-                if verdict.code != "transient-error":  # "send it again later": then it is processed afresh
-                    conn.execute(RECEIVED.insert(), [{"key": info.key, "message_id": inbound["id"],
-                                                      "answer_id": answer_id, "received_at": self.now()}])
-                if deliveries:
-                    conn.execute(INSERT_OUTBOX, deliveries)
-        except IntegrityError:
-            earlier = self._answer_to(info.key)  # the same message, received meanwhile on another connection
-            if earlier is not None:
+            if not self.inbox.commit(rows, key, answer_id, deliveries):
+                earlier = self._answer_to(info.key)  # the same message, received meanwhile on another connection
+                assert earlier is not None
                 return earlier
-            raise
         except OperationalError:
             log.exception("message %s could not be stored", info.header_id)
             return self._transient(info, "The hub cannot store the message now; send it again later")
@@ -230,28 +220,14 @@ class MessageFlow:
 
     def _answer_to(self, key: str) -> Processed | None:
         """The answer a message with this identity got when it was first received."""
-        with self.engine.connect() as conn:
-            found = conn.execute(select(RECEIVED.c.message_id, RECEIVED.c.answer_id)
-                                 .where(RECEIVED.c.key == key)).first()
-            if found is None:
-                return None
-            if found.answer_id is None:
-                first = conn.execute(select(MESSAGES.c.verdict, MESSAGES.c.http_status)
-                                     .where(MESSAGES.c.id == found.message_id)).one()
-                note = single("informational", "This acknowledgement was received before; not processed again",
-                              severity="information")
-                return Processed(first.http_status or 200, outcome=note, duplicate=True, message_id=found.message_id)
-            raw = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.id == found.answer_id)).scalar_one()
-        return Processed(200, ack=json.loads(raw), duplicate=True, message_id=found.message_id)
-
-    def _row(self, fields: dict[str, Any], kind: str, verdict: dict[str, Any] | None, status: str,
-             http_status: int | None, key: str | None = None) -> dict[str, Any]:
-        return {"id": str(uuid.uuid4()), "received_at": self.now(), "appointment_id": None, "format": kind,
-                "verdict": verdict, "status": status, "http_status": http_status, "idempotency_key": key, **fields}
-
-    def _store(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock, self.engine.begin() as conn:
-            conn.execute(INSERT_MESSAGE, rows)
+        earlier = self.inbox.earlier(key)
+        if earlier is None:
+            return None
+        if earlier.answer is None:  # an acknowledgement: it got an OperationOutcome, not a message
+            note = single("informational", "This acknowledgement was received before; not processed again",
+                          severity="information")
+            return Processed(earlier.http_status or 200, outcome=note, duplicate=True, message_id=earlier.message_id)
+        return Processed(200, ack=json.loads(earlier.answer), duplicate=True, message_id=earlier.message_id)
 
 
 def _reason(code: str, diagnostics: str | None) -> str | None:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The outbox topic of a routed message: its stored raw bytes POSTed to the route's endpoint (hub.fhir.delivery).
+DELIVER_TOPIC = "message.deliver"
+
 
 @dataclass(frozen=True)
 class Route:

@@ -1,4 +1,5 @@
-"""Delivering a routed FHIR message to its receiver's endpoint: the outbox handler of `fhir-message.deliver`.
+"""Delivering a routed message (FHIR or OIOXML) to its receiver's endpoint: the outbox handler of
+`message.deliver`.
 
 The stored raw bytes go out unchanged (`POST`, the content type they came with). A 2xx answer is a delivery;
 a 4xx other than 408 and 429 is permanent (the receiver refuses the content: sending it again will not help);

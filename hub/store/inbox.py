@@ -1,0 +1,84 @@
+"""Inbound messages with their answers: what every receiving flow (FHIR messaging, OIOXML) stores.
+
+One transaction holds the message, its answer, its identity (`received_messages`) and its outbox deliveries,
+so a message is either received with all of that or not at all; a second transaction with the same identity
+fails on the key, and the flow answers it as the duplicate it is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.core.routing import DELIVER_TOPIC, Route
+from hub.store.db import WriterLock
+from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, RECEIVED
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A message received before under the same identity: its id, the HTTP status it got, its answer's bytes."""
+
+    message_id: str
+    http_status: int | None
+    answer: bytes | None
+
+
+class Inbox:
+    def __init__(self, engine: Engine, now: Callable[[], datetime]) -> None:
+        self.engine = engine
+        self.now = now
+        self._lock = WriterLock(engine)
+
+    def row(self, fields: dict[str, Any], fmt: str, verdict: dict[str, Any] | None, status: str,
+            http_status: int | None, key: str | None = None) -> dict[str, Any]:
+        """A `messages` row: `fields` gives direction, channel, operation, content_type and raw."""
+        return {"id": str(uuid.uuid4()), "received_at": self.now(), "appointment_id": None, "format": fmt,
+                "verdict": verdict, "status": status, "http_status": http_status, "idempotency_key": key, **fields}
+
+    def delivery(self, route: Route, message_id: str, content_type: str) -> dict[str, Any]:
+        """An outbox row delivering the stored message to the route's endpoint, in order per receiver."""
+        return {"topic": DELIVER_TOPIC, "ordering_key": route.keys[0], "status": "pending", "attempts": 0,
+                "next_attempt_at": self.now(), "created_at": self.now(),
+                "payload": {"message_id": message_id, "endpoint": route.endpoint, "receiver": route.name,
+                            "content_type": content_type}}
+
+    def store(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(INSERT_MESSAGE, rows)
+
+    def commit(self, rows: list[dict[str, Any]], key: str | None, answer_id: str | None,
+               deliveries: list[dict[str, Any]]) -> bool:
+        """The rows (the first is the inbound message), its identity unless `key` is None, and the deliveries;
+        False when a message with this identity was received meanwhile (nothing is written then)."""
+        try:
+            with self._lock, self.engine.begin() as conn:
+                conn.execute(INSERT_MESSAGE, rows)
+                if key is not None:
+                    conn.execute(RECEIVED.insert(), [{"key": key, "message_id": rows[0]["id"], "answer_id": answer_id,
+                                                      "received_at": self.now()}])
+                if deliveries:
+                    conn.execute(INSERT_OUTBOX, deliveries)
+        except IntegrityError:
+            if key is not None and self.earlier(key) is not None:
+                return False
+            raise
+        return True
+
+    def earlier(self, key: str) -> Earlier | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(RECEIVED.c.message_id, RECEIVED.c.answer_id, MESSAGES.c.http_status)
+                                 .join(MESSAGES, MESSAGES.c.id == RECEIVED.c.message_id)
+                                 .where(RECEIVED.c.key == key)).first()
+            if found is None:
+                return None
+            answer = None
+            if found.answer_id is not None:
+                answer = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.id == found.answer_id)).scalar_one()
+        return Earlier(found.message_id, found.http_status, answer)
