@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
-from hub.api.routers import appointment, messaging, metadata, oioxml, validate
+from hub.api.routers import appointment, encounter, messaging, metadata, oioxml, validate
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(appointment.router)
     app.include_router(messaging.router)
     app.include_router(oioxml.router)
+    app.include_router(encounter.router)
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Insert
 from sqlalchemy.exc import OperationalError
 
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
 from hub.fhir import io
+from hub.fhir.encounter import encounter_event
 from hub.fhir.messaging import (
     ACK_DEFINITION,
     AckIssue,
@@ -42,7 +43,9 @@ from hub.fhir.messaging import (
 )
 from hub.fhir.packages import PackageSet
 from hub.fhir.validator import Validator
+from hub.store.encounters import event_row
 from hub.store.inbox import Inbox
+from hub.store.statements import ENCOUNTER_EVENTS
 
 log = logging.getLogger("hub.messaging")
 
@@ -201,8 +204,9 @@ class MessageFlow:
             if accepted else []
         # "send it again later": a transient error is not remembered, so the message is processed anew
         key = info.key if verdict.code != "transient-error" else None
+        effects = self._effects(info, inbound["id"]) if accepted else []
         try:
-            if not self.inbox.commit(rows, key, answer_id, deliveries):
+            if not self.inbox.commit(rows, key, answer_id, deliveries, effects):
                 earlier = self._answer_to(info.key)  # the same message, received meanwhile on another connection
                 assert earlier is not None
                 return earlier
@@ -210,6 +214,14 @@ class MessageFlow:
             log.exception("message %s could not be stored", info.header_id)
             return self._transient(info, "The hub cannot store the message now; send it again later")
         return processed
+
+    def _effects(self, info: MessageInfo, message_id: str) -> list[tuple[Insert, list[dict[str, Any]]]]:
+        """The canonical effect of an accepted message, stored with it: a HospitalNotification's encounter
+        event. (A CareCommunication's effect is its delivery.)"""
+        event = encounter_event(info)
+        if event is None:
+            return []
+        return [(ENCOUNTER_EVENTS.insert(), [event_row(event, message_id, self.now())])]
 
     def _transient(self, info: MessageInfo, text: str) -> Processed:
         if info.event_code == ACKNOWLEDGEMENT_EVENT:

@@ -84,3 +84,22 @@ class BookingResult:
     resource: dict[str, Any]
     created: bool
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class EncounterEvent:
+    """Something that happened to a hospital stay (admitted, on leave, back, discharged, cancelled, revised),
+    from a MedCom HospitalNotification or an HL7 v2 ADT message. `stay` identifies the stay across all its
+    events (MedCom: the episode-of-care identifier); `resource` is the Encounter as it stands after the event,
+    with its patient by identifier, so it can be shown without the message it came in."""
+
+    stay: str
+    event: str  # the sender's event code, e.g. MedCom's activity `admit-inpatient`
+    status: str  # the Encounter's status after the event
+    encounter_class: str | None
+    start: datetime | None
+    end: datetime | None
+    patient: Identifier | None
+    service_provider: str | None  # `sor:…` / `gln:…` of the organisation the stay is with
+    occurred_at: datetime | None
+    resource: dict[str, Any] = field(default_factory=dict)

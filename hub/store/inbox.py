@@ -8,12 +8,12 @@ fails on the key, and the flow answers it as the duplicate it is.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.core.routing import DELIVER_TOPIC, Route
@@ -54,9 +54,10 @@ class Inbox:
             conn.execute(INSERT_MESSAGE, rows)
 
     def commit(self, rows: list[dict[str, Any]], key: str | None, answer_id: str | None,
-               deliveries: list[dict[str, Any]]) -> bool:
-        """The rows (the first is the inbound message), its identity unless `key` is None, and the deliveries;
-        False when a message with this identity was received meanwhile (nothing is written then)."""
+               deliveries: list[dict[str, Any]], effects: Sequence[tuple[Insert, list[dict[str, Any]]]] = ()) -> bool:
+        """The rows (the first is the inbound message), its identity unless `key` is None, the deliveries and
+        the message's canonical effects (inserts into other tables); False when a message with this identity
+        was received meanwhile (nothing is written then)."""
         try:
             with self._lock, self.engine.begin() as conn:
                 conn.execute(INSERT_MESSAGE, rows)
@@ -65,6 +66,8 @@ class Inbox:
                                                       "received_at": self.now()}])
                 if deliveries:
                     conn.execute(INSERT_OUTBOX, deliveries)
+                for statement, effect_rows in effects:
+                    conn.execute(statement, effect_rows)
         except IntegrityError:
             if key is not None and self.earlier(key) is not None:
                 return False

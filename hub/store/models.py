@@ -4,6 +4,7 @@
 - `appointments`: the resource as the hub answers with it, plus the columns searches need.
 - `meetings`: VDX rooms; an appointment that was moved after provisioning has several, one active.
 - `outbox`: deliveries still to be made, written in the same transaction as the change that causes them.
+- `encounter_events`: what happened to hospital stays (HospitalNotification, later HL7 v2 ADT), per patient.
 - `received_messages`: each inbound message by its identity (MedCom: sender and MessageHeader id) with the
   answer it got, so a message sent again gets that answer again and is not processed twice.
 """
@@ -134,3 +135,21 @@ class ReceivedMessage(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))  # the message as first received
     answer_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"))  # the answer it got
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EncounterEventRow(Base):
+    __tablename__ = "encounter_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stay: Mapped[str] = mapped_column(String(300), index=True)  # the stay's id (hub.store.encounters.stay_id)
+    event: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(30))
+    encounter_class: Mapped[str | None] = mapped_column(String(20))
+    start: Mapped[datetime | None]
+    end: Mapped[datetime | None]
+    patient_identifier: Mapped[str | None] = mapped_column(String(300), index=True)
+    service_provider: Mapped[str | None] = mapped_column(String(100))
+    occurred_at: Mapped[datetime | None]
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resource: Mapped[dict[str, Any]]

@@ -18,6 +18,7 @@ APPOINTMENTS = cast(Table, m.Appointment.__table__)
 MEETINGS = cast(Table, m.Meeting.__table__)
 OUTBOX = cast(Table, m.OutboxEntry.__table__)
 RECEIVED = cast(Table, m.ReceivedMessage.__table__)
+ENCOUNTER_EVENTS = cast(Table, m.EncounterEventRow.__table__)
 
 INSERT_MESSAGE = MESSAGES.insert()
 INSERT_APPOINTMENT = APPOINTMENTS.insert()
