@@ -116,7 +116,7 @@ class MessageFlow:
         verdict = self._judge(info, verdict_outcome)
         ack = acknowledgement(info, verdict.code, verdict.issues[:MAX_ISSUES], self.codes, self.ack_event,
                               self.base_url, lambda: str(uuid.uuid4()), self.now())
-        return self._commit(info, fields, kind, verdict_outcome, verdict, ack)
+        return self._commit(info, fields, kind, verdict_outcome, verdict, Processed(200, ack=ack))
 
     # --- judging -------------------------------------------------------------------------------------------
 
@@ -172,19 +172,20 @@ class MessageFlow:
             for issue in verdict.issues:
                 answer.error(issue.code, issue.text, issue.expression)
             status = 503 if verdict.code == "transient-error" else 422
-        processed = Processed(status, outcome=answer)
-        return self._commit(info, fields, kind, outcome, verdict, None, processed)
+        return self._commit(info, fields, kind, outcome, verdict, Processed(status, outcome=answer))
 
     # --- storing -------------------------------------------------------------------------------------------
 
     def _commit(self, info: MessageInfo, fields: dict[str, Any], kind: str, outcome: Outcome, verdict: _Verdict,
-                ack: dict[str, Any] | None, processed: Processed | None = None) -> Processed:
-        """The message, its answer, its identity and its deliveries, in one transaction."""
+                processed: Processed) -> Processed:
+        """The message, its answer (an Acknowledgement is stored as an outbound message), its identity, its
+        deliveries and its canonical effect, in one transaction."""
         accepted = verdict.code == "ok"
         inbound = self.inbox.row(fields, kind, outcome.to_fhir(), "accepted" if accepted else "rejected",
-                                 200 if ack is not None else processed.status if processed else 200, info.key)
+                                 processed.status, info.key)
         rows = [inbound]
         answer_id = None
+        ack = processed.ack
         if ack is not None:
             ack_raw = json.dumps(ack, ensure_ascii=False).encode()
             ack_outcome = self.validator.validate(ack)
@@ -196,8 +197,6 @@ class MessageFlow:
             answer = self.inbox.row(sent, "fhir+json", ack_outcome.to_fhir(), "sent", 200, info.key)
             rows.append(answer)
             answer_id = answer["id"]
-            processed = Processed(200, ack=ack)
-        assert processed is not None
         processed.message_id = inbound["id"]
         content_type = fields["content_type"] or "application/fhir+json"
         deliveries = [self.inbox.delivery(route, inbound["id"], content_type) for route in verdict.routes] \
