@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tarfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,6 +89,24 @@ def test_a_message_sent_again_gets_the_same_acknowledgement_and_is_not_delivered
         statuses = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")
                                 .order_by(MESSAGES.c.received_at)).scalars().all()
     assert statuses == ["accepted", "duplicate"]  # the raw bytes of both are kept
+
+
+def test_medcom_resend_fixtures_get_the_first_acknowledgement_again(messaging_hub: Any, receiver: Receiver,
+                                                                    tmp_path: Path) -> None:
+    """MedCom's receive test fixtures R-Tek-K and R-Tek-L (CareCommunication test scripts 5.0.0): one message
+    sent twice, as MedCom resends, with a new Bundle id and timestamp and the same MessageHeader id."""
+    with tarfile.open(SHARED / "medcom/fhir/medcom.fhir.dk.carecommunicationtestscripts/5.0.0/package.tgz") as tar:
+        names = {m.name.split("/")[-1][:14]: m for m in tar.getmembers() if "Bundle-R-Tek-" in m.name}
+        first, resend = (tar.extractfile(names[k]).read() for k in ("Bundle-R-Tek-K", "Bundle-R-Tek-L"))  # type: ignore[union-attr]
+    assert json.loads(first)["id"] != json.loads(resend)["id"]
+    (tmp_path / "first.json").write_bytes(first)
+    hub = messaging_hub(receivers_of([tmp_path / "first.json"]))
+    acks = [hub.client.post("/fhir/$process-message", content=body, headers=JSON) for body in (first, resend)]
+    assert header_of(acks[0].json())["response"]["code"] == "ok"
+    assert acks[1].json() == acks[0].json() and acks[1].headers["x-duplicate-message"] == "true"
+    assert receiver.wait_for(1) == [first]
+    time.sleep(0.3)
+    assert len(receiver.got) == 1
 
 
 def test_refusals_name_medcom_error_codes_and_deliver_nothing(messaging_hub: Any, receiver: Receiver,
