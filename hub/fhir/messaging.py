@@ -122,11 +122,16 @@ def read_message(bundle: Any) -> MessageInfo:
     )
 
 
-def _destination_use(destination: dict[str, Any]) -> str | None:
+def _use_coding(destination: dict[str, Any]) -> dict[str, Any] | None:
+    """The valueCoding of a destination's MedCom destinationUse extension (`primary`, `cc`)."""
     for ext in destination.get("extension", []) or []:
-        if isinstance(ext, dict) and ext.get("url") == DESTINATION_USE:
-            return (ext.get("valueCoding") or {}).get("code")
+        if isinstance(ext, dict) and ext.get("url") == DESTINATION_USE and isinstance(ext.get("valueCoding"), dict):
+            return ext["valueCoding"]  # type: ignore[no-any-return]
     return None
+
+
+def _destination_use(destination: dict[str, Any]) -> str | None:
+    return (_use_coding(destination) or {}).get("code")
 
 
 # --- the acknowledgement -------------------------------------------------------------------------------------
@@ -238,10 +243,9 @@ def _local_reference(organization: dict[str, Any] | None) -> str | None:
 def _primary_use(info: MessageInfo) -> dict[str, Any]:
     """The destinationUse coding `primary`, as the message itself writes it (system and all)."""
     for d in info.header.get("destination", []) or []:
-        for ext in (d.get("extension", []) or []) if isinstance(d, dict) else []:
-            if isinstance(ext, dict) and ext.get("url") == DESTINATION_USE and (ext.get("valueCoding") or {}).get(
-                    "code") == "primary":
-                return dict(ext["valueCoding"])
+        coding = _use_coding(d) if isinstance(d, dict) else None
+        if coding is not None and coding.get("code") == "primary":
+            return dict(coding)
     return {"system": "http://medcomfhir.dk/ig/terminology/CodeSystem/medcom-messaging-destinationUse",
             "code": "primary"}
 
