@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sync run test lint bench bench-validate clean
+.PHONY: install sync run test lint bench bench-validate bench-oioxml clean
 
 install: $(STAMP)
 
@@ -34,6 +34,9 @@ bench: sync
 
 bench-validate: sync
 	$(BIN)/python bench/validate.py
+
+bench-oioxml: sync
+	$(BIN)/python bench/oioxml.py
 
 clean:
 	rm -rf $(VENV) var

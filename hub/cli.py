@@ -53,6 +53,65 @@ def _fetch(std: object, dest: Path) -> None:
                 f.write(chunk)
 
 
+class Target(StrEnum):
+    fhir = "fhir"
+    oioxml = "oioxml"
+
+
+@app.command()
+def convert(
+    paths: Annotated[list[Path], typer.Argument(help="The message files: OIOXML Emessages (an XDIS91 with the "
+                                                "XBIN01s of its attachments) or a FHIR CareCommunication",
+                                                exists=True, dir_okay=False)],
+    to: Annotated[Target, typer.Option(help="What to convert to")],
+    out: Annotated[Path | None, typer.Option(help="Write one file per message produced here, and print their "
+                                             "names; without it the single result goes to stdout")] = None,
+) -> None:
+    """Convert MedCom messages as MedCom's conversion service does (XDIS91/XBIN01 ⇄ CareCommunication)."""
+    from hub.conformance.files import detect
+    from hub.convert.service import Converter, danish_display
+    from hub.convert.to_fhir import ConversionError
+    from hub.core import standards
+    from hub.core.routing import RoutingError, RoutingTable
+    from hub.fhir.io import parse, parse_xml_root
+    from hub.fhir.packages import PackageSet
+
+    settings = Settings()
+    try:
+        directory = RoutingTable.load(settings.routes)
+    except RoutingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    converter = Converter(settings.standards_store / "files" / "medcom" / "xml" / "schemas", directory.organisation,
+                          danish_display(PackageSet(standards.package_dirs(settings.standards_store))),
+                          f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
+    bodies = [p.read_bytes() for p in paths]
+    kinds = {detect(body) for body in bodies}
+    try:
+        if to is Target.fhir:
+            if kinds != {"oioxml"}:
+                raise ConversionError("--to fhir converts OIOXML Emessages only")
+            outputs = [o for c in converter.to_fhir([parse_xml_root(b) for b in bodies]) for o in c.outputs]
+        else:
+            if len(bodies) != 1 or not kinds <= {"fhir+json", "fhir+xml"}:
+                raise ConversionError("--to oioxml converts one FHIR CareCommunication message")
+            content_type = "application/fhir+json" if kinds == {"fhir+json"} else "application/fhir+xml"
+            outputs = converter.to_oioxml(parse(bodies[0], content_type)).outputs
+    except (ConversionError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if out is None:
+        if len(outputs) != 1:
+            typer.echo(f"error: the conversion gives {len(outputs)} messages; name a folder with --out", err=True)
+            raise typer.Exit(1)
+        sys.stdout.buffer.write(outputs[0].body)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for output in outputs:
+        (out / output.name).write_bytes(output.body)
+        typer.echo(str(out / output.name))
+
+
 class ReportFormat(StrEnum):
     text = "text"
     json = "json"

@@ -146,6 +146,7 @@ class AckIssue:
     text: str
     reason: str | None = None  # a code of the hub's reasons (mappings/medcom-acknowledgement-error-codes.json)
     expression: str | None = None
+    coding: dict[str, str] | None = None  # MedCom's error code when it is already known (a converted receipt)
 
 
 @dataclass
@@ -168,6 +169,8 @@ class ErrorCodes:
         return cls(found)
 
     def coding(self, issue: AckIssue) -> dict[str, Any] | None:
+        if issue.coding is not None:
+            return dict(issue.coding)
         for source, code in ((REASONS, issue.reason), (ISSUE_TYPES, issue.code)):
             if code is not None and (source, code) in self.by_source:
                 system, target, display = self.by_source[(source, code)]
@@ -204,7 +207,7 @@ def acknowledgement(info: MessageInfo, code: str, issues: list[AckIssue], codes:
         destination["receiver"] = {"reference": sender_ref}
     header: dict[str, Any] = {
         "resourceType": "MessageHeader", "id": ids["header"], "meta": {"profile": [ACK_HEADER]},
-        "text": _narrative(f"Acknowledgement ({code}) of message {info.header_id}"),
+        "text": narrative(f"Acknowledgement ({code}) of message {info.header_id}"),
         "eventCoding": event,
         "destination": [destination],
         "source": {"endpoint": receiver.endpoint or ""},
@@ -217,7 +220,7 @@ def acknowledgement(info: MessageInfo, code: str, issues: list[AckIssue], codes:
     entries.append({"fullUrl": full_url("MessageHeader", ids["header"]), "resource": header})
     provenance: dict[str, Any] = {
         "resourceType": "Provenance", "id": ids["provenance"], "meta": {"profile": [PROVENANCE]},
-        "text": _narrative(f"The acknowledgement of message {info.header_id}, sent {when}"),
+        "text": narrative(f"The acknowledgement of message {info.header_id}, sent {when}"),
         "target": [{"reference": f"MessageHeader/{ids['header']}"}],
         "occurredDateTime": when, "recorded": when,
         "activity": {"coding": [{"system": ACTIVITY_CODES, "code": "acknowledgement"}]},
@@ -263,8 +266,8 @@ def _outcome(oid: str, issues: list[AckIssue], codes: ErrorCodes) -> dict[str, A
         out.append(entry)
     summary = "; ".join(i.text for i in issues[:3]) + ("; …" if len(issues) > 3 else "")
     return {"resourceType": "OperationOutcome", "id": oid, "meta": {"profile": [ACK_OUTCOME]},
-            "text": _narrative(f"Why the message was not accepted: {summary}"), "issue": out}
+            "text": narrative(f"Why the message was not accepted: {summary}"), "issue": out}
 
 
-def _narrative(text: str) -> dict[str, str]:
+def narrative(text: str) -> dict[str, str]:
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{escape(text)}</p></div>'}

@@ -11,19 +11,39 @@ MedCom's letters are; a character outside it becomes a character reference.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from lxml import etree
-
-from hub.medcom.envelope import Emessage, Letter
 
 RECEIPT_NAMESPACE = "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 XS = "{http://www.w3.org/2001/XMLSchema}"
 UNKNOWN = "ukendt"  # what a receipt says for an identifier the original did not give (the schema needs one)
+
+
+class OriginalLetter(Protocol):
+    """What a receipt names of a letter (an `envelope.Letter`, or a converted letter's record)."""
+
+    @property
+    def identifier(self) -> str | None: ...
+    @property
+    def version_code(self) -> str | None: ...
+
+
+class OriginalEnvelope(Protocol):
+    """What a receipt names of the envelope it answers (an `envelope.Emessage`, or a conversion record)."""
+
+    @property
+    def identifier(self) -> str | None: ...
+    @property
+    def sender_ean(self) -> str | None: ...
+    @property
+    def receiver_ean(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,7 @@ class Receipt:
     an envelope refused as a whole, the envelope's refusal."""
 
     kind: ReceiptKind
-    letters: list[tuple[Letter, Refusal | None]]
+    letters: Sequence[tuple[OriginalLetter, Refusal | None]]
     envelope_refusal: Refusal | None = None
 
 
@@ -60,10 +80,10 @@ class ReceiptWriter:
 
     def __init__(self, schema_root: Path) -> None:
         folder = schema_root / "2005" / "08" / "07"
-        self.version_codes = {kind.element: _version_code(folder / f"{kind.element}.xsd", kind.element)
+        self.version_codes = {kind.element: version_code(folder / f"{kind.element}.xsd", kind.element)
                               for kind in (POSITIVE, NEGATIVE, NEGATIVE_VANS)}
 
-    def receipts(self, original: Emessage, parts: list[Receipt], now: datetime | None = None) -> bytes:
+    def receipts(self, original: OriginalEnvelope, parts: list[Receipt], now: datetime | None = None) -> bytes:
         """One Emessage carrying a receipt for each part (a negative and a positive one may go together)."""
         when = (now or datetime.now(UTC)).astimezone(COPENHAGEN)
         root = etree.Element(f"{{{RECEIPT_NAMESPACE}}}Emessage", nsmap={None: RECEIPT_NAMESPACE})
@@ -77,7 +97,7 @@ class ReceiptWriter:
             self._receipt(root, original, part)
         return etree.tostring(root, xml_declaration=True, encoding="ISO-8859-1")  # type: ignore[no-any-return]
 
-    def _receipt(self, root: etree._Element, original: Emessage, part: Receipt) -> None:
+    def _receipt(self, root: etree._Element, original: OriginalEnvelope, part: Receipt) -> None:
         negative = part.kind is not POSITIVE
         receipt = _sub(root, part.kind.element)
         letter = _sub(receipt, "Letter")
@@ -102,7 +122,7 @@ class ReceiptWriter:
                 _breakable(_sub(item, "RefuseText"), refusal.text)
 
 
-def _version_code(xsd: Path, element: str) -> str:
+def version_code(xsd: Path, element: str) -> str:
     """The one VersionCode a receipt's letter type allows, as its schema writes it (an `xs:pattern`)."""
     tree = etree.parse(str(xsd), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
     found = tree.xpath(f"//xs:complexType[@name='{element}LetterType']//xs:element[@name='VersionCode']"
