@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,15 @@ import openpyxl
 import pytest
 from lxml import etree
 
-from hub.convert.receipts import ack_to_receipts
+from hub.convert.receipts import EnvelopeRecord, ack_to_receipts, read_receipt, receipt_to_ack
 from hub.convert.service import RULES, Converter, danish_display
 from hub.convert.tables import code_maps, field_table
 from hub.convert.to_fhir import ConversionError
 from hub.core.routing import RoutingTable
 from hub.fhir.io import parse_xml
+from hub.fhir.messaging import ErrorCodes
 from hub.fhir.validator import Validator
-from hub.medcom.receipts import ReceiptWriter
+from hub.medcom.receipts import NEGATIVE, POSITIVE, Receipt, ReceiptWriter, Refusal
 from hub.medcom.schemas import OioxmlSchemas
 from tests.conftest import SHARED
 
@@ -392,3 +394,31 @@ def test_hub_convert_says_why_it_cannot(data_root: Path, tmp_path: Path) -> None
     assert lone.returncode == 1 and b"XBIN01 letter with attachment" in lone.stderr
     wrong = hub_convert(data_root, tmp_path, str(EXAMPLES / "Flow2-Acknowledgement_Ex_to_OIOXML.xml"), "--to", "fhir")
     assert wrong.returncode == 1 and b"OIOXML Emessages only" in wrong.stderr
+
+
+def test_a_receipt_of_a_converted_letter_becomes_the_acknowledgement_of_the_fhir_message(
+        converter: Converter, data_root: Path, validator: Validator) -> None:
+    path = next(p for p in send_examples() if p.suffix == ".json")
+    bundle = json.loads(path.read_bytes())
+    conversion = converter.to_oioxml(bundle)
+    writer = ReceiptWriter(data_root / "standards/files/medcom/xml/schemas")
+    xdis91 = conversion.letters[0]
+    envelope = EnvelopeRecord(xdis91.envelope_id, xdis91.sender_ean, xdis91.receiver_ean)
+    event = {"system": "http://medcomfhir.dk/ig/terminology/CodeSystem/medcom-messaging-eventCodes",
+             "code": "acknowledgement-message"}
+    for kind, refusal, code in ((POSITIVE, None, "ok"),
+                                (NEGATIVE, Refusal("ukendt_lokationsnummer", "Ukendt\nmodtager"), "fatal-error")):
+        body = writer.receipts(envelope, [Receipt(kind, [(xdis91, refusal)])])
+        receipt = next(c for c in etree.fromstring(body) if etree.QName(c).localname == kind.element)
+        read = read_receipt(receipt)
+        assert (read.original_envelope, read.original_letters) == (xdis91.envelope_id, [xdis91.identifier])
+        ack = receipt_to_ack(read, conversion.message, code_maps(), ErrorCodes.load(), event,
+                             "https://hub.example/fhir", lambda: str(uuid.uuid4()))
+        assert_valid(ack, validator)
+        assert ack["entry"][0]["resource"]["response"]["identifier"] == one(bundle, "MessageHeader")["id"]
+        assert ack["entry"][0]["resource"]["response"]["code"] == code
+        if refusal is not None:
+            [issue] = one(ack, "OperationOutcome")["issue"]
+            assert issue["code"] == "not-found"
+            assert issue["details"]["text"] == "Ukendt\nmodtager"
+            assert issue["details"]["coding"][0]["code"] == "MSG_Receiver_Identifier_UNKNOWN"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from hub.convert.tables import FieldTable, LetterKind
+from hub.medcom.envelope import children, element_text, find
 
 FORMATTING = ("Right", "Center", "Bold", "Italic", "Underline", "FixedFont")  # their text is kept, not their look
 
@@ -41,24 +42,6 @@ class CareLetter:
         return self.values.get(name)
 
 
-def _children(parent: etree._Element, name: str) -> list[etree._Element]:
-    return [c for c in parent if isinstance(c.tag, str) and etree.QName(c).localname == name]
-
-
-def _find(parent: etree._Element | None, path: tuple[str, ...]) -> etree._Element | None:
-    for name in path:
-        if parent is None:
-            return None
-        found = _children(parent, name)
-        parent = found[0] if found else None
-    return parent
-
-
-def _text(parent: etree._Element | None, *path: str) -> str | None:
-    node = _find(parent, path)
-    return node.text.strip() or None if node is not None and node.text else None
-
-
 def formatted_text(element: etree._Element) -> str:
     """MedCom's FormattedText as plain text: `<Break/>` and line ends become line feeds, `<Space/>` a space,
     formatting keeps its words; empty lines are dropped (as MedCom's conversion example does)."""
@@ -88,24 +71,25 @@ def read_letter(kind: LetterKind, envelope: etree._Element | None, element: etre
         if not f.applies(kind.code):
             continue
         if f.name == "text":
-            letter.texts = [formatted_text(t) for info in _children(element, "ClinicalInformation")
-                            for t in _children(info, "Text01")]
+            letter.texts = [formatted_text(t) for info in children(element, "ClinicalInformation")
+                            for t in children(info, "Text01")]
         elif f.name in ("references", "binaries"):
-            letter.attachments += [_attachment(node) for node in _children(element, f.path[0])]
+            letter.attachments += [_attachment(node) for node in children(element, f.path[0])]
         else:
-            value = _text(envelope if f.envelope else element, *f.path)
+            value = element_text(envelope if f.envelope else element, *f.path)
             if value is not None:
                 letter.values[f.name] = value
     return letter
 
 
 def _attachment(node: etree._Element) -> Attachment:
-    binary = _find(node, ("BIN",)) if etree.QName(node).localname == "Reference" else node
-    size = _text(binary, "OriginalObjectSize")
-    data = _text(binary, "Object_Base64Encoded")
-    return Attachment(description=_text(node, "RefDescription"), url=_text(node, "URL"),
-                      object_id=_text(binary, "ObjectIdentifier"), object_code=_text(binary, "ObjectCode"),
-                      extension_code=_text(binary, "ObjectExtensionCode"),
+    binary = find(node, "BIN") if etree.QName(node).localname == "Reference" else node
+    size = element_text(binary, "OriginalObjectSize")
+    data = element_text(binary, "Object_Base64Encoded")
+    return Attachment(description=element_text(node, "RefDescription"), url=element_text(node, "URL"),
+                      object_id=element_text(binary, "ObjectIdentifier"),
+                      object_code=element_text(binary, "ObjectCode"),
+                      extension_code=element_text(binary, "ObjectExtensionCode"),
                       size=int(size) if size and size.isdigit() else None,
                       data="".join(data.split()) if data else None)
 

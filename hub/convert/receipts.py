@@ -1,5 +1,5 @@
-"""Receipts across the formats, by MedCom's XCTL ⇄ Acknowledgement table (`Mapning-XCTL-Acknowledgement.xlsx`;
-its rows accounted for in `mappings/medcom-receipt-acknowledgement.json`).
+"""Receipts across the formats, by MedCom's XCTL ⇄ Acknowledgement table (`Mapning-XCTL-Acknowledgement.xlsx`);
+the codes by `mappings/oioxml-codes.json`.
 
 A receipt answers a letter by its envelope and letter ids; an Acknowledgement answers a message by its
 MessageHeader id. The conversion record (what a message became) links the two, so these functions take it:
@@ -17,8 +17,10 @@ from typing import Any
 
 from lxml import etree
 
+from hub.convert.letter import formatted_text
 from hub.convert.tables import OIOXML, CodeMaps
 from hub.fhir.messaging import AckIssue, ErrorCodes, MessageInfo, Party, acknowledgement, party_keys
+from hub.medcom.envelope import children, element_text, find
 from hub.medcom.receipts import NEGATIVE, NEGATIVE_VANS, POSITIVE, Receipt, ReceiptKind, ReceiptWriter, Refusal
 
 RESPONSE_CODES = "http://hl7.org/fhir/response-code"
@@ -108,7 +110,6 @@ class ReadReceipt:
     """One receipt letter: its kind, the envelope and letters it answers, and the refusals it gives."""
 
     kind: ReceiptKind
-    sender_ean: str | None
     original_envelope: str | None
     original_sender_ean: str | None
     original_letters: list[str]
@@ -116,23 +117,13 @@ class ReadReceipt:
 
 
 def read_receipt(element: etree._Element) -> ReadReceipt:
-    def text(node: etree._Element | None, *path: str) -> str | None:
-        for name in path:
-            node = next((c for c in node if isinstance(c.tag, str) and etree.QName(c).localname == name),
-                        None) if node is not None else None
-        return " ".join(node.itertext()).strip() or None if node is not None else None
-
-    def children(node: etree._Element | None, name: str) -> list[etree._Element]:
-        return [c for c in node if isinstance(c.tag, str) and etree.QName(c).localname == name] if node is not None \
-            else []
-
-    original = next(iter(children(element, "OriginalEmessage")), None)
+    original = find(element, "OriginalEmessage")
     letters = children(original, "OriginalLetter")
-    refusals = [(code, text(node, "RefuseText") or "") for node in [original, *letters]
-                if (code := text(node, "RefuseCode"))]
-    return ReadReceipt(KINDS[etree.QName(element).localname], text(element, "Sender", "EANIdentifier"),
-                       text(original, "OriginalEnvelopeIdentifier"), text(original, "OriginalSender", "EANIdentifier"),
-                       [i for node in letters if (i := text(node, "OriginalLetterIdentifier"))], refusals)
+    refusals = [(code, formatted_text(text) if (text := find(node, "RefuseText")) is not None else "")
+                for node in [original, *letters] if (code := element_text(node, "RefuseCode"))]
+    return ReadReceipt(KINDS[etree.QName(element).localname], element_text(original, "OriginalEnvelopeIdentifier"),
+                       element_text(original, "OriginalSender", "EANIdentifier"),
+                       [i for node in letters if (i := element_text(node, "OriginalLetterIdentifier"))], refusals)
 
 
 def receipt_to_ack(receipt: ReadReceipt, message: MessageRecord, codes: CodeMaps, errors: ErrorCodes,

@@ -20,7 +20,7 @@ from hub.convert.receipts import LetterRecord, MessageRecord, ack_to_receipts
 from hub.convert.tables import CodeMaps, FieldTable, LetterKind, code_maps, field_table
 from hub.convert.to_fhir import ConversionError, Directory, FhirBuilder, derived_id, local_time
 from hub.convert.to_oioxml import Display, OioxmlBuilder, oioxml_id
-from hub.fhir.fhirpath import resolve_reference
+from hub.fhir.messaging import NotAMessage, read_message
 from hub.fhir.packages import PackageSet
 from hub.medcom.envelope import ENVELOPE
 from hub.medcom.receipts import version_code
@@ -131,16 +131,14 @@ class Converter:
 
     @staticmethod
     def _message(bundle: dict[str, Any]) -> MessageRecord:
-        header = ((bundle.get("entry") or [{}])[0]).get("resource") or {}
-        destination = (header.get("destination") or [{}])[0]
-
-        def org(ref: Any) -> dict[str, Any]:
-            target = ref.get("reference") if isinstance(ref, dict) else None
-            return (resolve_reference(bundle, target) if isinstance(target, str) else None) or {}
-
-        return MessageRecord(str(bundle.get("id")), str(header.get("id")), org(header.get("sender")),
-                             org(destination.get("receiver")), (header.get("source") or {}).get("endpoint"),
-                             destination.get("endpoint"))
+        try:
+            info = read_message(bundle)
+        except NotAMessage as exc:
+            raise ConversionError(str(exc)) from None
+        receiver = info.receivers[0] if info.receivers else None
+        return MessageRecord(info.bundle_id, info.header_id, info.sender.organization or {},
+                             (receiver.organization if receiver else None) or {}, info.source_endpoint,
+                             receiver.endpoint if receiver else None)
 
 
 def field_limits(entry: Path, kind: LetterKind, table: FieldTable) -> dict[str, int]:

@@ -44,9 +44,6 @@ class FieldTable:
     fhir: dict[str, Any]  # the FHIR side's systems, extensions and profiles
     rows: dict[str, dict[str, dict[str, str]]]  # direction → row name → what becomes of it
 
-    def field(self, name: str) -> Field:
-        return next(f for f in self.fields if f.name == name)
-
 
 @cache
 def field_table(path: Path = MAPPINGS / "medcom-carecommunication-oioxml.json") -> FieldTable:

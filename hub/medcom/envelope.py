@@ -50,12 +50,24 @@ class NotAnEmessage(ValueError):
     """The document is not a MedCom Emessage."""
 
 
-def _text(parent: etree._Element | None, *path: str) -> str | None:
-    node = parent
+def children(parent: etree._Element | None, name: str) -> list[etree._Element]:
+    """The child elements of `parent` with local name `name` (none when there is no parent)."""
+    if parent is None:
+        return []
+    return [c for c in parent if isinstance(c.tag, str) and etree.QName(c).localname == name]
+
+
+def find(parent: etree._Element | None, *path: str) -> etree._Element | None:
+    """The first element down `path` (local names), or None."""
     for name in path:
-        if node is None:
-            return None
-        node = next((c for c in node if isinstance(c.tag, str) and etree.QName(c).localname == name), None)
+        found = children(parent, name)
+        parent = found[0] if found else None
+    return parent
+
+
+def element_text(parent: etree._Element | None, *path: str) -> str | None:
+    """The stripped text of the first element down `path`; None when it is missing or empty."""
+    node = find(parent, *path)
     if node is None or node.text is None:
         return None
     return node.text.strip() or None
@@ -64,20 +76,21 @@ def _text(parent: etree._Element | None, *path: str) -> str | None:
 def read_emessage(root: etree._Element) -> Emessage:
     if not isinstance(root.tag, str) or etree.QName(root).localname != "Emessage":
         raise NotAnEmessage("The root element is not an Emessage")
-    children = [c for c in root if isinstance(c.tag, str)]
-    envelope = next((c for c in children if etree.QName(c).localname == ENVELOPE), None)
+    elements = [c for c in root if isinstance(c.tag, str)]
+    envelope = next((c for c in elements if etree.QName(c).localname == ENVELOPE), None)
     letters = []
-    for position, child in enumerate(children, 1):
+    for position, child in enumerate(elements, 1):
         kind = etree.QName(child).localname
         if kind in (ENVELOPE, "Local_Elements"):
             continue
-        letters.append(Letter(kind, position, _text(child, "Letter", "Identifier"),
-                              _text(child, "Letter", "VersionCode"), _text(child, "Letter", "StatisticalCode"),
-                              _text(child, "Sender", "EANIdentifier"), _text(child, "Receiver", "EANIdentifier"),
-                              child))
-    return Emessage(etree.QName(root).namespace or "", _text(envelope, "Identifier"),
-                    _text(envelope, "AcknowledgementCode"), _text(envelope, "Sent", "Date"),
-                    _text(envelope, "Sent", "Time"), tuple(letters), root)
+        letters.append(Letter(kind, position, element_text(child, "Letter", "Identifier"),
+                              element_text(child, "Letter", "VersionCode"),
+                              element_text(child, "Letter", "StatisticalCode"),
+                              element_text(child, "Sender", "EANIdentifier"),
+                              element_text(child, "Receiver", "EANIdentifier"), child))
+    return Emessage(etree.QName(root).namespace or "", element_text(envelope, "Identifier"),
+                    element_text(envelope, "AcknowledgementCode"), element_text(envelope, "Sent", "Date"),
+                    element_text(envelope, "Sent", "Time"), tuple(letters), root)
 
 
 def readable_path(root: etree._Element, xpath: str) -> str:
