@@ -158,13 +158,14 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def messaging_hub(data_root: Path, tmp_path: Path, vdx: ServerThread, receiver: Receiver) -> Iterator[Any]:
-    def start(routes: list[dict[str, Any]]) -> Any:
+    def start(routes: list[dict[str, Any]], **overrides: Any) -> Any:
+        """A hub routing to `routes` (each to the `receiver` unless it names its endpoint), with settings."""
         home = tmp_path / f"hub{len(servers)}"  # each hub its own data folder and database
         home.mkdir()
         table = home / "routes.json"
         table.write_text(json.dumps({"receivers": [{"endpoint": receiver.url, **r} for r in routes]}))
         settings = hub_settings(data_root, home, vdx.url).model_copy(
-            update={"routes": table, "outbox_interval_seconds": 0.05})
+            update={"routes": table, "outbox_interval_seconds": 0.05, **overrides})
         srv = ServerThread(create_app(settings)).start()
         servers.append(srv)
         srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ def text(element: etree._Element, path: str) -> str | None:
 def test_letters_get_the_receipts_their_envelope_asks_for_and_are_delivered(
         messaging_hub: Any, receiver: Receiver, data_root: Any) -> None:
     schemas = OioxmlSchemas(data_root / "standards")
-    hub = messaging_hub([{"name": "Odense hjemmepleje", "gln": RECEIVER_EAN}])
+    hub = messaging_hub([{"name": "Odense hjemmepleje", "gln": RECEIVER_EAN, "format": "oioxml"}])
     answer = hub.client.post("/medcom/oioxml", content=XDIS91, headers=XML)
     assert answer.status_code == 200 and "ISO-8859-1" in answer.headers["content-type"]
     (positive,) = receipts(answer.content, schemas)
@@ -61,7 +61,7 @@ def test_letters_get_the_receipts_their_envelope_asks_for_and_are_delivered(
 def test_a_refused_letter_gets_a_negative_receipt_beside_the_positive_one(
         messaging_hub: Any, receiver: Receiver, data_root: Any) -> None:
     schemas = OioxmlSchemas(data_root / "standards")
-    hub = messaging_hub([{"name": "Odense hjemmepleje", "gln": RECEIVER_EAN}])
+    hub = messaging_hub([{"name": "Odense hjemmepleje", "gln": RECEIVER_EAN, "format": "oioxml"}])
     root = etree.fromstring(XDIS91)
     good = root[1]
     bad = etree.fromstring(etree.tostring(good))
@@ -82,7 +82,7 @@ def test_a_refused_letter_gets_a_negative_receipt_beside_the_positive_one(
 def test_a_broken_envelope_or_an_unknown_namespace_gets_a_negative_vans_receipt(
         messaging_hub: Any, receiver: Receiver, data_root: Any) -> None:
     schemas = OioxmlSchemas(data_root / "standards")
-    hub = messaging_hub([{"name": "Odense hjemmepleje", "gln": RECEIVER_EAN}])
+    hub = messaging_hub([{"name": "Odense hjemmepleje", "gln": RECEIVER_EAN, "format": "oioxml"}])
     too_long = XDIS91.replace(b"<Identifier>KuvNrerwerwe99</Identifier>",
                               b"<Identifier>Kuvert-nummer-alt-for-langt</Identifier>")
     (vans,) = receipts(hub.client.post("/medcom/oioxml", content=too_long, headers=XML).content, schemas)

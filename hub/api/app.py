@@ -22,9 +22,11 @@ from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
 from hub.api.routers import appointment, encounter, messaging, metadata, oioxml, validate
+from hub.convert.service import Converter, danish_display
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
+from hub.core.conversion_flow import Conversions
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.errors import HubError
 from hub.core.housekeeping import Housekeeping
@@ -34,6 +36,7 @@ from hub.core.outbox import OutboxWorker
 from hub.core.outcome import single
 from hub.core.routing import DELIVER_TOPIC, RoutingTable
 from hub.fhir.delivery import HttpDelivery
+from hub.fhir.messaging import ErrorCodes, ack_event
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
@@ -85,9 +88,13 @@ def build_services(settings: Settings) -> Services:
     rules = VideoAppointmentRules(packages, validator)
     rules.check(_WARM_UP, structure.check(_WARM_UP))  # compile what a booking uses now, not in the first request
     routes = RoutingTable.load(settings.routes)
-    messages = MessageFlow(engine, validator, packages, routes,
-                           base_url=f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
-    letters = LetterFlow(engine, OioxmlSchemas(settings.standards_store), routes)
+    fhir_base = f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir"
+    schemas = OioxmlSchemas(settings.standards_store)
+    conversions = Conversions(engine, lambda: Converter(schemas.root, routes.organisation, danish_display(packages),
+                                                        fhir_base),
+                              validator, schemas, routes, ErrorCodes.load(), ack_event(packages), fhir_base)
+    messages = MessageFlow(engine, validator, packages, routes, conversions, base_url=fhir_base)
+    letters = LetterFlow(engine, schemas, routes, conversions)
     return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters)
 
 
@@ -106,8 +113,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         flow = app.state.services.flow
-        keeper = Housekeeping(lambda: flow.settle_pending(timedelta(seconds=settings.pending_settle_after_seconds)),
-                              settings.housekeeping_interval_seconds)
+        conversions = app.state.services.messages.conversions
+
+        def housekeeping() -> None:
+            flow.settle_pending(timedelta(seconds=settings.pending_settle_after_seconds))
+            conversions.housekeeping(timedelta(hours=settings.pending_letter_hours))
+
+        keeper = Housekeeping(housekeeping, settings.housekeeping_interval_seconds)
         keeper.start()
         delivery = HttpDelivery(flow.engine)
         outbox = OutboxWorker(flow.engine, {DELIVER_TOPIC: delivery}, settings.outbox_interval_seconds,

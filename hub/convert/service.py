@@ -101,7 +101,10 @@ class Converter:
 
     def to_fhir(self, roots: list[etree._Element]) -> list[Conversion]:
         """Each XDIS91 letter with the XBIN01 letters its References name, as a CareCommunication."""
-        letters = self.letters(roots)
+        return self.from_letters(self.letters(roots))
+
+    def from_letters(self, letters: list[CareLetter]) -> list[Conversion]:
+        """As `to_fhir`, from letters already read; an XBIN01 that belongs to no XDIS91 given is refused."""
         binaries = [b for b in letters if b.kind == "XBIN01"]
         used: set[int] = set()
         conversions = []
@@ -161,7 +164,8 @@ def field_limits(entry: Path, kind: LetterKind, table: FieldTable) -> dict[str, 
 def _record(letter: CareLetter) -> LetterRecord:
     v = letter.values
     return LetterRecord(letter.kind, v.get("envelope.id", ""), v.get("letter.id", ""), v.get("letter.version", ""),
-                        v.get("sender.ean", ""), v.get("receiver.ean", ""))
+                        v.get("sender.ean", ""), v.get("receiver.ean", ""),
+                        v.get("envelope.ack") == "pluspositivkvitt")
 
 
 def _json_output(bundle: dict[str, Any]) -> Output:

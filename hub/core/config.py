@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     store_writer_key: str | None = Field(None, description="Its authentication key, hex (set by hub serve)")
     pending_settle_after_seconds: float = Field(300, description="Age at which a booking left pending is settled")
     housekeeping_interval_seconds: float = Field(60, description="How often housekeeping (settling) runs")
+    pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
+                                        "the rest of its message (XDIS91 ⇄ XBIN01) before it is refused")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
     routes: Path | None = Field(None, description="Routing table of MedCom receivers (JSON; hub/core/routing.py)")

@@ -10,7 +10,8 @@ The answer is what MedCom defines for what the envelope asks (`hub.medcom.receip
 
 As for FHIR messages: the raw bytes are always stored with the verdict; an envelope received again (same
 sender EAN and envelope identifier) gets the answer it got the first time and is not processed again; an
-envelope with accepted letters is delivered through the outbox to each receiver's route, unchanged.
+envelope with accepted letters is delivered through the outbox to each receiver's route: unchanged to a
+receiver that reads OIOXML, converted (`hub.core.conversion_flow`) to one that reads FHIR.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from hub.core.conversion_flow import Conversions, Converted, NotConverted
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
@@ -49,7 +51,8 @@ class Answered:
 class _Judged:
     envelope: Refusal | None = None
     refused: dict[int, Refusal] = field(default_factory=dict)  # letter position → why
-    routes: dict[str, Route] = field(default_factory=dict)  # route name → route, for the accepted letters
+    routes: dict[str, Route] = field(default_factory=dict)  # route name → route, for letters delivered as received
+    converted: Converted = field(default_factory=Converted)  # what the receivers reading FHIR get
     outcome: Outcome = field(default_factory=Outcome)
 
 
@@ -60,6 +63,7 @@ class LetterFlow:
     engine: Engine
     schemas: OioxmlSchemas
     routes: RoutingTable
+    conversions: Conversions
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __post_init__(self) -> None:
@@ -67,8 +71,9 @@ class LetterFlow:
         self.writer = ReceiptWriter(self.schemas.root)
 
     def receive(self, raw: bytes, content_type: str | None, operation: str = "POST /medcom/oioxml") -> Answered:
-        fields = {"direction": "in", "channel": "oioxml", "operation": operation, "content_type": content_type,
-                  "raw": raw}
+        message_id = str(uuid.uuid4())
+        fields = {"id": message_id, "direction": "in", "channel": "oioxml", "operation": operation,
+                  "content_type": content_type, "raw": raw}
         try:
             emessage = read_emessage(io.parse_xml_root(raw))
         except (HubError, NotAnEmessage) as exc:
@@ -80,13 +85,13 @@ class LetterFlow:
         if earlier is not None:
             self.inbox.store([self.inbox.row(fields, "oioxml", None, "duplicate", earlier.status, key)])
             return earlier
-        judged = self._judge(emessage)
+        judged = self._judge(emessage, message_id)
         receipt = self._receipts(emessage, judged)
         return self._commit(emessage, key, fields, judged, receipt)
 
     # --- judging -------------------------------------------------------------------------------------------
 
-    def _judge(self, emessage: Emessage) -> _Judged:
+    def _judge(self, emessage: Emessage, message_id: str) -> _Judged:
         judged = _Judged()
         try:
             errors = self.schemas.validate(emessage.root)
@@ -116,8 +121,19 @@ class LetterFlow:
                 judged.outcome.error("not-found" if route is None else "transient", why,
                                      f"Emessage/{letter.kind}/Receiver/EANIdentifier")
                 continue
+            if route.format == "fhir":
+                self._convert(emessage, letter, route, message_id, judged)
+                continue
             judged.routes[route.name] = route
         return judged
+
+    def _convert(self, emessage: Emessage, letter: Letter, route: Route, message_id: str, judged: _Judged) -> None:
+        """A letter for a receiver that reads FHIR, converted (`hub.core.conversion_flow`) or refused."""
+        try:
+            judged.converted.add(self.conversions.from_oioxml(emessage, letter, route, message_id))
+        except NotConverted as exc:
+            judged.refused[letter.position] = exc.refusal
+            judged.outcome.error(exc.issue_type, exc.text, f"Emessage/{letter.kind}")
 
     def _receipts(self, emessage: Emessage, judged: _Judged) -> bytes | None:
         if judged.envelope is not None:
@@ -143,7 +159,7 @@ class LetterFlow:
         status = 200 if receipt is not None else 204
         inbound = self.inbox.row(fields, "oioxml", judged.outcome.to_fhir(), "accepted" if accepted else "rejected",
                                  status, key)
-        rows = [inbound]
+        rows = [inbound, *judged.converted.rows] if accepted else [inbound]
         answer_id = None
         if receipt is not None:
             answer = self.inbox.row({"direction": "out", "channel": "oioxml", "operation": "receipt",
@@ -151,12 +167,14 @@ class LetterFlow:
                                     key)
             rows.append(answer)
             answer_id = answer["id"]
-        deliveries = [self.inbox.delivery(route, inbound["id"], "application/xml")
-                      for route in judged.routes.values()] if accepted else []
-        if not self.inbox.commit(rows, key, answer_id, deliveries):
+        deliveries = [*(self.inbox.delivery(route, inbound["id"], "application/xml")
+                        for route in judged.routes.values()), *judged.converted.deliveries] if accepted else []
+        if not self.inbox.commit(rows, key, answer_id, deliveries, judged.converted.effects if accepted else ()):
             earlier = self._answer_to(key)  # the same envelope, received meanwhile on another connection
             assert earlier is not None
             return earlier
+        if accepted:
+            self.conversions.after(judged.converted)
         return Answered(status, receipt, message_id=inbound["id"])
 
     def _answer_to(self, key: str) -> Answered | None:

@@ -12,6 +12,8 @@ Guarantees (DESIGN.md, principles 2 to 4):
   and its verdict stored with it.
 - An acknowledgement is not acknowledged (MedCom's rule): a valid one is routed to its receiver like any
   message, and the sender is told so in an OperationOutcome.
+- A receiver that reads OIOXML gets the message converted (`hub.core.conversion_flow`); what cannot be
+  converted for it is a `fatal-error`.
 """
 
 from __future__ import annotations
@@ -24,27 +26,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Insert
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from hub.core.conversion_flow import Conversions, Converted, NotConverted
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
 from hub.fhir import io
 from hub.fhir.encounter import encounter_event
 from hub.fhir.messaging import (
-    ACK_DEFINITION,
     AckIssue,
     ErrorCodes,
     MessageInfo,
     NotAMessage,
+    ack_event,
     acknowledgement,
     read_message,
 )
 from hub.fhir.packages import PackageSet
 from hub.fhir.validator import Validator
 from hub.store.encounters import event_row
-from hub.store.inbox import Inbox
+from hub.store.inbox import Effect, Inbox
 from hub.store.statements import ENCOUNTER_EVENTS
 
 log = logging.getLogger("hub.messaging")
@@ -69,7 +72,8 @@ class Processed:
 class _Verdict:
     code: str  # ok | transient-error | fatal-error
     issues: list[AckIssue] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)  # delivered as received
+    converted: Converted = field(default_factory=Converted)  # what the receivers reading OIOXML get
 
 
 @dataclass
@@ -80,22 +84,21 @@ class MessageFlow:
     validator: Validator
     packages: PackageSet
     routes: RoutingTable
+    conversions: Conversions
     base_url: str = "http://localhost/fhir"  # where the acknowledgements' entries say they live
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     codes: ErrorCodes = field(default_factory=ErrorCodes.load)
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine, self.now)
-        found = self.packages.locate(ACK_DEFINITION, "MessageDefinition")
-        if found is None:
-            raise RuntimeError(f"{ACK_DEFINITION} is not in the loaded packages: run `hub schemas sync`")
-        self.ack_event: dict[str, Any] = dict(found[0]["eventCoding"])
+        self.ack_event = ack_event(self.packages)
 
     # --- the edge ------------------------------------------------------------------------------------------
 
     def process(self, raw: bytes, content_type: str | None,
                 operation: str = "POST /fhir/$process-message") -> Processed:
-        fields = {"direction": "in", "channel": "fhir-messaging", "operation": operation,
+        message_id = str(uuid.uuid4())
+        fields = {"id": message_id, "direction": "in", "channel": "fhir-messaging", "operation": operation,
                   "content_type": content_type, "raw": raw}
         try:
             bundle = io.parse(raw, content_type)
@@ -113,19 +116,33 @@ class MessageFlow:
         verdict_outcome = self.validator.validate(bundle)
         if info.event_code == ACKNOWLEDGEMENT_EVENT:
             return self._acknowledgement_in(info, fields, kind, verdict_outcome)
-        verdict = self._judge(info, verdict_outcome)
+        verdict = self._judge(info, verdict_outcome, message_id)
         ack = acknowledgement(info, verdict.code, verdict.issues[:MAX_ISSUES], self.codes, self.ack_event,
                               self.base_url, lambda: str(uuid.uuid4()), self.now())
         return self._commit(info, fields, kind, verdict_outcome, verdict, Processed(200, ack=ack))
 
     # --- judging -------------------------------------------------------------------------------------------
 
-    def _judge(self, info: MessageInfo, outcome: Outcome) -> _Verdict:
+    def _judge(self, info: MessageInfo, outcome: Outcome, message_id: str) -> _Verdict:
         errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
         if errors:
             return _Verdict("fatal-error", [AckIssue(i.code, i.diagnostics or i.code, _reason(i.code, i.diagnostics),
                                                      i.expression) for i in errors])
-        return self._route(info)
+        verdict = self._route(info)
+        if verdict.code == "ok":
+            self._convert(info, verdict, message_id)
+        return verdict
+
+    def _convert(self, info: MessageInfo, verdict: _Verdict, message_id: str) -> None:
+        """The message converted for each receiver that reads OIOXML (`hub.core.conversion_flow`)."""
+        for route in [r for r in verdict.routes if r.format == "oioxml"]:
+            verdict.routes.remove(route)
+            try:
+                verdict.converted.add(self.conversions.from_fhir(info.bundle, info, route, message_id))
+            except NotConverted as exc:
+                verdict.issues.append(AckIssue(exc.issue_type, exc.text, exc.reason,
+                                               "Bundle.entry[0].resource.destination"))
+                verdict.code = "fatal-error"
 
     def _route(self, info: MessageInfo) -> _Verdict:
         """The route of every primary receiver, or why there is none."""
@@ -160,7 +177,7 @@ class MessageFlow:
     def _acknowledgement_in(self, info: MessageInfo, fields: dict[str, Any], kind: str,
                             outcome: Outcome) -> Processed:
         """An acknowledgement from a receiver: routed on to its receiver when valid, never acknowledged."""
-        verdict = self._judge(info, outcome)
+        verdict = self._judge(info, outcome, str(fields["id"]))
         response = info.response or {}
         answer = Outcome()
         if verdict.code == "ok":
@@ -183,7 +200,7 @@ class MessageFlow:
         accepted = verdict.code == "ok"
         inbound = self.inbox.row(fields, kind, outcome.to_fhir(), "accepted" if accepted else "rejected",
                                  processed.status, info.key)
-        rows = [inbound]
+        rows = [inbound, *verdict.converted.rows] if accepted else [inbound]
         answer_id = None
         ack = processed.ack
         if ack is not None:
@@ -199,11 +216,11 @@ class MessageFlow:
             answer_id = answer["id"]
         processed.message_id = inbound["id"]
         content_type = fields["content_type"] or "application/fhir+json"
-        deliveries = [self.inbox.delivery(route, inbound["id"], content_type) for route in verdict.routes] \
-            if accepted else []
+        deliveries = [*(self.inbox.delivery(route, inbound["id"], content_type) for route in verdict.routes),
+                      *verdict.converted.deliveries] if accepted else []
         # "send it again later": a transient error is not remembered, so the message is processed anew
         key = info.key if verdict.code != "transient-error" else None
-        effects = self._effects(info, inbound["id"]) if accepted else []
+        effects = [*self._effects(info, inbound["id"]), *verdict.converted.effects] if accepted else []
         try:
             if not self.inbox.commit(rows, key, answer_id, deliveries, effects):
                 earlier = self._answer_to(info.key)  # the same message, received meanwhile on another connection
@@ -212,9 +229,11 @@ class MessageFlow:
         except OperationalError:
             log.exception("message %s could not be stored", info.header_id)
             return self._transient(info, "The hub cannot store the message now; send it again later")
+        if accepted:
+            self.conversions.after(verdict.converted)
         return processed
 
-    def _effects(self, info: MessageInfo, message_id: str) -> list[tuple[Insert, list[dict[str, Any]]]]:
+    def _effects(self, info: MessageInfo, message_id: str) -> list[Effect]:
         """The canonical effect of an accepted message, stored with it: a HospitalNotification's encounter
         event. (A CareCommunication's effect is its delivery.)"""
         event = encounter_event(info)

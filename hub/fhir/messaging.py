@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.fhir.fhirpath import resolve_reference
+from hub.fhir.packages import PackageSet
 
 SOR_SYSTEM = "urn:oid:1.2.208.176.1.1"
 # GS1's GLN: MedCom's profiles write `https://www.gs1.org/gln`, some senders `http://` (medcom/README.md).
@@ -178,20 +179,32 @@ class ErrorCodes:
         return None
 
 
+ACK_ROLES = ("bundle", "header", "provenance", "outcome")  # the ids an Acknowledgement needs
+
+
+def ack_event(packages: PackageSet) -> dict[str, Any]:
+    """The event of every Acknowledgement: the eventCoding of MedCom's acknowledgement MessageDefinition."""
+    found = packages.locate(ACK_DEFINITION, "MessageDefinition")
+    if found is None:
+        raise RuntimeError(f"{ACK_DEFINITION} is not in the loaded packages: run `hub schemas sync`")
+    return dict(found[0]["eventCoding"])
+
+
 REASONS = "urn:hub:medcom-acknowledgement-reason"  # the hub's reasons, as the ConceptMap's source system
 ISSUE_TYPES = "http://hl7.org/fhir/issue-type"
 
 
 def acknowledgement(info: MessageInfo, code: str, issues: list[AckIssue], codes: ErrorCodes,
                     event: dict[str, Any], base_url: str, new_id: Callable[[], str],
-                    now: datetime | None = None) -> dict[str, Any]:
+                    now: datetime | None = None, ids: dict[str, str] | None = None) -> dict[str, Any]:
     """The Acknowledgement answering `info`: `code` is `ok`, `transient-error` or `fatal-error`; `issues` the
-    reasons when it is not ok; `event` the acknowledgement's eventCoding (from MedCom's MessageDefinition).
+    reasons when it is not ok; `event` the acknowledgement's eventCoding (from MedCom's MessageDefinition);
+    its resources' ids from `new_id`, or `ids` by role (bundle, header, provenance, outcome) when given.
     Sent by the message's receiver to its sender, as MedCom's examples show: both Organizations and the
     message's own Provenance come along, and a Provenance of the acknowledgement refers to the message."""
     when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     receiver = info.receivers[0] if info.receivers else Party(None, None, ())
-    ids = {"bundle": new_id(), "header": new_id(), "provenance": new_id(), "outcome": new_id()}
+    ids = ids or {role: new_id() for role in ACK_ROLES}
 
     def full_url(rtype: str, rid: str) -> str:
         return f"{base_url}/{rtype}/{rid}"

@@ -11,7 +11,7 @@ MedCom's letters are; a character outside it becomes a character reference.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,25 +83,30 @@ class ReceiptWriter:
         self.version_codes = {kind.element: version_code(folder / f"{kind.element}.xsd", kind.element)
                               for kind in (POSITIVE, NEGATIVE, NEGATIVE_VANS)}
 
-    def receipts(self, original: OriginalEnvelope, parts: list[Receipt], now: datetime | None = None) -> bytes:
-        """One Emessage carrying a receipt for each part (a negative and a positive one may go together)."""
+    def receipts(self, original: OriginalEnvelope, parts: list[Receipt], now: datetime | None = None,
+                 identifiers: Callable[[str], str] | None = None) -> bytes:
+        """One Emessage carrying a receipt for each part (a negative and a positive one may go together).
+        Its envelope and letter identifiers are fresh, or `identifiers("envelope")`, `identifiers("letter1")`, …
+        (a receipt converted from an Acknowledgement gets ids derived from it, so the same answer gives the same
+        receipt)."""
+        new_id = identifiers or (lambda _: _new_identifier())
         when = (now or datetime.now(UTC)).astimezone(COPENHAGEN)
         root = etree.Element(f"{{{RECEIPT_NAMESPACE}}}Emessage", nsmap={None: RECEIPT_NAMESPACE})
         envelope = _sub(root, "Envelope")
         sent = _sub(envelope, "Sent")
         _sub(sent, "Date", when.strftime("%Y-%m-%d"))
         _sub(sent, "Time", when.strftime("%H:%M"))
-        _sub(envelope, "Identifier", _new_identifier())
+        _sub(envelope, "Identifier", new_id("envelope"))
         _sub(envelope, "AcknowledgementCode", "minuspositivkvitt")
-        for part in parts:
-            self._receipt(root, original, part)
+        for number, part in enumerate(parts, 1):
+            self._receipt(root, original, part, new_id(f"letter{number}"))
         return etree.tostring(root, xml_declaration=True, encoding="ISO-8859-1")  # type: ignore[no-any-return]
 
-    def _receipt(self, root: etree._Element, original: OriginalEnvelope, part: Receipt) -> None:
+    def _receipt(self, root: etree._Element, original: OriginalEnvelope, part: Receipt, identifier: str) -> None:
         negative = part.kind is not POSITIVE
         receipt = _sub(root, part.kind.element)
         letter = _sub(receipt, "Letter")
-        _sub(letter, "Identifier", _new_identifier())
+        _sub(letter, "Identifier", identifier)
         _sub(letter, "VersionCode", self.version_codes[part.kind.element])
         _sub(letter, "StatisticalCode", part.kind.statistical_code)
         _ean(_sub(receipt, "Sender"), original.receiver_ean)

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Insert, select
+from sqlalchemy import Connection, Engine, Executable, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.core.routing import DELIVER_TOPIC, Route
 from hub.store.db import WriterLock
 from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, RECEIVED
+
+Effect = tuple[Executable, list[dict[str, Any]] | None]  # a statement and its rows (None: run it once as is)
 
 
 @dataclass(frozen=True)
@@ -54,25 +56,37 @@ class Inbox:
             conn.execute(INSERT_MESSAGE, rows)
 
     def commit(self, rows: list[dict[str, Any]], key: str | None, answer_id: str | None,
-               deliveries: list[dict[str, Any]], effects: Sequence[tuple[Insert, list[dict[str, Any]]]] = ()) -> bool:
+               deliveries: list[dict[str, Any]], effects: Sequence[Effect] = ()) -> bool:
         """The rows (the first is the inbound message), its identity unless `key` is None, the deliveries and
-        the message's canonical effects (inserts into other tables); False when a message with this identity
-        was received meanwhile (nothing is written then)."""
+        the message's effects (its canonical effect, what its conversion records); False when a message with
+        this identity was received meanwhile (nothing is written then)."""
         try:
             with self._lock, self.engine.begin() as conn:
                 conn.execute(INSERT_MESSAGE, rows)
                 if key is not None:
                     conn.execute(RECEIVED.insert(), [{"key": key, "message_id": rows[0]["id"], "answer_id": answer_id,
                                                       "received_at": self.now()}])
-                if deliveries:
-                    conn.execute(INSERT_OUTBOX, deliveries)
-                for statement, effect_rows in effects:
-                    conn.execute(statement, effect_rows)
+                self.write(conn, [], deliveries, effects)
         except IntegrityError:
             if key is not None and self.earlier(key) is not None:
                 return False
             raise
         return True
+
+    @staticmethod
+    def write(conn: Connection, rows: list[dict[str, Any]], deliveries: list[dict[str, Any]],
+              effects: Sequence[Effect]) -> None:
+        """Messages, then the effects (which may refer to them), then the deliveries, in the caller's
+        transaction."""
+        if rows:
+            conn.execute(INSERT_MESSAGE, rows)
+        for statement, effect_rows in effects:
+            if effect_rows is None:
+                conn.execute(statement)
+            elif effect_rows:
+                conn.execute(statement, effect_rows)
+        if deliveries:
+            conn.execute(INSERT_OUTBOX, deliveries)
 
     def earlier(self, key: str) -> Earlier | None:
         with self.engine.connect() as conn:

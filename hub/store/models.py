@@ -7,6 +7,10 @@
 - `encounter_events`: what happened to hospital stays (HospitalNotification, later HL7 v2 ADT), per patient.
 - `received_messages`: each inbound message by its identity (MedCom: sender and MessageHeader id) with the
   answer it got, so a message sent again gets that answer again and is not processed twice.
+- `conversions` and `conversion_letters`: what a converted message became (FHIR MessageHeader ⇄ OIOXML
+  envelopes and letters), so the receiver's answer (a receipt, an Acknowledgement) is converted back.
+- `pending_letters`: OIOXML letters for a FHIR receiver waiting for the rest of their message (an XDIS91 for
+  the XBIN01 letters with its attachments, or the other way round).
 """
 
 from __future__ import annotations
@@ -153,3 +157,44 @@ class EncounterEventRow(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     resource: Mapped[dict[str, Any]]
+
+
+class ConversionRow(Base):
+    __tablename__ = "conversions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(10))  # to-fhir | to-oioxml
+    header_id: Mapped[str] = mapped_column(String(100), index=True)  # the FHIR message's MessageHeader id
+    message: Mapped[dict[str, Any]]  # hub.convert.receipts.MessageRecord
+    source_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))  # the message converted
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]  # when the receiver's answer was converted and sent on
+
+
+class ConversionLetterRow(Base):
+    __tablename__ = "conversion_letters"
+    __table_args__ = (Index("ix_conversion_letters_envelope", "sender_ean", "envelope_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    conversion_id: Mapped[str] = mapped_column(ForeignKey("conversions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # XDIS91 | XBIN01
+    envelope_id: Mapped[str] = mapped_column(String(50))
+    letter_id: Mapped[str] = mapped_column(String(50))
+    version_code: Mapped[str] = mapped_column(String(20))
+    sender_ean: Mapped[str] = mapped_column(String(20))
+    receiver_ean: Mapped[str] = mapped_column(String(20))
+    asks_positive: Mapped[bool]  # its envelope said pluspositivkvitt
+    answer: Mapped[str | None] = mapped_column(String(30))  # the receipt kind it got: PositiveReceipt, …
+    receipt: Mapped[dict[str, Any] | None]  # that receipt (hub.convert.receipts.ReadReceipt)
+
+
+class PendingLetterRow(Base):
+    __tablename__ = "pending_letters"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sender_ean: Mapped[str] = mapped_column(String(20), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # XDIS91 | XBIN01
+    object_ids: Mapped[list[str]] = mapped_column(JSON)  # XDIS91: the binaries it refers to; XBIN01: it carries
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))  # the Emessage it came in
+    position: Mapped[int] = mapped_column(Integer)  # its place in that Emessage (hub.medcom.envelope.Letter)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
