@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
-from hub.api.routers import appointment, encounter, messaging, metadata, oioxml, validate
+from hub.api.routers import appointment, encounter, messaging, metadata, oioxml, validate, vans
 from hub.convert.service import Converter, danish_display
 from hub.core import standards
 from hub.core.booking import BookingFlow
@@ -35,6 +35,7 @@ from hub.core.message_flow import MessageFlow
 from hub.core.outbox import OutboxWorker
 from hub.core.outcome import single
 from hub.core.routing import DELIVER_TOPIC, RoutingTable
+from hub.core.vans_flow import VansFlow, VansWrapper
 from hub.fhir.delivery import HttpDelivery
 from hub.fhir.messaging import ErrorCodes, ack_event
 from hub.fhir.packages import PackageSet
@@ -42,6 +43,7 @@ from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
 from hub.medcom.schemas import OioxmlSchemas
+from hub.medcom.vans import StatisticalCodes
 from hub.store.commit import Committer, GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate, session_factory
 from hub.store.writer import WriterClient
@@ -95,7 +97,8 @@ def build_services(settings: Settings) -> Services:
                               validator, schemas, routes, ErrorCodes.load(), ack_event(packages), fhir_base)
     messages = MessageFlow(engine, validator, packages, routes, conversions, base_url=fhir_base)
     letters = LetterFlow(engine, schemas, routes, conversions)
-    return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters)
+    vans = VansFlow(messages, StatisticalCodes.from_packages(packages), routes)
+    return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters, vans)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -121,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         keeper = Housekeeping(housekeeping, settings.housekeeping_interval_seconds)
         keeper.start()
-        delivery = HttpDelivery(flow.engine)
+        delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(app.state.services.vans.codes))
         outbox = OutboxWorker(flow.engine, {DELIVER_TOPIC: delivery}, settings.outbox_interval_seconds,
                               settings.outbox_max_attempts)
         outbox.start()
@@ -140,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(appointment.router)
     app.include_router(messaging.router)
     app.include_router(oioxml.router)
+    app.include_router(vans.router)
     app.include_router(encounter.router)
 
     @app.exception_handler(HubError)

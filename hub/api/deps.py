@@ -14,6 +14,7 @@ from hub.core.errors import HubError
 from hub.core.letter_flow import LetterFlow
 from hub.core.message_flow import MessageFlow
 from hub.core.outcome import Outcome, single
+from hub.core.vans_flow import VansFlow
 from hub.fhir import io
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
@@ -34,6 +35,7 @@ class Services:
     validator: Validator
     messages: MessageFlow
     letters: LetterFlow
+    vans: VansFlow
 
 
 async def services(request: Request) -> Services:

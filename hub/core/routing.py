@@ -4,8 +4,9 @@ A receiver is known by its SOR id and/or its GLN (the identifiers MedCom names o
 endpoint the hub delivers to. A route can say which events it takes (MedCom event codes; all when absent) and
 can be closed for a while (its mailbox out of operation: senders get a transient error and send again later).
 A route's `format` says what its receiver reads: `fhir` (the default) or `oioxml`; the hub converts between
-them. The table is also the hub's directory of organisations (the part of SOR it needs to convert: EAN ⇄ SOR,
-name, phone); `organisations` lists those the hub converts for but never delivers to.
+them. `"envelope": "vans"` has FHIR messages delivered in MedCom's VANS envelope (`hub.medcom.vans`). The
+table is also the hub's directory of organisations (the part of SOR it needs to convert: EAN ⇄ SOR, name,
+phone); `organisations` lists those the hub converts for but never delivers to.
 
     {"receivers": [{"name": "Kommune X, hjemmepleje", "sor": "330461000016004", "gln": "5790001348120",
                     "endpoint": "https://x.example/fhir/$process-message", "format": "fhir",
@@ -39,6 +40,7 @@ class Organisation:
 
 
 FORMATS = ("fhir", "oioxml")
+ENVELOPES = ("vans",)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Route:
     open: bool = True
     format: str = "fhir"  # what the receiver reads: fhir | oioxml
     organisation: Organisation | None = None
+    envelope: str | None = None  # vans: FHIR messages go in a VANS envelope
 
     def takes(self, event: str | None) -> bool:
         return self.accepts is None or (event is not None and event in self.accepts)
@@ -84,9 +87,13 @@ class RoutingTable:
                 raise ValueError(f"receiver {r.get('name')!r} needs an endpoint")
             if r.get("format", "fhir") not in FORMATS:
                 raise ValueError(f"receiver {org.name!r}: format must be one of {', '.join(FORMATS)}")
+            if r.get("envelope") is not None and (r["envelope"] not in ENVELOPES or r.get("format", "fhir") != "fhir"
+                                                  or not org.gln):
+                raise ValueError(f"receiver {org.name!r}: envelope must be one of {', '.join(ENVELOPES)}, for a "
+                                 "receiver that reads FHIR and has a GLN")
             accepts = frozenset(r["accepts"]) if r.get("accepts") is not None else None
             routes.append(Route(org.name, r["endpoint"], org.keys, accepts, bool(r.get("open", True)),
-                                r.get("format", "fhir"), org))
+                                r.get("format", "fhir"), org, r.get("envelope")))
         organisations = tuple(_organisation(o) for o in data.get("organisations", []))
         return cls(tuple(routes), organisations)
 

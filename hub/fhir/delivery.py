@@ -1,7 +1,9 @@
 """Delivering a routed message (FHIR or OIOXML) to its receiver's endpoint: the outbox handler of
 `message.deliver`.
 
-The stored raw bytes go out unchanged (`POST`, the content type they came with). A 2xx answer is a delivery;
+The stored raw bytes go out unchanged (`POST`, the content type they came with), or wrapped in the envelope
+the route asks for (`envelope: vans`, by the `wrapper`; a message that cannot be wrapped is a permanent
+failure). A 2xx answer is a delivery;
 a 4xx other than 408 and 429 is permanent (the receiver refuses the content: sending it again will not help);
 anything else, a connection failure included, is tried again by the outbox. Every attempt is kept as an
 outbound message with the receiver's status code.
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, select
 
+from hub.core.errors import HubError
 from hub.core.outbox import PermanentFailure
 from hub.fhir import io
 from hub.store.db import WriterLock
@@ -33,6 +36,7 @@ class HttpDelivery:
     engine: Engine
     timeout_seconds: float = 10.0
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    wrapper: Callable[[bytes, dict[str, Any]], tuple[bytes, str]] | None = None  # (raw, payload) → body, type
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(timeout=self.timeout_seconds)
@@ -44,16 +48,22 @@ class HttpDelivery:
     def __call__(self, payload: dict[str, Any]) -> None:
         with self.engine.connect() as conn:
             raw = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.id == payload["message_id"])).scalar_one()
+        content_type = payload.get("content_type") or "application/fhir+json"
+        if payload.get("envelope"):
+            if self.wrapper is None:
+                raise PermanentFailure(f"the hub cannot write a {payload['envelope']} envelope")
+            try:
+                raw, content_type = self.wrapper(raw, payload)
+            except (ValueError, HubError) as exc:
+                raise PermanentFailure(f"the message cannot go in a {payload['envelope']} envelope: {exc}") from None
         status: int | None = None
         try:
-            answer = self._client.post(payload["endpoint"], content=raw,
-                                       headers={"Content-Type": payload.get("content_type") or
-                                                "application/fhir+json"})
+            answer = self._client.post(payload["endpoint"], content=raw, headers={"Content-Type": content_type})
             status = answer.status_code
         except httpx.HTTPError as exc:
-            self._record(payload, raw, None)
+            self._record(payload, raw, content_type, None)
             raise DeliveryFailed(f"{payload['endpoint']}: {type(exc).__name__}: {exc}") from exc
-        self._record(payload, raw, status)
+        self._record(payload, raw, content_type, status)
         if 200 <= status < 300:
             return
         text = f"{payload['endpoint']} answered {status}: {answer.text[:200]}"
@@ -61,11 +71,11 @@ class HttpDelivery:
             raise PermanentFailure(text)
         raise DeliveryFailed(text)
 
-    def _record(self, payload: dict[str, Any], raw: bytes, status: int | None) -> None:
+    def _record(self, payload: dict[str, Any], raw: bytes, content_type: str, status: int | None) -> None:
         row = {"id": str(uuid.uuid4()), "received_at": self.now(), "direction": "out", "channel": "fhir-messaging",
                "format": io.format_of(raw),
                "operation": f"POST {payload['endpoint']} ({payload.get('receiver')})",
-               "content_type": payload.get("content_type"), "raw": raw, "verdict": None,
+               "content_type": content_type, "raw": raw, "verdict": None,
                "status": "sent" if status is not None and 200 <= status < 300 else "failed", "http_status": status,
                "appointment_id": None, "idempotency_key": payload["message_id"]}
         with self._lock, self.engine.begin() as conn:

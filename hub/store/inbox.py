@@ -46,10 +46,12 @@ class Inbox:
 
     def delivery(self, route: Route, message_id: str, content_type: str) -> dict[str, Any]:
         """An outbox row delivering the stored message to the route's endpoint, in order per receiver."""
+        payload: dict[str, str | None] = {"message_id": message_id, "endpoint": route.endpoint,
+                                          "receiver": route.name, "content_type": content_type}
+        if route.envelope is not None and route.organisation is not None:
+            payload |= {"envelope": route.envelope, "receiver_ean": route.organisation.gln}
         return {"topic": DELIVER_TOPIC, "ordering_key": route.keys[0], "status": "pending", "attempts": 0,
-                "next_attempt_at": self.now(), "created_at": self.now(),
-                "payload": {"message_id": message_id, "endpoint": route.endpoint, "receiver": route.name,
-                            "content_type": content_type}}
+                "next_attempt_at": self.now(), "created_at": self.now(), "payload": payload}
 
     def store(self, rows: list[dict[str, Any]]) -> None:
         with self._lock, self.engine.begin() as conn:

@@ -1,0 +1,131 @@
+"""MedCom FHIR messages in VANS envelopes (`hub.medcom.vans`): received, unwrapped and answered in VANS terms;
+delivered wrapped to receivers whose route says `"envelope": "vans"`.
+
+In: the envelope's raw bytes are kept (channel `vans`), its FHIR message goes through the message flow as if
+posted to `$process-message`, and the answer goes back from the envelope's receiver to its sender:
+- the message's Acknowledgement, wrapped in a VANSEnvelope of its own (Name `MCM:FCTL#<code>`), as MedCom's
+  reliable messaging has it;
+- for an acknowledgement (which is not acknowledged): the VANS receipt "Modtaget korrekt", or, when it cannot
+  be routed, a negative one saying why;
+- "Ukendt type" when the Data is not a MedCom message the hub can identify, "Ukendt modtager" when the
+  envelope's receiver is no one the hub routes to;
+- an envelope that cannot be read at all: 400 with an OperationOutcome naming the element that is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hub.core.errors import HubError
+from hub.core.message_flow import MessageFlow, Processed
+from hub.core.routing import RoutingTable
+from hub.fhir import io
+from hub.fhir.messaging import read_message
+from hub.medcom.vans import (
+    FHIR_JSON,
+    UNKNOWN_TYPE,
+    Endpoint,
+    InvalidEnvelope,
+    StatisticalCodes,
+    VansEnvelope,
+    VansReceipt,
+    document_name,
+    received_correctly,
+    unknown_receiver,
+    unknown_type,
+    unwrap,
+    wrap,
+    write_receipt,
+)
+
+VANS_MEDIA_TYPE = "application/xml; charset=UTF-8"
+
+
+@dataclass(frozen=True)
+class VansAnswer:
+    status: int
+    body: bytes  # a VANSEnvelope: the Acknowledgement wrapped, or a VANS receipt
+    duplicate: bool = False
+
+
+@dataclass
+class VansFlow:
+    messages: MessageFlow
+    codes: StatisticalCodes
+    routes: RoutingTable
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def receive(self, raw: bytes, content_type: str | None) -> VansAnswer:
+        inbox = self.messages.inbox
+        fields = {"direction": "in", "channel": "vans", "operation": "POST /medcom/vans",
+                  "content_type": content_type, "raw": raw}
+        try:
+            envelope = unwrap(raw, self.codes)
+        except InvalidEnvelope as exc:
+            inbox.store([inbox.row(fields, "vans", exc.outcome.to_fhir(), "rejected", 400)])
+            raise
+        if envelope.receiver.kind != "EAN" or self.routes.organisation((f"gln:{envelope.receiver.id}",)) is None:
+            return self._receipt(fields, unknown_receiver(envelope, str(uuid.uuid4()), self.now()), 200)
+        inbox.store([inbox.row(fields, "vans", None, "received", None)])
+        try:
+            processed = self.messages.process(envelope.data, envelope.mime_type, "POST /medcom/vans")
+        except HubError:  # the Data is no MedCom message: the message flow has kept it with its verdict
+            return self._receipt(None, unknown_type(envelope, str(uuid.uuid4()), self.now()), 200)
+        return self._answer(envelope, processed)
+
+    def _answer(self, envelope: VansEnvelope, processed: Processed) -> VansAnswer:
+        if processed.ack is not None:
+            ack = processed.ack
+            body = json.dumps(ack, ensure_ascii=False).encode()
+            wrapped = wrap(VansEnvelope(envelope.receiver, envelope.sender, str(uuid.uuid4()), str(ack["id"]),
+                                        self.now(), document_name(ack, self.codes), FHIR_JSON, body,
+                                        version=None), self.codes)
+            return VansAnswer(200, wrapped, processed.duplicate)
+        if processed.status < 300:
+            return VansAnswer(200, write_receipt(received_correctly(envelope, str(uuid.uuid4()), self.now())),
+                              processed.duplicate)
+        # an acknowledgement the hub cannot route: the receiving side refuses it, saying why
+        why = "; ".join(i.diagnostics or i.code for i in (processed.outcome.issues if processed.outcome else []))
+        refused = VansReceipt("NegativeMessage", envelope, str(uuid.uuid4()), self.now(), why[:512] or UNKNOWN_TYPE)
+        return VansAnswer(200, write_receipt(refused))
+
+    def _receipt(self, fields: dict[str, Any] | None, receipt: VansReceipt, status: int) -> VansAnswer:
+        if fields is not None:
+            inbox = self.messages.inbox
+            inbox.store([inbox.row(fields, "vans", None, "rejected", status)])
+        return VansAnswer(status, write_receipt(receipt))
+
+
+@dataclass
+class VansWrapper:
+    """Wraps a stored FHIR message for a route that reads VANS envelopes (the delivery's `envelope: vans`):
+    from the message's sender (its GLN) to the route's receiver GLN."""
+
+    codes: StatisticalCodes
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __call__(self, raw: bytes, payload: dict[str, Any]) -> tuple[bytes, str]:
+        bundle = io.parse(raw, payload.get("content_type"))
+        info = read_message(bundle)
+        sender = next((k.split(":", 1)[1] for k in info.sender.keys if k.startswith("gln:")), None)
+        if sender is None or not payload.get("receiver_ean"):
+            raise ValueError("a VANS envelope needs the sender's and the receiver's GLN")
+        envelope = VansEnvelope(Endpoint(sender), Endpoint(str(payload["receiver_ean"])), str(uuid.uuid4()),
+                                info.header_id if _is_uuid(info.header_id) else str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                                               info.header_id)),
+                                self.now(), document_name(bundle, self.codes),
+                                "application/fhir+xml" if io.format_of(raw) == "fhir+xml" else FHIR_JSON, raw)
+        return wrap(envelope, self.codes), VANS_MEDIA_TYPE
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
