@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -21,11 +22,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import balance
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import Services, outcome_response
-from hub.api.routers import appointment, encounter, messaging, metadata, oioxml, validate, vans
+from hub.api.routers import (
+    appointment,
+    booking_confirmation,
+    encounter,
+    messaging,
+    metadata,
+    oioxml,
+    validate,
+    vans,
+)
 from hub.convert.service import Converter, danish_display
 from hub.core import standards
 from hub.core.booking import BookingFlow
 from hub.core.config import Settings
+from hub.core.confirmation_flow import ConfirmationBookings
 from hub.core.conversion_flow import Conversions
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.errors import HubError
@@ -42,6 +53,7 @@ from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.medcom.booking_confirmation import Xdis13Policy
 from hub.medcom.schemas import OioxmlSchemas
 from hub.medcom.vans import StatisticalCodes
 from hub.store.commit import Committer, GroupCommit
@@ -96,7 +108,8 @@ def build_services(settings: Settings) -> Services:
                                                         fhir_base),
                               validator, schemas, routes, ErrorCodes.load(), ack_event(packages), fhir_base)
     messages = MessageFlow(engine, validator, packages, routes, conversions, base_url=fhir_base)
-    letters = LetterFlow(engine, schemas, routes, conversions)
+    policy = Xdis13Policy(re.compile(settings.xdis13_video_pattern), timedelta(minutes=settings.xdis13_minutes))
+    letters = LetterFlow(engine, schemas, routes, conversions, ConfirmationBookings(flow, policy))
     vans = VansFlow(messages, StatisticalCodes.from_packages(packages), routes)
     return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters, vans)
 
@@ -140,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ConnectionBalancer, counts=balance.worker_slot[0], index=balance.worker_slot[1])
     app.include_router(metadata.router)
     app.include_router(validate.router)
+    app.include_router(booking_confirmation.router)  # before appointment: its path is more specific
     app.include_router(appointment.router)
     app.include_router(messaging.router)
     app.include_router(oioxml.router)

@@ -388,6 +388,18 @@ class BookingFlow:
         active = next((mt for mt in meetings if mt.state == "active"), None)
         return row, active, [mt for mt in meetings if mt.state != "active"]
 
+    def room(self, appointment_id: str) -> Room | None:
+        """The booking's active room (none once cancelled); NotFound for an unknown booking."""
+        with self.sessions() as s:
+            _, active, _ = self._active(s, appointment_id)
+            return room_from_row(active) if active is not None else None
+
+    def booked_by(self, source_key: str) -> str | None:
+        """The id of the booking made for this source key, if it is booked."""
+        with self.engine.connect() as conn:
+            found = conn.execute(SELECT_BY_SOURCE, {"b_key": source_key}).first()
+        return str(found.id) if found is not None and found.state == "booked" else None
+
     def update(self, appointment_id: str, req: MeetingRequest, render: Render, inbound: Inbound,
                patient: tuple[str | None, str | None] = (None, None)) -> BookingResult:
         """Apply a changed request: cancel, move, or only restate it, as VDX's rules allow."""

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     store_writer_key: str | None = Field(None, description="Its authentication key, hex (set by hub serve)")
     pending_settle_after_seconds: float = Field(300, description="Age at which a booking left pending is settled")
     housekeeping_interval_seconds: float = Field(60, description="How often housekeeping (settling) runs")
+    xdis13_video_pattern: str = Field("(?i)video", description="A regular expression: a booking confirmation "
+                                      "(XDIS13) whose text matches it is a video consultation, booked in VDX")
+    xdis13_minutes: int = Field(30, description="How long a meeting booked by an XDIS13 lasts (it has no end)")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
                                         "the rest of its message (XDIS91 ⇄ XBIN01) before it is refused")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")

@@ -24,11 +24,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from hub.core.confirmation_flow import ConfirmationBookings
 from hub.core.conversion_flow import Conversions, Converted, NotConverted
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
 from hub.fhir import io
+from hub.medcom.booking_confirmation import confirmations
 from hub.medcom.envelope import Emessage, Letter, NotAnEmessage, letter_position, read_emessage
 from hub.medcom.receipts import NEGATIVE, NEGATIVE_VANS, POSITIVE, Receipt, ReceiptWriter, Refusal
 from hub.medcom.schemas import OioxmlSchemas, SchemaError, UnknownNamespace, schema_outcome
@@ -53,6 +55,7 @@ class _Judged:
     refused: dict[int, Refusal] = field(default_factory=dict)  # letter position → why
     routes: dict[str, Route] = field(default_factory=dict)  # route name → route, for letters delivered as received
     converted: Converted = field(default_factory=Converted)  # what the receivers reading FHIR get
+    transient: bool = False  # a letter could not be processed now: the envelope is processed anew when resent
     outcome: Outcome = field(default_factory=Outcome)
 
 
@@ -64,6 +67,7 @@ class LetterFlow:
     schemas: OioxmlSchemas
     routes: RoutingTable
     conversions: Conversions
+    bookings: ConfirmationBookings | None = None  # XDIS13 video consultations booked in VDX
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __post_init__(self) -> None:
@@ -86,6 +90,7 @@ class LetterFlow:
             self.inbox.store([self.inbox.row(fields, "oioxml", None, "duplicate", earlier.status, key)])
             return earlier
         judged = self._judge(emessage, message_id)
+        self._book(emessage, judged)
         receipt = self._receipts(emessage, judged)
         return self._commit(emessage, key, fields, judged, receipt)
 
@@ -126,6 +131,20 @@ class LetterFlow:
                 continue
             judged.routes[route.name] = route
         return judged
+
+    def _book(self, emessage: Emessage, judged: _Judged) -> None:
+        """Each accepted booking confirmation for a video consultation, booked (`hub.core.confirmation_flow`)."""
+        if self.bookings is None or judged.envelope is not None:
+            return
+        for letter in confirmations(emessage):
+            if letter.position in judged.refused:
+                continue
+            booked = self.bookings.book(letter)
+            if booked.refusal is not None:
+                judged.refused[letter.position] = booked.refusal
+                judged.outcome.error("transient" if booked.transient else "processing", booked.refusal.text,
+                                     f"Emessage/{letter.kind}")
+                judged.transient |= booked.transient
 
     def _convert(self, emessage: Emessage, letter: Letter, route: Route, message_id: str, judged: _Judged) -> None:
         """A letter for a receiver that reads FHIR, converted (`hub.core.conversion_flow`) or refused."""
@@ -169,7 +188,9 @@ class LetterFlow:
             answer_id = answer["id"]
         deliveries = [*(self.inbox.delivery(route, inbound["id"], "application/xml")
                         for route in judged.routes.values()), *judged.converted.deliveries] if accepted else []
-        if not self.inbox.commit(rows, key, answer_id, deliveries, judged.converted.effects if accepted else ()):
+        remembered = None if judged.transient else key
+        if not self.inbox.commit(rows, remembered, answer_id, deliveries,
+                                 judged.converted.effects if accepted else ()):
             earlier = self._answer_to(key)  # the same envelope, received meanwhile on another connection
             assert earlier is not None
             return earlier

@@ -102,17 +102,20 @@ def render(
     last_updated: datetime,
     room: Room | None,
     old_rooms: Sequence[Room] = (),
+    profile: str | None = PROFILE,
 ) -> dict[str, Any]:
-    """The Appointment the hub answers with: the sender's resource plus what the booking added."""
+    """The Appointment the hub answers with: the sender's resource plus what the booking added (and the FUT
+    video appointment profile, unless `profile` is None: a meeting booked from a MedCom letter is core R4)."""
     out: dict[str, Any] = orjson.loads(orjson.dumps(appt))  # a deep copy, several times faster than deepcopy
     out["id"] = appointment_id
     meta = dict(out.get("meta", {}))
     meta["versionId"] = str(version)
     meta["lastUpdated"] = last_updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     profiles = list(meta.get("profile", []))
-    if PROFILE not in profiles:
-        profiles.append(PROFILE)
-    meta["profile"] = profiles
+    if profile is not None and profile not in profiles:
+        profiles.append(profile)
+    if profiles:
+        meta["profile"] = profiles
     out["meta"] = meta
     idents = [i for i in out.get("identifier", []) if i.get("system") != VDX_SYSTEM]
     if room is not None:
