@@ -19,6 +19,8 @@ from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
 from hub.core import standards
 from hub.core.config import Settings
+from hub.fhir.validator import Validator
+from hub.medcom.schemas import OioxmlSchemas
 from hub.store.db import make_engine
 from hub.video.service import create_vdx_app
 from tests.pgcluster import PgCluster
@@ -55,6 +57,18 @@ def packages(data_root: Path) -> Any:
     from hub.fhir.packages import PackageSet
 
     return PackageSet(standards.package_dirs(data_root / "standards"))
+
+
+@pytest.fixture(scope="session")
+def validator(packages: Any) -> Validator:
+    """One validator for the run: the profiles it compiles are the suite's slowest set-up."""
+    return Validator(packages)
+
+
+@pytest.fixture(scope="session")
+def schemas(data_root: Path) -> OioxmlSchemas:
+    """MedCom's OIOXML schema sets, compiled on first use."""
+    return OioxmlSchemas(data_root / "standards")
 
 
 @pytest.fixture

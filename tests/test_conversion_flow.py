@@ -53,14 +53,6 @@ def mailbox() -> Iterator[Receiver]:
         yield r
 
 
-@pytest.fixture(scope="module")
-def schemas(data_root: Any) -> OioxmlSchemas:
-    return OioxmlSchemas(data_root / "standards")
-
-
-@pytest.fixture(scope="module")
-def validator(packages: Any) -> Validator:
-    return Validator(packages)
 
 
 def converter_for(routes: list[dict[str, Any]], data_root: Any, packages: Any) -> Converter:

@@ -40,20 +40,12 @@ DIRECTORY = RoutingTable.from_json({
 MEDCOM_HEADER_ID = "60098c38-6fe1-41ba-aa92-d4809022de88"  # the MessageHeader id MedCom's service gave flow 1
 
 
-@pytest.fixture(scope="module")
-def schemas(data_root: Path) -> OioxmlSchemas:
-    return OioxmlSchemas(data_root / "standards")
-
 
 @pytest.fixture(scope="module")
 def converter(data_root: Path, packages: Any) -> Converter:
     return Converter(data_root / "standards/files/medcom/xml/schemas", DIRECTORY.organisation,
                      danish_display(packages), "https://hub.example/fhir")
 
-
-@pytest.fixture(scope="module")
-def validator(packages: Any) -> Validator:
-    return Validator(packages)
 
 
 def flow1_roots() -> list[etree._Element]:

@@ -59,20 +59,12 @@ BASE = "https://hub.example/fhir"
 KNOWN_GAPS: set[tuple[str, str]] = set()
 
 
-@pytest.fixture(scope="module")
-def schemas(data_root: Path) -> OioxmlSchemas:
-    return OioxmlSchemas(data_root / "standards")
-
 
 @pytest.fixture(scope="module")
 def converter(data_root: Path, packages: Any) -> Converter:
     return Converter(data_root / "standards/files/medcom/xml/schemas", DIRECTORY.organisation,
                      danish_display(packages), BASE)
 
-
-@pytest.fixture(scope="module")
-def validator(packages: Any) -> Validator:
-    return Validator(packages)
 
 
 @pytest.fixture(scope="module")

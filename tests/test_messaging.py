@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from hub.core.outbox import OutboxWorker
@@ -39,10 +38,6 @@ def receivers_of(paths: list[Path]) -> list[dict[str, Any]]:
             for k in party.keys if k.startswith("sor:")}
     return [{"name": f"receiver {s}", "sor": s} for s in sorted(sors)]
 
-
-@pytest.fixture(scope="module")
-def validator(packages: Any) -> Validator:
-    return Validator(packages)
 
 
 def header_of(bundle: dict[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,6 @@ KNOWN_DEFECTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def validator(packages: Any) -> Validator:
-    return Validator(packages)
-
 
 def errors(outcome: Any) -> set[str | None]:
     return {i.rule for i in outcome.issues if i.severity in ("error", "fatal")}
