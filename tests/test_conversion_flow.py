@@ -279,3 +279,22 @@ def test_what_an_oioxml_receiver_cannot_be_sent_is_a_fatal_error(messaging_hub: 
     refused = hub.client.post("/fhir/$process-message", json=ack)
     assert refused.status_code == 422
     assert "has not converted" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_broken_base64_in_a_carecommunication_is_a_fatal_error_and_nothing_is_converted(
+        messaging_hub: Any, mailbox: Receiver) -> None:
+    hub = messaging_hub([EXAMPLE_SENDER, {**EXAMPLE_RECEIVER, "endpoint": mailbox.url}])
+    bundle = example_with_attachment()
+    communication = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Communication")
+    communication["payload"][-1]["contentAttachment"]["data"] = "not base64!!"
+    ack = hub.client.post("/fhir/$process-message", json=bundle).json()
+    assert ack["entry"][0]["resource"]["response"]["code"] == "fatal-error"
+    (issue,) = next(e["resource"] for e in ack["entry"] if e["resource"]["resourceType"] == "OperationOutcome")["issue"]
+    assert issue["details"]["coding"][0]["code"] == "MSG_Datatype_Wrong"
+    assert issue["expression"] == ["Bundle.entry[2].resource.payload[1].contentAttachment.data"]
+    with hub.engine.connect() as conn:
+        assert conn.execute(select(CONVERSIONS.c.id)).all() == []
+        kept = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
+    assert kept == ["rejected"]
+    time.sleep(0.3)
+    assert mailbox.got == []
