@@ -164,6 +164,52 @@ def validate(
 
 
 @app.command()
+def testscript(
+    script: Annotated[str, typer.Argument(help="A TestScript id from the standards store (e.g. "
+                                          "carecommunication-send-new-message, hospitalnotification-send-stin), "
+                                          "or a TestScript file")],
+    messages: Annotated[list[Path], typer.Argument(help="The messages the system sent (FHIR JSON or XML), in the "
+                                                   "order the script sends them", exists=True, dir_okay=False)],
+    out: Annotated[Path | None, typer.Option(help="Write the TestReport to this file instead of stdout")] = None,
+) -> None:
+    """Run a MedCom TestScript on the messages a system sends; print the TestReport; exit 0 when it passes."""
+    import orjson
+
+    from hub.conformance import testscript as scripts
+    from hub.core import standards
+    from hub.core.errors import HubError
+    from hub.fhir.io import parse
+    from hub.fhir.packages import PackageSet
+    from hub.fhir.validator import Validator
+
+    settings = Settings()
+    try:
+        found = scripts.load(script, settings.standards_store)
+        sent = []
+        for path in messages:
+            try:
+                sent.append(parse(path.read_bytes(), None))
+            except HubError as exc:
+                raise typer.BadParameter(f"{path} is not a FHIR resource: {exc}", param_hint="MESSAGES") from None
+        scripts.bind(found, sent)
+        validator = Validator(PackageSet(standards.package_dirs(settings.standards_store)))
+    except (scripts.ScriptNotFound, standards.SyncError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="SCRIPT") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="MESSAGES") from None
+    report = scripts.run(found, sent, validator)
+    body = orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+    if out is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    else:
+        out.write_bytes(body)
+    typer.echo(scripts.summary(report), err=True)
+    if report["result"] != "pass":
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,

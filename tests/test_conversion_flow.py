@@ -15,6 +15,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
+from hub.conformance import testscript
 from hub.convert.service import Converter, danish_display
 from hub.core.routing import RoutingTable
 from hub.fhir.messaging import ErrorCodes, ack_event, acknowledgement, read_message
@@ -103,6 +104,9 @@ def test_letters_for_a_fhir_receiver_become_one_carecommunication_and_its_ack_be
         [etree.fromstring(XDIS91), etree.fromstring(XBIN01)])[0].bundle
     assert bundle == expected  # exactly what MedCom's conversion (as tested in test_convert) gives
     assert validator.validate(bundle).ok
+    for script in ("carecommunication-send-new-message", "carecommunication-send-new-attachment-pdf"):
+        report = testscript.run(testscript.load(script, data_root / "standards"), [bundle], validator)
+        assert report["result"] == "pass", testscript.summary(report)  # the hub sends as MedCom tests senders
     assert waiting(hub) == 0
 
     # Odense acknowledges; the test centre gets one positive receipt per original envelope

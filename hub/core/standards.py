@@ -18,6 +18,10 @@ from typing import Any
 
 MANIFEST = Path(__file__).resolve().parents[2] / "schemas" / "manifest.json"
 
+# Kinds unpacked as FHIR packages. Only `fhir-package` is loaded by the validator: MedCom's TestScript packages carry
+# examples and fixtures (Bundles without canonicals) that are test material, not conformance resources.
+PACKAGE_KINDS = ("fhir-package", "fhir-testscripts")
+
 
 @dataclass(frozen=True, slots=True)
 class Standard:
@@ -92,7 +96,7 @@ def sync(
             dest.unlink()
             problems.append(f"{std.id} {std.version}: sha256 {digest} does not match the manifest's {std.sha256}")
             continue
-        if std.kind == "fhir-package":
+        if std.kind in PACKAGE_KINDS:
             _unpack_package(dest, store / "packages" / std.package_dir_name)
         report(f"synced   {std.id} {std.version}")
     if problems:
@@ -101,7 +105,7 @@ def sync(
 
 
 def _unpacked_ok(std: Standard, store: Path) -> bool:
-    if std.kind != "fhir-package":
+    if std.kind not in PACKAGE_KINDS:
         return True
     return (store / "packages" / std.package_dir_name / "package" / "package.json").exists()
 
@@ -117,11 +121,12 @@ def file_path(store: Path, standard_id: str) -> Path:
     raise SyncError(f"{standard_id} is not in the manifest")
 
 
-def package_dirs(store: Path) -> list[Path]:
-    """The unpacked FHIR packages (their `package/` folders), in manifest order."""
+def package_dirs(store: Path, kind: str = "fhir-package") -> list[Path]:
+    """The unpacked FHIR packages of a kind (their `package/` folders), in manifest order: by default those the
+    validator loads; `fhir-testscripts` for MedCom's TestScript packages."""
     out = []
     for std in load_manifest():
-        if std.kind == "fhir-package":
+        if std.kind == kind:
             p = store / "packages" / std.package_dir_name / "package"
             if not p.exists():
                 raise SyncError(f"{std.id} {std.version} is not in the store; run `hub schemas sync`")
