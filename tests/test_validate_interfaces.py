@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
 from hub.fhir import io
+from hub.medcom import vans
 from tests.conftest import SHARED, fut_appointment
 from tests.test_booking_api import FHIR, db_count
 
@@ -114,3 +117,32 @@ def test_validate_operation(hub: Any) -> None:
     assert db_count(hub, "messages", "operation LIKE '%$validate' AND status = 'validated'") == 4
     assert db_count(hub, "messages", "operation LIKE '%$validate' AND status = 'rejected'") == 2
     assert db_count(hub, "appointments") == 0  # validating books nothing
+
+
+def test_hub_validate_reads_a_vans_envelope_and_the_message_in_it(data_root: Path, tmp_path: Path,
+                                                                   packages: Any) -> None:
+    """The envelope's rules first, then the FHIR message it carries, as any FHIR message."""
+    codes = vans.StatisticalCodes.from_packages(packages)
+    example = SHARED / ("medcom/fhir/medcom.fhir.dk.carecommunication/examples/SendExamples/"
+                        "Bundle-S-A-new-1932711d-49d0-4ad7-b1ee-61de711892d2.json")
+
+    def envelope(data: bytes) -> bytes:
+        return vans.wrap(vans.VansEnvelope(vans.Endpoint("5790001987244"), vans.Endpoint("5790001353308"),
+                                           str(uuid.uuid4()), str(uuid.uuid4()), datetime.now(UTC),
+                                           "MCM:FDIS91", vans.FHIR_JSON, data), codes)
+
+    message = json.loads(example.read_bytes())
+    (tmp_path / "good.xml").write_bytes(envelope(example.read_bytes()))
+    communication = next(e["resource"] for e in message["entry"] if e["resource"]["resourceType"] == "Communication")
+    communication.pop("category")
+    (tmp_path / "bad-message.xml").write_bytes(envelope(json.dumps(message).encode()))
+    (tmp_path / "bad-envelope.xml").write_bytes(envelope(example.read_bytes()).replace(
+        b"<SizeInBytes>", b"<SizeInBytes>1"))
+    run = _hub_validate(data_root, str(tmp_path), "--format", "json")
+    report = {Path(r["file"]).name: r for r in json.loads(run.stdout)}
+    assert run.returncode == 1 and len(report) == 3
+    assert report["good.xml"]["valid"]
+    assert any("category" in " ".join(i.get("expression", [])) for i in
+               report["bad-message.xml"]["outcome"]["issue"])
+    assert any(i.get("expression") == ["VANSEnvelope/Message/MetaInformation/Document/SizeInBytes"]
+               for i in report["bad-envelope.xml"]["outcome"]["issue"])

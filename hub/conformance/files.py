@@ -1,9 +1,10 @@
 """Which files to validate, what format each is, and each file's verdict.
 
 The format is detected from the content, not trusted from the name: FHIR JSON (an object with
-`resourceType`), FHIR XML (a root in the FHIR namespace) and OIOXML (a root in a MedCom OIOXML namespace,
-validated against that namespace's schema set); HL7 v2 and SOAP join here as the hub learns them. A file of
-a format the hub does not know fails with a finding that says so.
+`resourceType`), FHIR XML (a root in the FHIR namespace), OIOXML (a root in a MedCom OIOXML namespace,
+validated against that namespace's schema set) and a VANS envelope (its rules checked, then the FHIR message
+it carries validated); HL7 v2 and SOAP join here as the hub learns them. A file of a format the hub does not
+know fails with a finding that says so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hub.core.errors import HubError
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.fhir.validator import Validator
+from hub.medcom import vans
 from hub.medcom.schemas import NAMESPACE, OioxmlSchemas, UnknownNamespace, schema_outcome
 
 SUFFIXES = {".json", ".xml"}
@@ -51,6 +53,8 @@ def detect(body: bytes) -> str:
         start = body[:2000]
         if b"http://hl7.org/fhir" in start:
             return "fhir+xml"
+        if vans.NAMESPACE_FAMILY.encode() in start:
+            return "vans"
         return "oioxml" if NAMESPACE.search(start.decode("latin-1")) else "xml"
     return "unknown"
 
@@ -82,14 +86,25 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
     kind = detect(body)
     if kind == "oioxml" and oioxml is not None:
         return FileResult(str(path), kind, _oioxml(body, oioxml))
+    if kind == "vans":
+        try:
+            envelope = vans.unwrap(body, vans.StatisticalCodes.from_packages(validator.packages))
+        except HubError as exc:
+            return FileResult(str(path), kind, exc.outcome)
+        inner = "fhir+xml" if envelope.mime_type == vans.FHIR_XML else "fhir+json"
+        return FileResult(str(path), kind, _fhir(validator, envelope.data, inner, profiles, context))
     if kind not in ("fhir+json", "fhir+xml"):
         return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON, "
-                                                                   "FHIR XML or OIOXML)"))
+                                                                   "FHIR XML, OIOXML or a VANS envelope)"))
+    return FileResult(str(path), kind, _fhir(validator, body, kind, profiles, context))
+
+
+def _fhir(validator: Validator, body: bytes, kind: str, profiles: tuple[str, ...], context: str | None) -> Outcome:
     try:
         resource = io.parse(body, "application/" + kind)
     except HubError as exc:
-        return FileResult(str(path), kind, exc.outcome)
-    return FileResult(str(path), kind, validator.validate(resource, profiles, context=context))
+        return exc.outcome
+    return validator.validate(resource, profiles, context=context)
 
 
 def _oioxml(body: bytes, schemas: OioxmlSchemas) -> Outcome:
