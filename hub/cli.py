@@ -61,19 +61,29 @@ class Target(StrEnum):
 @app.command()
 def convert(
     paths: Annotated[list[Path], typer.Argument(help="The message files: OIOXML Emessages (an XDIS91 with the "
-                                                "XBIN01s of its attachments) or a FHIR CareCommunication",
+                                                "XBIN01s of its attachments) or a FHIR CareCommunication; or an "
+                                                "answer with the message it answers: a FHIR Acknowledgement with "
+                                                "the OIOXML letters, XCTL receipts with the CareCommunication",
                                                 exists=True, dir_okay=False)],
     to: Annotated[Target, typer.Option(help="What to convert to")],
     out: Annotated[Path | None, typer.Option(help="Write one file per message produced here, and print their "
                                              "names; without it the single result goes to stdout")] = None,
 ) -> None:
-    """Convert MedCom messages as MedCom's conversion service does (XDIS91/XBIN01 ⇄ CareCommunication)."""
+    """Convert MedCom messages as MedCom's conversion service does (XDIS91/XBIN01 ⇄ CareCommunication, XCTL ⇄
+    Acknowledgement)."""
+    import uuid
+
+    from lxml import etree
+
     from hub.conformance.files import detect
+    from hub.convert.receipts import KINDS
     from hub.convert.service import Converter, danish_display
     from hub.convert.to_fhir import ConversionError
     from hub.core import standards
+    from hub.core.errors import HubError
     from hub.core.routing import RoutingError, RoutingTable
     from hub.fhir.io import parse, parse_xml_root
+    from hub.fhir.messaging import ErrorCodes, NotAMessage, ack_event, read_message
     from hub.fhir.packages import PackageSet
 
     settings = Settings()
@@ -82,24 +92,41 @@ def convert(
     except RoutingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    packages = PackageSet(standards.package_dirs(settings.standards_store))
     converter = Converter(settings.standards_store / "files" / "medcom" / "xml" / "schemas", directory.organisation,
-                          danish_display(PackageSet(standards.package_dirs(settings.standards_store))),
+                          danish_display(packages),
                           f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
     bodies = [p.read_bytes() for p in paths]
-    kinds = {detect(body) for body in bodies}
+    notes: list[str] = []
     try:
-        if to is Target.fhir:
-            if kinds != {"oioxml"}:
+        roots = [parse_xml_root(b) for b in bodies if detect(b) == "oioxml"]
+        fhir = [parse(b, f"application/{detect(b)}") for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
+        if len(roots) + len(fhir) != len(bodies):
+            raise ConversionError("give OIOXML Emessages and FHIR messages only")
+        answers = [b for b in fhir if read_message(b).event_code == "acknowledgement-message"]
+        receipts = [r for r in roots if any(etree.QName(c).localname in KINDS for c in r if isinstance(c.tag, str))]
+        if to is Target.fhir and receipts:
+            if len(fhir) != 1 or len(receipts) != len(roots):
+                raise ConversionError("--to fhir converts receipts with the one CareCommunication they answer")
+            outputs, notes = converter.acknowledgements(roots, fhir[0], ErrorCodes.load(), ack_event(packages),
+                                                        lambda: str(uuid.uuid4()))
+        elif to is Target.fhir:
+            if fhir:
                 raise ConversionError("--to fhir converts OIOXML Emessages only")
-            outputs = [o for c in converter.to_fhir([parse_xml_root(b) for b in bodies]) for o in c.outputs]
+            outputs = [o for c in converter.to_fhir(roots) for o in c.outputs]
+        elif answers:
+            if len(fhir) != 1 or not roots:
+                raise ConversionError("--to oioxml converts an Acknowledgement with the OIOXML letters it answers")
+            outputs, notes = converter.receipts(answers[0], roots)
         else:
-            if len(bodies) != 1 or not kinds <= {"fhir+json", "fhir+xml"}:
+            if len(fhir) != 1 or roots:
                 raise ConversionError("--to oioxml converts one FHIR CareCommunication message")
-            content_type = "application/fhir+json" if kinds == {"fhir+json"} else "application/fhir+xml"
-            outputs = converter.to_oioxml(parse(bodies[0], content_type)).outputs
-    except (ConversionError, ValueError) as exc:
+            outputs = converter.to_oioxml(fhir[0]).outputs
+    except (ConversionError, HubError, NotAMessage, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     if out is None:
         if len(outputs) != 1:
             typer.echo(f"error: the conversion gives {len(outputs)} messages; name a folder with --out", err=True)

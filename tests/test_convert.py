@@ -388,6 +388,39 @@ def test_hub_convert_says_why_it_cannot(data_root: Path, tmp_path: Path) -> None
     assert wrong.returncode == 1 and b"OIOXML Emessages only" in wrong.stderr
 
 
+def test_hub_convert_converts_answers_with_the_messages_they_answer(data_root: Path, tmp_path: Path,
+                                                                    schemas: OioxmlSchemas,
+                                                                    validator: Validator) -> None:
+    """MedCom's flow 2 on the command line: its Acknowledgement with flow 1's letters gives the two XCTL03s;
+    its XCTL03 with flow 1's CareCommunication gives the Acknowledgement. The ids MedCom's service made are
+    not the hub's, and the command says so."""
+    letters = [str(EXAMPLES / name) for name in ("Flow1-XDIS91_Ex_to_FHIR.xml", "Flow1-XBIN01_Ex_to_FHIR.xml")]
+    out = tmp_path / "receipts"
+    run = hub_convert(data_root, tmp_path, str(EXAMPLES / "Flow2-Acknowledgement_Ex_to_OIOXML.xml"), *letters,
+                      "--to", "oioxml", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    names = run.stdout.decode().split()
+    assert len(names) == 2 and all(Path(n).name.startswith("XCTL03-") for n in names)
+    originals = set()
+    for name in names:
+        root = etree.parse(name).getroot()
+        assert schemas.validate(root) == []
+        originals.add(root.findtext("{*}PositiveReceipt/{*}OriginalEmessage/{*}OriginalEnvelopeIdentifier"))
+    assert originals == {etree.parse(p).getroot().findtext("{*}Envelope/{*}Identifier") for p in letters}
+    assert f"answers message {MEDCOM_HEADER_ID}".encode() in run.stderr  # MedCom's own id, not the hub's
+
+    back = hub_convert(data_root, tmp_path, str(EXAMPLES / "Flow2-XCTL03_Ex_from_FHIR_XDIS91.xml"),
+                       str(EXAMPLES / "Flow1-CareCommunication_Ex_from_OIOXML.xml"), "--to", "fhir")
+    assert back.returncode == 0, back.stderr
+    ack = json.loads(back.stdout)
+    assert ack["entry"][0]["resource"]["response"] == {"identifier": MEDCOM_HEADER_ID, "code": "ok"}
+    assert validator.validate(ack).ok
+    assert b"note: the receipt answers envelope" in back.stderr
+
+    alone = hub_convert(data_root, tmp_path, str(EXAMPLES / "Flow2-XCTL03_Ex_from_FHIR_XDIS91.xml"), "--to", "fhir")
+    assert alone.returncode == 1 and b"with the one CareCommunication they answer" in alone.stderr
+
+
 def test_a_receipt_of_a_converted_letter_becomes_the_acknowledgement_of_the_fhir_message(
         converter: Converter, data_root: Path, validator: Validator) -> None:
     path = next(p for p in send_examples() if p.suffix == ".json")

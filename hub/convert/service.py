@@ -8,6 +8,7 @@ displays) once, at construction.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,14 @@ import xmlschema
 from lxml import etree
 
 from hub.convert.letter import CareLetter, read_letter, write_emessage
-from hub.convert.receipts import LetterRecord, MessageRecord, ack_to_receipts
+from hub.convert.receipts import KINDS, LetterRecord, MessageRecord, ack_to_receipts, read_receipt, receipt_to_ack
 from hub.convert.tables import CodeMaps, FieldTable, LetterKind, code_maps, field_table
 from hub.convert.to_fhir import ConversionError, Directory, FhirBuilder, derived_id, local_time
 from hub.convert.to_oioxml import Display, OioxmlBuilder, oioxml_id
-from hub.fhir.messaging import NotAMessage, read_message
+from hub.fhir.messaging import ErrorCodes, NotAMessage, read_message
 from hub.fhir.packages import PackageSet
-from hub.medcom.envelope import ENVELOPE
-from hub.medcom.receipts import version_code
+from hub.medcom.envelope import ENVELOPE, element_text, find
+from hub.medcom.receipts import ReceiptWriter, version_code
 from hub.medcom.schemas import NAMESPACE
 
 FHIR_JSON = "application/fhir+json"
@@ -132,6 +133,38 @@ class Converter:
             outputs.append(Output(f"{one.kind}-{one.get('letter.id')}.xml", OIOXML_MEDIA, body))
         return Conversion(outputs, self._message(bundle), [_record(one) for one in [letter, *binaries]], bundle)
 
+    def receipts(self, ack: dict[str, Any], originals: list[etree._Element]) -> tuple[list[Output], list[str]]:
+        """The receipts (one per original envelope) of an Acknowledgement of the CareCommunication that the
+        `originals` (an XDIS91 and its XBIN01s) became, and notes where the two do not seem to belong together."""
+        conversions = self.to_fhir(originals)
+        answered = str(((ack.get("entry") or [{}])[0].get("resource") or {}).get("response", {}).get("identifier"))
+        notes = [f"the acknowledgement answers message {answered}; the letters given became {c.message.header_id}"
+                 for c in conversions if c.message.header_id != answered]
+        bodies = ack_to_receipts(ack, [one for c in conversions for one in c.letters], self.codes,
+                                 ReceiptWriter(self.schema_root))
+        return [Output(f"{_receipt_name(body)}.xml", OIOXML_MEDIA, body) for body in bodies], notes
+
+    def acknowledgements(self, receipts: list[etree._Element], original: dict[str, Any], errors: ErrorCodes,
+                         event: dict[str, Any], new_id: Callable[[], str]) -> tuple[list[Output], list[str]]:
+        """The Acknowledgement of the CareCommunication `original` for each receipt of the letters it became,
+        and notes where a receipt names an envelope the message did not become."""
+        conversion = self.to_oioxml(original)
+        envelopes = {one.envelope_id for one in conversion.letters}
+        outputs, notes = [], []
+        for root in receipts:
+            envelope = find(root, ENVELOPE)
+            for element in (c for c in root if isinstance(c.tag, str) and etree.QName(c).localname in KINDS):
+                receipt = read_receipt(element, envelope)
+                if receipt.original_envelope not in envelopes:
+                    notes.append(f"the receipt answers envelope {receipt.original_envelope}; the message became "
+                                 f"{', '.join(sorted(envelopes))}")
+                ack = receipt_to_ack(receipt, conversion.message, self.codes, errors, event, self.fhir.base,
+                                     new_id)
+                outputs.append(_json_output(ack, "Acknowledgement"))
+        if not outputs:
+            raise ConversionError("no receipt (XCTL01, XCTL02, XCTL03) in the OIOXML given")
+        return outputs, notes
+
     @staticmethod
     def _message(bundle: dict[str, Any]) -> MessageRecord:
         try:
@@ -168,9 +201,16 @@ def _record(letter: CareLetter) -> LetterRecord:
                         v.get("envelope.ack") == "pluspositivkvitt")
 
 
-def _json_output(bundle: dict[str, Any]) -> Output:
+def _json_output(bundle: dict[str, Any], kind: str = "CareCommunication") -> Output:
     body = json.dumps(bundle, ensure_ascii=False, indent=2).encode("utf-8")
-    return Output(f"CareCommunication-{bundle['id']}.json", FHIR_JSON, body)
+    return Output(f"{kind}-{bundle['id']}.json", FHIR_JSON, body)
+
+
+def _receipt_name(body: bytes) -> str:
+    """<XCTL0n>-<letter id> of a receipt Emessage the hub wrote."""
+    root = etree.fromstring(body)
+    letter = next(c for c in root if etree.QName(c).localname in KINDS)
+    return f"{KINDS[etree.QName(letter).localname].statistical_code}-{element_text(letter, 'Letter', 'Identifier')}"
 
 
 # Where each rule the field table names is carried out (the test suite checks every rule it names is here).
