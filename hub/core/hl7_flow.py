@@ -1,0 +1,147 @@
+"""Receiving HL7 v2 (over MLLP): read, check, store, act, acknowledge; one ACK per message.
+
+Guarantees, as for MedCom messages (DESIGN.md):
+- The raw bytes of every message are stored with the verdict and the ACK it got, also when they cannot be read.
+- A message is persisted (with its effect and its ACK) before the ACK is sent; a message sent again (same MSH-10
+  from the same sending application and facility) gets its first ACK again and is not processed twice.
+- What cannot be understood at all (no MSH, broken separators, bytes that are not framed) is answered `AR`;
+  a type, trigger, version or processing id the hub does not take `AR` (HL7 table 0357: 200, 201, 203, 202);
+  a message that breaks its structure (hl7apy, strict) or lacks what its mapping needs `AE`, with an ERR segment
+  naming segment and field; otherwise `AA`. In enhanced mode (MSH-15/16 given) the answer is the accept
+  acknowledgement (`CA`/`CE`/`CR`), sent as MSH-15 asks: `AL` always, `NE` never, `ER` on errors, `SU` on success.
+
+What a message does: ADT A01/A03/A04/A08/A11 become encounter events (`hub.hl7v2.adt`), stored with the message
+and shown by `GET /fhir/Encounter` as a HospitalNotification's are.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from hub.hl7v2 import adt
+from hub.hl7v2.ack import Finding, acknowledgement
+from hub.hl7v2.message import Hl7Message, NotHl7, read
+from hub.hl7v2.structure import structure_findings
+from hub.store.encounters import event_row
+from hub.store.inbox import Effect, Inbox
+from hub.store.statements import ENCOUNTER_EVENTS
+
+log = logging.getLogger("hub.hl7v2")
+
+MEDIA_TYPE = "application/hl7-v2"
+VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+PROCESSING_IDS = ("P", "T", "D")
+TRIGGERS = {"ADT": adt.TRIGGERS}
+
+
+@dataclass
+class _Verdict:
+    code: str  # AA | AE | AR
+    findings: list[Finding]
+    effects: list[Effect]
+
+
+@dataclass
+class Hl7Flow:
+    """Thread-safe; one per process."""
+
+    engine: Engine
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __post_init__(self) -> None:
+        self.inbox = Inbox(self.engine, self.now)
+
+    def receive(self, raw: bytes, problem: str | None = None, peer: str = "") -> bytes | None:
+        """The ACK for one framed message (`problem`: what the transport could not frame), or None when the
+        sender asked for no answer (enhanced mode)."""
+        message_id = str(uuid.uuid4())
+        fields = {"id": message_id, "direction": "in", "channel": "hl7v2", "operation": f"MLLP {peer}".strip(),
+                  "content_type": MEDIA_TYPE, "raw": raw}
+        if problem is not None:
+            return self._refuse(fields, None, Finding("100", f"The bytes are not an MLLP frame: {problem}"))
+        try:
+            message = read(raw)
+        except NotHl7 as exc:
+            return self._refuse(fields, None, Finding(exc.code, exc.text, "MSH" if exc.field else None, 1, exc.field))
+        key = f"hl7v2:{message.sender}:{message.control_id}"
+        earlier = self.inbox.earlier(key) if message.control_id else None
+        if earlier is not None:
+            self.inbox.store([self.inbox.row(fields, "hl7v2", None, "duplicate", None, key)])
+            return earlier.answer
+        verdict = self._judge(message, message_id)
+        ack = acknowledgement(message, verdict.code, verdict.findings, self.now())
+        inbound = self.inbox.row(fields, "hl7v2", _outcome(verdict), "accepted" if verdict.code == "AA" else
+                                 "rejected", None, key)
+        answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": f"ACK {verdict.code}",
+                                 "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None, key)
+        try:
+            committed = self.inbox.commit([inbound, answer], key if message.control_id else None, answer["id"], [],
+                                          verdict.effects)
+        except OperationalError:
+            log.exception("HL7 v2 message could not be stored")
+            return acknowledgement(message, "AE", [Finding("207", "The hub cannot store the message now; send it "
+                                                                  "again")], self.now())
+        if not committed:  # the same message, received meanwhile on another connection
+            earlier = self.inbox.earlier(key)
+            return earlier.answer if earlier is not None else ack
+        return ack if _answered(message, verdict.code) else None
+
+    def _judge(self, message: Hl7Message, message_id: str) -> _Verdict:
+        if not message.control_id:
+            return _Verdict("AR", [Finding("101", "MSH-10 (message control id) is empty", "MSH", 1, 10)], [])
+        if message.version not in VERSIONS:
+            return _Verdict("AR", [Finding("203", f"Version {message.version or '(none)'} is not taken; the hub takes "
+                                                  f"{', '.join(VERSIONS)}", "MSH", 1, 12)], [])
+        if message.get("MSH.11.1")[:1] not in PROCESSING_IDS:
+            return _Verdict("AR", [Finding("202", f"Processing id {message.get('MSH.11') or '(none)'} is not P, T "
+                                                  "or D", "MSH", 1, 11)], [])
+        triggers = TRIGGERS.get(message.message_type)
+        if triggers is None:
+            return _Verdict("AR", [Finding("200", f"Message type {message.message_type or '(none)'} is not taken; "
+                                                  f"the hub takes {', '.join(TRIGGERS)}", "MSH", 1, 9)], [])
+        if message.trigger not in triggers:
+            return _Verdict("AR", [Finding("201", f"{message.message_type}^{message.trigger} is not taken; the hub "
+                                                  f"takes {', '.join(triggers)}", "MSH", 1, 9)], [])
+        findings = structure_findings(message)
+        if findings:
+            return _Verdict("AE", findings, [])
+        try:
+            event = adt.encounter_event(message)
+        except adt.NotAnEncounter as exc:
+            return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
+        return _Verdict("AA", [], [(ENCOUNTER_EVENTS.insert(), [event_row(event, message_id, self.now())])])
+
+    def _refuse(self, fields: dict[str, Any], message: Hl7Message | None, finding: Finding) -> bytes:
+        ack = acknowledgement(message, "AR", [finding], self.now())
+        verdict = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "structure",
+                                                                  "diagnostics": finding.text}]}
+        inbound = self.inbox.row(fields, "unknown", verdict, "rejected", None)
+        answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": "ACK AR",
+                                 "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None)
+        self.inbox.store([inbound, answer])
+        return ack
+
+
+def _answered(message: Hl7Message, code: str) -> bool:
+    """Original mode: always. Enhanced mode: as MSH-15 (accept acknowledgement type) asks."""
+    if not message.enhanced:
+        return True
+    asked = message.get("MSH.15") or "AL"
+    return asked == "AL" or (asked == "ER" and code != "AA") or (asked == "SU" and code == "AA")
+
+
+def _outcome(verdict: _Verdict) -> dict[str, Any] | None:
+    if not verdict.findings:
+        return None
+    return {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "processing", "diagnostics": f"{f.code}: {f.text}",
+         **({"expression": [f"{f.segment}-{f.field}" if f.field else f.segment]} if f.segment else {})}
+        for f in verdict.findings]}

@@ -1,0 +1,141 @@
+"""Reading an HL7 v2 message as real senders write it, with python-hl7.
+
+Real senders end segments with CR, LF or CRLF, put a byte-order mark in front, leave empty segments at the end,
+and write Danish letters in ISO-8859-1 or UTF-8. The hub reads all of that; it refuses (AR) only what cannot be
+understood at all: no MSH segment first, or encoding characters that cannot be right.
+
+Character set (MSH-18): the bytes are decoded as MSH-18 says (`8859/1`, `8859/15`, `UNICODE UTF-8`, `ASCII`, …);
+without MSH-18 (HL7's default is ASCII, which has no æøå) as UTF-8 when the bytes are UTF-8, else as
+ISO-8859-1, which is what Danish systems that leave it out write. An MSH-18 the hub does not know is refused.
+Values are read unescaped (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import hl7
+
+BOM = b"\xef\xbb\xbf"
+CHARSETS = {
+    "ASCII": "ascii",
+    "8859/1": "iso-8859-1",
+    "8859/15": "iso-8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",  # seen in the wild for UTF-8
+    "UTF-8": "utf-8",
+}
+_SEGMENT_END = re.compile(r"\r\n|\n|\r")
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+
+
+class NotHl7(ValueError):
+    """The bytes cannot be understood as an HL7 v2 message: answered AR."""
+
+    def __init__(self, text: str, code: str = "100", field: int | None = None) -> None:
+        super().__init__(text)
+        self.text, self.code, self.field = text, code, field  # code: HL7 table 0357
+
+
+@dataclass(frozen=True)
+class Hl7Message:
+    raw: bytes
+    text: str  # decoded, segments ended by CR
+    charset: str  # the Python codec the bytes were decoded with
+    parsed: hl7.Message
+
+    def get(self, path: str) -> str:
+        """A value by HL7 path (`PID.5`, `PID.5.1`, `MSH.9.2`: segment, field, component, of the first
+        repetition), unescaped; '' when absent."""
+        parts = path.split(".")
+        if len(parts) >= 3:
+            parts.insert(2, "1")  # python-hl7 reads SEG.field.repetition.component
+        try:
+            value = self.parsed[".".join(parts)]
+        except (KeyError, IndexError):
+            return ""
+        return str(value or "")
+
+    def segments(self, segment_id: str) -> list[hl7.Segment]:
+        return [s for s in self.parsed if str(s[0]) == segment_id]
+
+    @property
+    def control_id(self) -> str:
+        return self.get("MSH.10")
+
+    @property
+    def sender(self) -> str:
+        """Sending application and facility (MSH-3, MSH-4): with MSH-10, what makes a message the same again."""
+        return f"{self.get('MSH.3')}^{self.get('MSH.4')}"
+
+    @property
+    def message_type(self) -> str:
+        return self.get("MSH.9.1")
+
+    @property
+    def trigger(self) -> str:
+        return self.get("MSH.9.2")
+
+    @property
+    def version(self) -> str:
+        return self.get("MSH.12.1")
+
+    @property
+    def enhanced(self) -> bool:
+        """Enhanced acknowledgement mode: the sender gave MSH-15 or MSH-16 (HL7 v2 2.9.2)."""
+        return bool(self.get("MSH.15") or self.get("MSH.16"))
+
+
+def read(raw: bytes) -> Hl7Message:
+    body = raw[len(BOM):] if raw.startswith(BOM) else raw
+    body = body.lstrip(b" \t\r\n")
+    if not body.startswith(b"MSH"):
+        raise NotHl7("The message does not start with an MSH segment")
+    if len(body) < 8:
+        raise NotHl7("The MSH segment is cut short", field=2)
+    separator = body[3:4]
+    first_line = _SEGMENT_END.split(body[:4096].decode("latin-1"), maxsplit=1)[0]
+    fields = first_line.split(separator.decode("latin-1"))
+    encoding = fields[1] if len(fields) > 1 else ""
+    _check_separators(separator.decode("latin-1"), encoding)
+    charset = _charset(fields[17].strip() if len(fields) > 17 else "", body)
+    try:
+        text = body.decode(charset)
+    except UnicodeDecodeError as exc:
+        raise NotHl7(f"The message is not {charset} as MSH-18 says: byte {exc.start} cannot be read", code="102",
+                     field=18) from None
+    sep = separator.decode("latin-1")
+    segments = [s for s in _SEGMENT_END.split(text) if s.strip()]
+    for number, segment in enumerate(segments, 1):
+        if not _SEGMENT_ID.fullmatch(segment[:3]) or (len(segment) > 3 and segment[3] != sep):
+            raise NotHl7(f"Segment {number} does not start with a segment id and the field separator: "
+                         f"{segment[:10]!r}")
+    text = "\r".join(segments)
+    try:
+        parsed = hl7.parse(text)
+    except (hl7.ParseException, IndexError, ValueError) as exc:
+        raise NotHl7(f"The message cannot be parsed: {exc}") from None
+    return Hl7Message(raw, text, charset, parsed)
+
+
+def _check_separators(field: str, encoding: str) -> None:
+    """MSH-1 and MSH-2: one field separator and 4 (5 from v2.7) encoding characters, all different, none a
+    letter, digit or line end."""
+    chars = field + encoding
+    if not 4 <= len(encoding) <= 5 or len(set(chars)) != len(chars) or any(c.isalnum() or c in "\r\n " for c in
+                                                                            chars):
+        raise NotHl7(f"MSH-1/MSH-2 are not usable separators: {field!r} and {encoding!r}", code="102", field=2)
+
+
+def _charset(msh18: str, body: bytes) -> str:
+    if msh18:
+        found = CHARSETS.get(msh18.split("^")[0].upper())
+        if found is None:
+            raise NotHl7(f"MSH-18 names a character set the hub does not read: {msh18}", code="102", field=18)
+        return found
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "iso-8859-1"
+    return "utf-8"

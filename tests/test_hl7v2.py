@@ -1,0 +1,178 @@
+"""HL7 v2 in: reading what real senders write, the ACK for each case, ADT → encounter events, persisted before the
+ACK and not processed twice. (Over real TCP in tests/test_mllp_flow.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
+from sqlalchemy import Engine, select
+
+from hub.core.hl7_flow import Hl7Flow
+from hub.hl7v2.message import NotHl7, read
+from hub.store.db import make_engine, migrate
+from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES
+
+CPR = "0101011234"
+
+
+def adt(trigger: str = "A01", control_id: str = "M1", version: str = "2.5", charset: str = "8859/1",
+        name: str = "Bærggren^Nåncy", end: str = "", patient_class: str = "I", visit: str = "V123") -> str:
+    msh18 = f"|||||DAN|{charset}" if charset else ""
+    return "\r".join([
+        f"MSH|^~\\&|EPJ|OUH|HUB|HUB|20270312090000||ADT^{trigger}^ADT_A01|{control_id}|P|{version}{msh18}",
+        f"EVN|{trigger}|20270312085500",
+        f"PID|1||{CPR}^^^CPR^NNDNK~X77^^^OUH^MR||{name}||19010101|F",
+        f"PV1|1|{patient_class}|OUH^K1^3||||||||||||||||{visit}^^^OUH^VN" + "|" * 25 + f"20270312084500|{end}",
+    ]) + "\r"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    migrate(engine)
+    return engine
+
+
+def segments(ack: bytes, charset: str = "iso-8859-1") -> dict[str, list[str]]:
+    return {line[:3]: line.split("|") for line in ack.decode(charset).split("\r") if line}
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ending", ["\r", "\n", "\r\n"])
+def test_segment_ends_a_bom_and_trailing_empty_segments_are_read(ending: str) -> None:
+    raw = b"\xef\xbb\xbf" + adt(charset="UNICODE UTF-8").replace("\r", ending).encode() + ending.encode() * 3
+    message = read(raw)
+    assert [str(s[0]) for s in message.parsed] == ["MSH", "EVN", "PID", "PV1"]
+    assert message.get("PID.5.1") == "Bærggren" and message.charset == "utf-8"
+
+
+def test_danish_letters_in_both_encodings_and_escape_sequences() -> None:
+    latin = read(adt(name="Bærggren^Nåncy \\T\\ Ø\\F\\\\X41\\").encode("iso-8859-1"))
+    utf8 = read(adt(charset="UNICODE UTF-8", name="Bærggren^Nåncy \\T\\ Ø\\F\\\\X41\\").encode("utf-8"))
+    for message in (latin, utf8):
+        assert message.get("PID.5.1") == "Bærggren"
+        assert message.get("PID.5.2") == "Nåncy & Ø|A"
+    unsaid = read(adt(charset="").encode("iso-8859-1"))  # no MSH-18 and not UTF-8: ISO-8859-1
+    assert unsaid.charset == "iso-8859-1" and unsaid.get("PID.5.1") == "Bærggren"
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    (b"PID|1||x\r", "100"),  # no MSH
+    (b"MSH|^~\\|EPJ\r", "102"),  # three encoding characters
+    (b"MSH|^^\\&|EPJ\r", "102"),  # the same character twice
+    (b"MSH|^~\\&|EPJ||||||ADT^A01|1|P|2.5\rP D|1\r", "100"),  # a segment without an id
+    (b"MSH|^~\\&|EPJ||||||ADT^A01|1|P|2.5||||||KOI8-R\r", "102"),  # a character set the hub does not read
+    (b"MSH|^~\\&|EPJ||||||ADT^A01|1|P|2.5||||||UNICODE UTF-8\rPID|\xe6\r", "102"),  # not the UTF-8 it says
+    (b"\x00\x01binary\xff", "100"),
+])
+def test_what_cannot_be_understood_is_refused_with_its_code(raw: bytes, code: str) -> None:
+    with pytest.raises(NotHl7) as refused:
+        read(raw)
+    assert refused.value.code == code
+
+
+# --- the flow: ACKs, persistence, duplicates, encounter events ----------------------------------------------
+
+def test_an_admission_is_acknowledged_aa_stored_and_an_encounter_event(engine: Engine) -> None:
+    flow = Hl7Flow(engine)
+    ack = flow.receive(adt().encode("iso-8859-1"), peer="127.0.0.1:5000")
+    assert ack is not None
+    seg = segments(ack)
+    assert seg["MSA"][1:3] == ["AA", "M1"]
+    assert seg["MSH"][2:6] == ["HUB", "HUB", "EPJ", "OUH"]  # from the receiver back to the sender
+    assert seg["MSH"][8] == "ACK^A01^ACK" and seg["MSH"][11] == "2.5" and seg["MSH"][17] == "8859/1"
+    assert "ERR" not in seg
+    parsed = parse_message(ack.decode("iso-8859-1"), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    parsed.validate()  # the ACK itself is a valid v2.5 ACK
+    with engine.connect() as conn:
+        (event,) = conn.execute(select(ENCOUNTER_EVENTS)).all()
+        rows = conn.execute(select(MESSAGES.c.direction, MESSAGES.c.status, MESSAGES.c.raw)).all()
+    assert (event.event, event.status, event.encounter_class) == ("ADT^A01", "in-progress", "IMP")
+    assert event.patient_identifier == f"urn:oid:1.2.208.176.1.2|{CPR}"
+    assert {(r.direction, r.status) for r in rows} == {("in", "accepted"), ("out", "sent")}
+    assert next(r.raw for r in rows if r.direction == "in") == adt().encode("iso-8859-1")
+
+
+def test_a_message_sent_again_gets_its_first_ack_and_is_not_processed_twice(engine: Engine) -> None:
+    flow = Hl7Flow(engine)
+    first = flow.receive(adt().encode("iso-8859-1"))
+    again = flow.receive(adt().encode("iso-8859-1"))
+    assert again == first
+    with engine.connect() as conn:
+        assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 1
+        statuses = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
+    assert sorted(statuses) == ["accepted", "duplicate"]
+
+
+def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> None:
+    flow = Hl7Flow(engine)
+    flow.receive(adt().encode("iso-8859-1"))
+    flow.receive(adt("A03", "M2", end="20270315120000").encode("iso-8859-1"))
+    flow.receive(adt("A11", "M3", visit="V999").encode("iso-8859-1"))
+    with engine.connect() as conn:
+        events = {(e.event, e.status, e.end is not None) for e in conn.execute(select(ENCOUNTER_EVENTS)).all()}
+    assert events == {("ADT^A01", "in-progress", False), ("ADT^A03", "finished", True),
+                      ("ADT^A11", "cancelled", False)}
+
+
+@pytest.mark.parametrize(("raw", "code", "err_code", "where"), [
+    (adt().replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01"), "AR", "200", "MSH^1^9"),
+    (adt().replace("ADT^A01^ADT_A01", "ADT^A40^ADT_A39"), "AR", "201", "MSH^1^9"),
+    (adt(version="2.7"), "AR", "203", "MSH^1^12"),
+    (adt().replace("|M1|P|", "|M1|X|"), "AR", "202", "MSH^1^11"),
+    (adt().replace("|M1|P|", "||P|"), "AR", "101", "MSH^1^10"),
+    (adt().replace("EVN|A01|20270312085500", "EVN|A01|2027x"), "AE", "102", "EVN^1^2"),
+    (adt().replace("||Bærggren^Nåncy||", "||||"), "AE", "101", "PID^1^5"),
+    (adt(visit=""), "AE", "101", "PV1^1^19"),
+])
+def test_each_problem_gets_its_ack_code_and_an_err_naming_segment_and_field(
+        engine: Engine, raw: str, code: str, err_code: str, where: str) -> None:
+    ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
+    assert ack is not None
+    seg = segments(ack)
+    assert seg["MSA"][1] == code
+    assert seg["MSA"][2] == ("M1" if "||P|" not in raw else "")  # MSA-2 echoes MSH-10
+    assert seg["ERR"][2] == where and seg["ERR"][3].split("^")[0] == err_code
+    with engine.connect() as conn:
+        assert conn.execute(select(ENCOUNTER_EVENTS.c.id)).all() == []
+        assert conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalar_one() == "rejected"
+
+
+def test_garbage_and_unframed_bytes_are_answered_ar_and_kept(engine: Engine) -> None:
+    flow = Hl7Flow(engine)
+    for raw, problem in ((b"\x00\xffgarbage", None), (b"MSH|^~\\&|half a mess", "the connection ended mid-frame")):
+        ack = flow.receive(raw, problem)
+        assert ack is not None
+        seg = segments(ack, "utf-8")
+        assert seg["MSA"][1:3] == ["AR", ""] and seg["ERR"][3].startswith("100^")
+    with engine.connect() as conn:
+        kept = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.direction == "in")).scalars().all()
+    assert sorted(kept) == sorted([b"\x00\xffgarbage", b"MSH|^~\\&|half a mess"])
+
+
+def test_enhanced_mode_answers_as_msh15_asks(engine: Engine) -> None:
+    flow = Hl7Flow(engine)
+
+    def enhanced(accept: str, control_id: str, broken: bool = False) -> bytes | None:
+        raw = adt(control_id=control_id).replace("|P|2.5|||||DAN|", f"|P|2.5|||{accept}|NE|DAN|")
+        if broken:
+            raw = raw.replace("EVN|A01|20270312085500", "EVN|A01|2027x")
+        return flow.receive(raw.encode("iso-8859-1"))
+
+    assert segments(enhanced("AL", "E1") or b"")["MSA"][1] == "CA"
+    assert enhanced("NE", "E2") is None
+    assert enhanced("ER", "E3") is None and segments(enhanced("ER", "E4", broken=True) or b"")["MSA"][1] == "CE"
+    assert enhanced("SU", "E5", broken=True) is None and segments(enhanced("SU", "E6") or b"")["MSA"][1] == "CA"
+
+
+def test_v23_acks_use_err1(engine: Engine) -> None:
+    raw = adt(version="2.3").replace("ADT^A01^ADT_A01", "ADT^A01").replace("||Bærggren^Nåncy||", "||||")
+    ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
+    assert ack is not None
+    seg = segments(ack)
+    assert seg["MSH"][8] == "ACK^A01"  # no message structure component before v2.3.1
+    assert seg["MSA"][1] == "AE" and seg["ERR"][1].startswith("PID^1^5^101&Missing required child PID.PID_5&")
