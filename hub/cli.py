@@ -241,8 +241,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes for the API")] = 1,
+    mllp_port: Annotated[int, typer.Option(help="Port of the HL7 v2 MLLP listener; 0 turns it off")] = 2575,
 ) -> None:
-    """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too."""
+    """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too; the
+    MLLP listener for HL7 v2 runs beside the API (its own process)."""
     from hub.api import serving
     from hub.api.server_thread import free_port, wait_until_healthy
     from hub.core.logging import configure
@@ -272,14 +274,45 @@ def serve(
         writer = WriterProcess(settings.effective_database_url, settings.log_level)
         writer.start()
         os.environ.update(writer.environment)
+    mllp_proc = None
+    if mllp_port:
+        mllp_proc = subprocess.Popen([sys.executable, "-m", "hub", "mllp", "--host", host, "--port", str(mllp_port)])
     try:
         serving.serve(host, port, workers, settings.log_level)
     finally:
+        if mllp_proc is not None:
+            mllp_proc.send_signal(signal.SIGTERM)
+            mllp_proc.wait(40)
         if writer is not None:
             writer.stop()
         if vdx_proc is not None:
             vdx_proc.send_signal(signal.SIGTERM)
             vdx_proc.wait(10)
+
+
+@app.command()
+def mllp(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 2575,
+) -> None:
+    """Run the HL7 v2 MLLP listener alone: each message stored, acted on and answered with its ACK."""
+    import threading
+
+    from hub.core.hl7_flow import Hl7Flow
+    from hub.core.logging import configure
+    from hub.hl7v2.mllp import MllpServer
+    from hub.store.db import make_engine, migrate
+
+    settings = Settings()
+    configure(settings.log_level)
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    with MllpServer(Hl7Flow(engine).handle, host, port).start_in_thread() as server:
+        typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
+        stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
 
 
 @vdx_app.command("serve")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from hub.hl7v2 import adt
 from hub.hl7v2.ack import Finding, acknowledgement
 from hub.hl7v2.message import Hl7Message, NotHl7, read
+from hub.hl7v2.mllp import Peer, Problem
 from hub.hl7v2.structure import structure_findings
 from hub.store.encounters import event_row
 from hub.store.inbox import Effect, Inbox
@@ -66,7 +67,11 @@ class Hl7Flow:
         fields = {"id": message_id, "direction": "in", "channel": "hl7v2", "operation": f"MLLP {peer}".strip(),
                   "content_type": MEDIA_TYPE, "raw": raw}
         if problem is not None:
-            return self._refuse(fields, None, Finding("100", f"The bytes are not an MLLP frame: {problem}"))
+            try:  # enough of it may be readable to answer MSH-10 (a message cut at the size limit)
+                partial: Hl7Message | None = read(raw)
+            except NotHl7:
+                partial = None
+            return self._refuse(fields, partial, Finding("100", f"Not taken: {problem}"))
         try:
             message = read(raw)
         except NotHl7 as exc:
@@ -93,6 +98,17 @@ class Hl7Flow:
             earlier = self.inbox.earlier(key)
             return earlier.answer if earlier is not None else ack
         return ack if _answered(message, verdict.code) else None
+
+    def handle(self, raw: bytes, problem: Problem | None, peer: Peer) -> bytes | None:
+        """The MLLP server's handler (`hub.hl7v2.mllp`)."""
+        if problem is Problem.HANDLER_FAILED:  # receive() itself failed on these bytes: answer without the store
+            try:
+                message: Hl7Message | None = read(raw)
+            except NotHl7:
+                message = None
+            return acknowledgement(message, "AE", [Finding("207", "The hub could not process the message; send it "
+                                                                  "again")], self.now())
+        return self.receive(raw, str(problem) if problem is not None else None, str(peer))
 
     def _judge(self, message: Hl7Message, message_id: str) -> _Verdict:
         if not message.control_id:

@@ -1,0 +1,97 @@
+"""HL7 v2 over real TCP: the MLLP listener with the hub's flow behind it. Many senders at once, Danish letters in
+both encodings, malformed input answered AE/AR, and nothing acknowledged is lost when a connection is cut."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from hub.core.hl7_flow import Hl7Flow
+from hub.hl7v2.mllp import MllpClient, MllpServer, MllpServerThread, frame
+from hub.store.db import make_engine, migrate
+from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES
+from tests.test_hl7v2 import adt, segments
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def listener(engine: Engine) -> Iterator[MllpServerThread]:
+    with MllpServer(Hl7Flow(engine).handle, "127.0.0.1", 0).start_in_thread() as server:
+        yield server
+
+
+def test_many_senders_at_once_each_message_acknowledged_and_stored_once(
+        listener: MllpServerThread, engine: Engine) -> None:
+    def sender(number: int) -> list[bytes]:
+        with MllpClient("127.0.0.1", listener.port) as client:
+            return [client.send(adt(control_id=f"S{number}-{i}", visit=f"V{number}-{i}").encode("iso-8859-1"))
+                    for i in range(10)]
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(sender, range(12)))
+    for number, acks in enumerate(answers):
+        assert [segments(a)["MSA"][1:3] for a in acks] == [["AA", f"S{number}-{i}"] for i in range(10)]
+    with engine.connect() as conn:
+        assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 120
+    # one of them again, on a new connection: the same ACK, nothing processed twice
+    with MllpClient("127.0.0.1", listener.port) as client:
+        assert client.send(adt(control_id="S3-4", visit="V3-4").encode("iso-8859-1")) == answers[3][4]
+    with engine.connect() as conn:
+        assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 120
+
+
+@pytest.mark.parametrize(("charset", "codec"), [("8859/1", "iso-8859-1"), ("UNICODE UTF-8", "utf-8")])
+def test_danish_letters_arrive_in_either_encoding(listener: MllpServerThread, engine: Engine, charset: str,
+                                                  codec: str) -> None:
+    with MllpClient("127.0.0.1", listener.port) as client:
+        ack = client.send(adt(charset=charset, name="Ærø^Søren Åge").encode(codec))
+    assert segments(ack, codec)["MSA"][1] == "AA" and segments(ack, codec)["MSH"][17] == charset
+    with engine.connect() as conn:
+        raw = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.direction == "in")).scalar_one()
+    assert raw.decode(codec).count("Ærø^Søren Åge") == 1
+
+
+def test_malformed_input_is_answered_and_the_connection_goes_on(listener: MllpServerThread, engine: Engine) -> None:
+    with MllpClient("127.0.0.1", listener.port) as client:
+        cases = {
+            b"garbage without an MSH": "AR",
+            b"MSH|^~\\&|EPJ\r": "AR",  # cut short: MSH without its separators' fields
+            b"MSH|^~|EPJ||||||ADT^A01|X|P|2.5\r": "AR",  # broken encoding characters
+            adt(control_id="T1").replace("PV1|1|I", "PV1|1|I").split("PV1")[0].encode("iso-8859-1"): "AE",  # no PV1
+        }
+        for payload, code in cases.items():
+            assert segments(client.send(payload))["MSA"][1] == code, payload
+        assert segments(client.send(adt(control_id="AFTER").encode("iso-8859-1")))["MSA"][1:3] == ["AA", "AFTER"]
+        client.write(b"\x00\x01\x02 binary junk, no frame")
+        assert segments(client.receive())["MSA"][1] == "AR"
+    with engine.connect() as conn:
+        kept = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
+    assert sorted(kept) == ["accepted"] + ["rejected"] * 5
+
+
+def test_a_connection_cut_mid_message_loses_nothing_already_acknowledged(
+        listener: MllpServerThread, engine: Engine) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(frame(adt(control_id="C1").encode("iso-8859-1")))
+        answer = b""
+        while not answer.endswith(b"\x1c\r"):
+            answer += sock.recv(4096)
+        assert b"MSA|AA|C1" in answer
+        sock.sendall(frame(adt(control_id="C2").encode("iso-8859-1"))[:60])  # and then the line goes
+    with MllpClient("127.0.0.1", listener.port) as client:  # the sender resends what it had no ACK for
+        assert b"MSA|AA|C2" in client.send(adt(control_id="C2", visit="V2").encode("iso-8859-1"))
+    with engine.connect() as conn:
+        stored = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.direction == "in")).scalars().all()
+        assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 2
+    assert len(stored) == 2 and all(b"|C1|" in r or b"|C2|" in r for r in stored)  # the cut half is not a message
