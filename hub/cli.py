@@ -298,19 +298,24 @@ def mllp(
     """Run the HL7 v2 MLLP listener alone: each message stored, acted on and answered with its ACK."""
     import threading
 
+    from hub.api.app import booking_flow
     from hub.core.hl7_flow import Hl7Flow
     from hub.core.logging import configure
     from hub.hl7v2.mllp import MllpServer
-    from hub.store.db import make_engine, migrate
+    from hub.hl7v2.siu import VideoPolicy
+    from hub.store.db import make_engine, migrate, session_factory
 
     settings = Settings()
     configure(settings.log_level)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
+    # Without a video service (HUB_VDX_URL) SIU video consultations are answered AE: there is nowhere to book.
+    bookings = booking_flow(settings, engine, session_factory(engine)) if settings.vdx_url else None
+    video = VideoPolicy(frozenset(c.strip() for c in settings.hl7v2_video_codes.split(",") if c.strip()))
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    with MllpServer(Hl7Flow(engine).handle, host, port).start_in_thread() as server:
+    with MllpServer(Hl7Flow(engine, bookings, video).handle, host, port).start_in_thread() as server:
         typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
 

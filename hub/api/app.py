@@ -17,6 +17,8 @@ from typing import Any
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api import balance
@@ -81,6 +83,19 @@ _WARM_UP: dict[str, Any] = {
                      "type": [{"coding": [{"system": "urn:x", "code": "x"}]}]}]}
 
 
+def booking_flow(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> BookingFlow:
+    """The booking flow on the configured VDX (HUB_VDX_URL), committing through the store writer process when
+    `hub serve` gave one."""
+    vdx = VdxClient(settings.vdx_url or "", timeout=settings.vdx_timeout_seconds, retries=settings.vdx_retries,
+                    token_url=settings.vdx_token_url, client_id=settings.vdx_client_id,
+                    client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email)
+    committer: Committer | None = None
+    if settings.store_writer and settings.store_writer_key:
+        committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
+                                 GroupCommit(engine, WriterLock(engine)))
+    return BookingFlow(sessions, vdx, committer=committer)
+
+
 def build_services(settings: Settings) -> Services:
     """Everything the hub needs, built once: database (migrated), packages, rules, VDX client, flow."""
     if not settings.vdx_url:
@@ -89,14 +104,7 @@ def build_services(settings: Settings) -> Services:
     migrate(engine)
     sessions = session_factory(engine)
     packages = PackageSet(standards.package_dirs(settings.standards_store))
-    vdx = VdxClient(settings.vdx_url, timeout=settings.vdx_timeout_seconds, retries=settings.vdx_retries,
-                    token_url=settings.vdx_token_url, client_id=settings.vdx_client_id,
-                    client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email)
-    committer: Committer | None = None
-    if settings.store_writer and settings.store_writer_key:
-        committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
-                                 GroupCommit(engine, WriterLock(engine)))
-    flow = BookingFlow(sessions, vdx, committer=committer)
+    flow = booking_flow(settings, engine, sessions)
     structure = StructureValidator(packages)
     validator = Validator(packages, structure)
     rules = VideoAppointmentRules(packages, validator)

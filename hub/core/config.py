@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     xdis13_video_pattern: str = Field("(?i)video", description="A regular expression: a booking confirmation "
                                       "(XDIS13) whose text matches it is a video consultation, booked in VDX")
     xdis13_minutes: int = Field(30, description="How long a meeting booked by an XDIS13 lasts (it has no end)")
+    hl7v2_video_codes: str = Field("VIDEO", description="Codes (comma-separated) that mark an HL7 v2 SIU as a "
+                                   "video consultation, in SCH-7, SCH-8 or AIS-3")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
                                         "the rest of its message (XDIS91 ⇄ XBIN01) before it is refused")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")

@@ -19,11 +19,11 @@ from hub.core.booking import BookingFlow
 from hub.core.errors import HubError
 from hub.fhir import appointment as fa
 from hub.medcom.booking_confirmation import (
+    KEY_PREFIX,
     NotABooking,
     Xdis13Policy,
     is_video,
     read_confirmation,
-    to_appointment,
     to_meeting_request,
 )
 from hub.medcom.envelope import Letter
@@ -52,7 +52,7 @@ class ConfirmationBookings:
             request = to_meeting_request(confirmation, self.policy)
         except NotABooking as exc:
             return Booked(Refusal("ikke_specificeret", str(exc)))
-        render = partial(fa.render, to_appointment(request), profile=None)
+        render = partial(fa.render, fa.core_appointment(request, f"urn:hub:{KEY_PREFIX}"), profile=None)
         inbound = {"direction": "in", "channel": "oioxml", "format": "oioxml", "operation": "XDIS13 booking",
                    "content_type": "application/xml", "raw": etree.tostring(letter.element), "verdict": None,
                    "status": "accepted"}

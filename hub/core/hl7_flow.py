@@ -11,7 +11,10 @@ Guarantees, as for MedCom messages (DESIGN.md):
   acknowledgement (`CA`/`CE`/`CR`), sent as MSH-15 asks: `AL` always, `NE` never, `ER` on errors, `SU` on success.
 
 What a message does: ADT A01/A03/A04/A08/A11 become encounter events (`hub.hl7v2.adt`), stored with the message
-and shown by `GET /fhir/Encounter` as a HospitalNotification's are.
+and shown by `GET /fhir/Encounter` as a HospitalNotification's are. SIU S12/S13/S14/S15/S17/S26 for a video
+consultation (`hub.hl7v2.siu`) book, move, change or cancel its VDX room through the booking flow, exactly as a
+FHIR Appointment does (the message is kept with the booking too); a change to an appointment the hub has not
+booked is `AE` 204; VDX unavailable is `AE` 207, and the message is processed anew when it is sent again.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from hub.hl7v2 import adt
+from hub.core.booking import BookingFlow
+from hub.core.errors import HubError
+from hub.fhir import appointment as fa
+from hub.hl7v2 import adt, siu
 from hub.hl7v2.ack import Finding, acknowledgement
 from hub.hl7v2.message import Hl7Message, NotHl7, read
 from hub.hl7v2.mllp import Peer, Problem
+from hub.hl7v2.siu import VideoPolicy
 from hub.hl7v2.structure import structure_findings
 from hub.store.encounters import event_row
 from hub.store.inbox import Effect, Inbox
@@ -40,7 +48,7 @@ log = logging.getLogger("hub.hl7v2")
 MEDIA_TYPE = "application/hl7-v2"
 VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 PROCESSING_IDS = ("P", "T", "D")
-TRIGGERS = {"ADT": adt.TRIGGERS}
+TRIGGERS = {"ADT": adt.TRIGGERS, "SIU": siu.TRIGGERS}
 
 
 @dataclass
@@ -48,6 +56,7 @@ class _Verdict:
     code: str  # AA | AE | AR
     findings: list[Finding]
     effects: list[Effect]
+    remember: bool = True  # False: the sender is asked to send it again, so a resend is processed anew
 
 
 @dataclass
@@ -55,6 +64,8 @@ class Hl7Flow:
     """Thread-safe; one per process."""
 
     engine: Engine
+    bookings: BookingFlow | None = None  # SIU video consultations booked in VDX
+    video: VideoPolicy = VideoPolicy()
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __post_init__(self) -> None:
@@ -88,8 +99,8 @@ class Hl7Flow:
         answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": f"ACK {verdict.code}",
                                  "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None, key)
         try:
-            committed = self.inbox.commit([inbound, answer], key if message.control_id else None, answer["id"], [],
-                                          verdict.effects)
+            remembered = key if message.control_id and verdict.remember else None
+            committed = self.inbox.commit([inbound, answer], remembered, answer["id"], [], verdict.effects)
         except OperationalError:
             log.exception("HL7 v2 message could not be stored")
             return acknowledgement(message, "AE", [Finding("207", "The hub cannot store the message now; send it "
@@ -129,11 +140,44 @@ class Hl7Flow:
         findings = structure_findings(message)
         if findings:
             return _Verdict("AE", findings, [])
+        if message.message_type == "SIU":
+            return self._schedule(message)
         try:
             event = adt.encounter_event(message)
         except adt.NotAnEncounter as exc:
             return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
         return _Verdict("AA", [], [(ENCOUNTER_EVENTS.insert(), [event_row(event, message_id, self.now())])])
+
+    def _schedule(self, message: Hl7Message) -> _Verdict:
+        """An SIU for a video consultation: booked, changed or cancelled through the booking flow."""
+        try:
+            request = siu.meeting_request(message)
+        except siu.NotAMeeting as exc:
+            return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
+        if not self.video.matches(message):
+            return _Verdict("AA", [], [])  # not a video consultation: kept, nothing to book
+        if self.bookings is None:
+            return _Verdict("AE", [Finding("207", "The hub has no video service here to book the room in; send the "
+                                                  "message again")], [], remember=False)
+        render = partial(fa.render, fa.core_appointment(request, f"urn:hub:{siu.KEY_PREFIX}"), profile=None)
+        inbound = {"direction": "in", "channel": "hl7v2", "format": "hl7v2", "content_type": MEDIA_TYPE,
+                   "operation": f"SIU^{message.trigger} booking", "raw": message.raw, "verdict": None,
+                   "status": "accepted"}
+        patient = (None, request.patient.identifier.key if request.patient and request.patient.identifier else None)
+        try:
+            if message.trigger == "S12":
+                self.bookings.book(request, render, inbound, patient)
+            else:
+                booked = self.bookings.booked_by(request.source_key)
+                if booked is None:
+                    return _Verdict("AE", [Finding("204", f"No appointment {request.source_key.split(':')[-1]} from "
+                                                          "this sender is booked here", "SCH", 1, 1)], [])
+                self.bookings.update(booked, request, render, inbound, patient)
+        except HubError as exc:
+            why = "; ".join(i.diagnostics or i.code for i in exc.outcome.issues)
+            return _Verdict("AE", [Finding("207", f"The video room cannot be booked now ({why}); send the message "
+                                                  "again")], [], remember=exc.status < 500)
+        return _Verdict("AA", [], [])
 
     def _refuse(self, fields: dict[str, Any], message: Hl7Message | None, finding: Finding) -> bytes:
         ack = acknowledgement(message, "AR", [finding], self.now())

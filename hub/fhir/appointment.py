@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -85,6 +85,24 @@ def to_meeting_request(appt: dict[str, Any], key: str) -> MeetingRequest:
         end_meeting_on_end_time=_extension(appt, "ehealth-end-meeting-on-end-time"),
         participants=tuple(_participant(p, contained) for p in appt.get("participant", [])),
     )
+
+
+def core_appointment(request: MeetingRequest, identifier_system: str) -> dict[str, Any]:
+    """The core R4 Appointment the hub keeps and shows for a meeting booked from another format (a MedCom
+    booking confirmation, an HL7 v2 SIU): what those say is not enough for FUT's video appointment profile.
+    The source key is its identifier; participants by identifier."""
+    return {
+        "resourceType": "Appointment",
+        "identifier": [{"system": identifier_system, "value": request.source_key}],
+        "status": request.status,
+        "description": request.subject,
+        "start": request.start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "end": request.end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "participant": [{"actor": {**({"identifier": {"system": p.identifier.system, "value": p.identifier.value}}
+                                      if p.identifier else {}), **({"display": p.display} if p.display else {})},
+                         "status": p.status or "accepted"} for p in request.participants
+                        if p.identifier or p.display],
+    }
 
 
 def patient_search_keys(req: MeetingRequest) -> tuple[str | None, str | None]:

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from hub.convert.tables import MAPPINGS, code_maps
@@ -49,7 +49,7 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
     end = hl7_time(message.get("PV1.45"))
     status = STATUS.get(trigger) or ("finished" if end else "in-progress")
     start = hl7_time(message.get("PV1.44"))
-    patient = _patient(message)
+    patient = patient_identifier(message)
     encounter_class = code_maps(MAPPINGS / "hl7v2-patient-class.json").get(V2_CLASS, ACT_CODE,
                                                                           message.get("PV1.2") or None)
     resource: dict[str, object] = {
@@ -71,7 +71,7 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
                           resource=resource)
 
 
-def _patient(message: Hl7Message) -> Identifier | None:
+def patient_identifier(message: Hl7Message) -> Identifier | None:
     """The PID-3 repetition that is a CPR number (by identifier type or authority), else the first."""
     first: Identifier | None = None
     for repetition in _repetitions(message, "PID", 3):
@@ -99,7 +99,8 @@ def _repetitions(message: Hl7Message, segment: str, field: int) -> list[tuple[st
 
 
 def hl7_time(value: str) -> datetime | None:
-    """An HL7 DTM/TS (`YYYYMMDD[HHMM[SS[.S…]]][+ZZZZ]`) as an aware datetime; Danish time without an offset."""
+    """An HL7 DTM/TS (`YYYYMMDD[HHMM[SS[.S…]]][+ZZZZ]`) as an aware datetime in UTC (the canonical model's
+    times); Danish time without an offset."""
     value = value.split("^")[0].strip()
     if len(value) < 8 or not value[:8].isdigit():
         return None
@@ -114,5 +115,5 @@ def hl7_time(value: str) -> datetime | None:
     except ValueError:
         return None
     if zone and len(zone) == 5:
-        return datetime.fromisoformat(moment.isoformat() + f"{zone[:3]}:{zone[3:]}")
-    return moment.replace(tzinfo=COPENHAGEN)
+        return datetime.fromisoformat(moment.isoformat() + f"{zone[:3]}:{zone[3:]}").astimezone(UTC)
+    return moment.replace(tzinfo=COPENHAGEN).astimezone(UTC)

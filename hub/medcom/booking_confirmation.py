@@ -105,22 +105,6 @@ def to_meeting_request(confirmation: BookingConfirmation, policy: Xdis13Policy) 
                           participants=tuple(participants))
 
 
-def to_appointment(request: MeetingRequest) -> dict[str, object]:
-    """The FHIR R4 Appointment the hub keeps and shows for a meeting booked by an XDIS13 (core R4: what the
-    letter says is not enough for FUT's video appointment profile)."""
-    return {
-        "resourceType": "Appointment",
-        "identifier": [{"system": f"urn:hub:{KEY_PREFIX}", "value": request.source_key}],
-        "status": request.status,
-        "description": request.subject,
-        "start": request.start.isoformat().replace("+00:00", "Z"),
-        "end": request.end.isoformat().replace("+00:00", "Z"),
-        "participant": [{"actor": {"identifier": {"system": p.identifier.system, "value": p.identifier.value},
-                                   **({"display": p.display} if p.display else {})},
-                         "status": p.status or "accepted"} for p in request.participants if p.identifier],
-    }
-
-
 @dataclass(frozen=True)
 class Party:
     """Who an XDIS13 is from or to: EAN, the id XDIS13 names it by (SOR id, else the EAN) and its name."""

@@ -1,0 +1,114 @@
+"""HL7 v2 SIU → the canonical meeting (pure): what the hub books, moves or cancels for a scheduling message.
+
+- The booking is known by the sending facility and the placer appointment id (SCH-1, else the filler's SCH-2),
+  so every message about one appointment finds the booking the first one made.
+- What it asks: S12 book; S13 (rescheduled) and S14 (modified) change the booking; S15 cancels, S17 deletes
+  (entered-in-error: deleted at the source) and S26 records a no-show, whatever SCH-25 says. Otherwise the
+  status is SCH-25 (HL7 table 0278) by `mappings/hl7v2-appointment-status.json`, booked when absent.
+- When: SCH-11's start and end (TQ components 4 and 5), else the first AIS's start (AIS-4) and duration (AIS-7,
+  in AIS-8's units, minutes by default).
+- Who: the patient by PID-3 (the CPR number when the identifier type or authority says so), practitioners by
+  AIP-3, a location by AIL-3, other resources by AIG-3 (`mappings/hl7v2-participant-type.json`).
+- Whether it is a video consultation: a configurable set of codes (`HUB_HL7V2_VIDEO_CODES`) matched against the
+  appointment reason (SCH-7), the appointment type (SCH-8) and the services (AIS-3). Only video consultations
+  book a VDX room; other SIU messages are acknowledged and kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from hub.convert.tables import MAPPINGS, code_maps
+from hub.core.model import Identifier, MeetingRequest, Participant, ParticipantKind
+from hub.hl7v2.adt import hl7_time, patient_identifier
+from hub.hl7v2.message import Hl7Message
+
+TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
+FILLER_STATUS = "http://terminology.hl7.org/CodeSystem/v2-0278"
+TRIGGER_SYSTEM = "urn:hub:hl7v2:siu-trigger"
+APPOINTMENT_STATUS = "http://hl7.org/fhir/appointmentstatus"
+SEGMENT_SYSTEM = "urn:hub:hl7v2:segment"
+PARTICIPANT_KIND = "urn:hub:participant-kind"
+UNITS = {"s": 1 / 60, "sec": 1 / 60, "min": 1, "m": 1, "h": 60, "hr": 60, "hour": 60}
+KEY_PREFIX = "hl7v2"
+
+
+class NotAMeeting(ValueError):
+    """What the SIU lacks for a meeting: (HL7 table 0357 code, segment, field, text)."""
+
+    def __init__(self, text: str, segment: str, field: int, code: str = "101") -> None:
+        super().__init__(text)
+        self.text, self.segment, self.field, self.code = text, segment, field, code
+
+
+@dataclass(frozen=True)
+class VideoPolicy:
+    codes: frozenset[str] = frozenset({"VIDEO"})
+
+    def matches(self, message: Hl7Message) -> bool:
+        found = {message.get("SCH.7.1"), message.get("SCH.8.1")}
+        found |= {_field(message, "AIS", index, 3)[0] for index, _ in enumerate(message.segments("AIS"))}
+        return bool({f.upper() for f in found if f} & {c.upper() for c in self.codes})
+
+
+def source_key(message: Hl7Message) -> str:
+    appointment = message.get("SCH.1.1") or message.get("SCH.2.1")
+    if not appointment:
+        raise NotAMeeting("The message names no appointment (SCH-1 placer id or SCH-2 filler id)", "SCH", 1)
+    return f"{KEY_PREFIX}:{message.get('MSH.4') or message.get('MSH.3')}:{appointment}"
+
+
+def meeting_request(message: Hl7Message) -> MeetingRequest:
+    key = source_key(message)
+    start, end = _times(message)
+    maps = code_maps(MAPPINGS / "hl7v2-appointment-status.json")
+    status = (maps.get(TRIGGER_SYSTEM, APPOINTMENT_STATUS, message.trigger)
+              or maps.get(FILLER_STATUS, APPOINTMENT_STATUS, message.get("SCH.25.1") or None) or "booked")
+    subject = message.get("SCH.7.2") or message.get("SCH.8.2") or message.get("SCH.7.1") or "Videokonsultation"
+    return MeetingRequest(key, subject[:100], start, end, status=status, participants=tuple(_participants(message)))
+
+
+def _times(message: Hl7Message) -> tuple[datetime, datetime]:
+    start, end = hl7_time(message.get("SCH.11.4")), hl7_time(message.get("SCH.11.5"))
+    if start is None:
+        start = hl7_time(message.get("AIS.4"))
+        minutes = message.get("AIS.7")
+        if start is not None and minutes.replace(".", "", 1).isdigit():
+            unit = UNITS.get(message.get("AIS.8.1").lower() or "min", 1)
+            end = start + timedelta(minutes=float(minutes) * unit)
+    if start is None:
+        raise NotAMeeting("The message gives no start time (SCH-11.4, or AIS-4)", "SCH", 11)
+    if end is None or end <= start:
+        raise NotAMeeting("The message gives no end after the start (SCH-11.5, or AIS-7 duration)", "SCH", 11)
+    return start, end
+
+
+def _participants(message: Hl7Message) -> list[Participant]:
+    kinds = code_maps(MAPPINGS / "hl7v2-participant-type.json")
+    out: list[Participant] = []
+    patient = patient_identifier(message)
+    if patient is not None:
+        out.append(Participant(ParticipantKind.PATIENT, identifier=patient, status="accepted",
+                               display=" ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1")) if n)
+                               or None))
+    for segment, field in (("AIP", 3), ("AIL", 3), ("AIG", 3)):
+        kind = ParticipantKind(kinds.get(SEGMENT_SYSTEM, PARTICIPANT_KIND, segment) or "other")
+        for index, _ in enumerate(message.segments(segment)):
+            value = _field(message, segment, index, field)
+            if value[0]:
+                display = " ".join(p for p in (value[2], value[1]) if p) if segment == "AIP" else value[1] or None
+                out.append(Participant(kind, identifier=Identifier(f"urn:hub:hl7v2:{segment.lower()}:"
+                                                                  f"{message.get('MSH.4')}", value[0]),
+                                       display=display or None, status="accepted"))
+    return out
+
+
+def _field(message: Hl7Message, segment: str, index: int, field: int) -> tuple[str, str, str]:
+    """The first three components of a field of the index-th such segment, unescaped."""
+    found = message.segments(segment)[index]
+    if len(found) <= field:
+        return "", "", ""
+    value = [message.parsed.unescape(v) for v in str(found[field]).split("~")[0].split("^") + ["", "", ""]]
+    return value[0], value[1], value[2]
+
