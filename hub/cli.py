@@ -8,11 +8,14 @@ import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hub.core.config import Settings
+
+if TYPE_CHECKING:
+    from hub.convert.service import Output
 
 app = typer.Typer(help="Interoperability hub for Danish healthcare and social-care messaging.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The store of official standards.", no_args_is_help=True)
@@ -63,66 +66,29 @@ def convert(
     paths: Annotated[list[Path], typer.Argument(help="The message files: OIOXML Emessages (an XDIS91 with the "
                                                 "XBIN01s of its attachments) or a FHIR CareCommunication; or an "
                                                 "answer with the message it answers: a FHIR Acknowledgement with "
-                                                "the OIOXML letters, XCTL receipts with the CareCommunication",
-                                                exists=True, dir_okay=False)],
+                                                "the OIOXML letters, XCTL receipts with the CareCommunication; or "
+                                                "HL7 v2 messages (SIU, ADT)", exists=True, dir_okay=False)],
     to: Annotated[Target, typer.Option(help="What to convert to")],
     out: Annotated[Path | None, typer.Option(help="Write one file per message produced here, and print their "
                                              "names; without it the single result goes to stdout")] = None,
 ) -> None:
-    """Convert MedCom messages as MedCom's conversion service does (XDIS91/XBIN01 ⇄ CareCommunication, XCTL ⇄
-    Acknowledgement)."""
-    import uuid
-
-    from lxml import etree
-
+    """Convert messages: MedCom's as MedCom's conversion service does (XDIS91/XBIN01 ⇄ CareCommunication, XCTL ⇄
+    Acknowledgement); HL7 v2 SIU and ADT to the FHIR the hub acts on."""
     from hub.conformance.files import detect
-    from hub.convert.receipts import KINDS
-    from hub.convert.service import Converter, danish_display
     from hub.convert.to_fhir import ConversionError
-    from hub.core import standards
     from hub.core.errors import HubError
-    from hub.core.routing import RoutingError, RoutingTable
-    from hub.fhir.io import parse, parse_xml_root
-    from hub.fhir.messaging import ErrorCodes, NotAMessage, ack_event, read_message
-    from hub.fhir.packages import PackageSet
+    from hub.fhir.messaging import NotAMessage
+    from hub.hl7v2.message import NotHl7
+    from hub.hl7v2.to_fhir import NotConvertible
 
-    settings = Settings()
-    try:
-        directory = RoutingTable.load(settings.routes)
-    except RoutingError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    packages = PackageSet(standards.package_dirs(settings.standards_store))
-    converter = Converter(settings.standards_store / "files" / "medcom" / "xml" / "schemas", directory.organisation,
-                          danish_display(packages),
-                          f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
     bodies = [p.read_bytes() for p in paths]
     notes: list[str] = []
     try:
-        roots = [parse_xml_root(b) for b in bodies if detect(b) == "oioxml"]
-        fhir = [parse(b, f"application/{detect(b)}") for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
-        if len(roots) + len(fhir) != len(bodies):
-            raise ConversionError("give OIOXML Emessages and FHIR messages only")
-        answers = [b for b in fhir if read_message(b).event_code == "acknowledgement-message"]
-        receipts = [r for r in roots if any(etree.QName(c).localname in KINDS for c in r if isinstance(c.tag, str))]
-        if to is Target.fhir and receipts:
-            if len(fhir) != 1 or len(receipts) != len(roots):
-                raise ConversionError("--to fhir converts receipts with the one CareCommunication they answer")
-            outputs, notes = converter.acknowledgements(roots, fhir[0], ErrorCodes.load(), ack_event(packages),
-                                                        lambda: str(uuid.uuid4()))
-        elif to is Target.fhir:
-            if fhir:
-                raise ConversionError("--to fhir converts OIOXML Emessages only")
-            outputs = [o for c in converter.to_fhir(roots) for o in c.outputs]
-        elif answers:
-            if len(fhir) != 1 or not roots:
-                raise ConversionError("--to oioxml converts an Acknowledgement with the OIOXML letters it answers")
-            outputs, notes = converter.receipts(answers[0], roots)
+        if any(detect(b) == "hl7v2" for b in bodies):
+            outputs = _hl7v2_to_fhir(bodies, to)
         else:
-            if len(fhir) != 1 or roots:
-                raise ConversionError("--to oioxml converts one FHIR CareCommunication message")
-            outputs = converter.to_oioxml(fhir[0]).outputs
-    except (ConversionError, HubError, NotAMessage, ValueError) as exc:
+            outputs, notes = _medcom(bodies, to)
+    except (ConversionError, HubError, NotAMessage, NotHl7, NotConvertible, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     for note in notes:
@@ -137,6 +103,76 @@ def convert(
     for output in outputs:
         (out / output.name).write_bytes(output.body)
         typer.echo(str(out / output.name))
+
+
+def _hl7v2_to_fhir(bodies: list[bytes], to: Target) -> list[Output]:
+    import json
+
+    from hub.conformance.files import detect
+    from hub.hl7v2.message import read
+    from hub.hl7v2.to_fhir import to_bundle
+
+    if to is not Target.fhir or any(detect(b) != "hl7v2" for b in bodies):
+        raise ValueError("HL7 v2 messages convert --to fhir, and not together with other formats")
+    from hub.convert.service import Output
+
+    outputs = []
+    for body in bodies:
+        message = read(body)
+        bundle = to_bundle(message)
+        kind = bundle["entry"][0]["resource"]["resourceType"]
+        outputs.append(Output(f"{kind}-{message.control_id or bundle['id']}.json", "application/fhir+json",
+                              json.dumps(bundle, ensure_ascii=False, indent=2).encode()))
+    return outputs
+
+
+def _medcom(bodies: list[bytes], to: Target) -> tuple[list[Output], list[str]]:
+    import uuid
+
+    from lxml import etree
+
+    from hub.conformance.files import detect
+    from hub.convert.receipts import KINDS
+    from hub.convert.service import Converter, danish_display
+    from hub.convert.to_fhir import ConversionError
+    from hub.core import standards
+    from hub.core.routing import RoutingError, RoutingTable
+    from hub.fhir.io import parse, parse_xml_root
+    from hub.fhir.messaging import ErrorCodes, ack_event, read_message
+    from hub.fhir.packages import PackageSet
+
+    settings = Settings()
+    try:
+        directory = RoutingTable.load(settings.routes)
+    except RoutingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    packages = PackageSet(standards.package_dirs(settings.standards_store))
+    converter = Converter(settings.standards_store / "files" / "medcom" / "xml" / "schemas", directory.organisation,
+                          danish_display(packages),
+                          f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
+    roots = [parse_xml_root(b) for b in bodies if detect(b) == "oioxml"]
+    fhir = [parse(b, f"application/{detect(b)}") for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
+    if len(roots) + len(fhir) != len(bodies):
+        raise ConversionError("give OIOXML Emessages and FHIR messages only")
+    answers = [b for b in fhir if read_message(b).event_code == "acknowledgement-message"]
+    receipts = [r for r in roots if any(etree.QName(c).localname in KINDS for c in r if isinstance(c.tag, str))]
+    if to is Target.fhir and receipts:
+        if len(fhir) != 1 or len(receipts) != len(roots):
+            raise ConversionError("--to fhir converts receipts with the one CareCommunication they answer")
+        return converter.acknowledgements(roots, fhir[0], ErrorCodes.load(), ack_event(packages),
+                                          lambda: str(uuid.uuid4()))
+    if to is Target.fhir:
+        if fhir:
+            raise ConversionError("--to fhir converts OIOXML Emessages only")
+        return [o for c in converter.to_fhir(roots) for o in c.outputs], []
+    if answers:
+        if len(fhir) != 1 or not roots:
+            raise ConversionError("--to oioxml converts an Acknowledgement with the OIOXML letters it answers")
+        return converter.receipts(answers[0], roots)
+    if len(fhir) != 1 or roots:
+        raise ConversionError("--to oioxml converts one FHIR CareCommunication message")
+    return converter.to_oioxml(fhir[0]).outputs, []
 
 
 class ReportFormat(StrEnum):

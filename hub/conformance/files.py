@@ -2,9 +2,10 @@
 
 The format is detected from the content, not trusted from the name: FHIR JSON (an object with
 `resourceType`), FHIR XML (a root in the FHIR namespace), OIOXML (a root in a MedCom OIOXML namespace,
-validated against that namespace's schema set) and a VANS envelope (its rules checked, then the FHIR message
-it carries validated); HL7 v2 and SOAP join here as the hub learns them. A file of a format the hub does not
-know fails with a finding that says so.
+validated against that namespace's schema set), a VANS envelope (its rules checked, then the FHIR message
+it carries validated) and HL7 v2 (a message starting with MSH: read as the MLLP listener reads it, then its
+structure checked for its version with hl7apy, strict); SOAP joins here as the hub learns it. A file of a
+format the hub does not know fails with a finding that says so.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from hub.core.errors import HubError
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.fhir.validator import Validator
+from hub.hl7v2 import message as hl7v2
+from hub.hl7v2.structure import structure_findings
 from hub.medcom import vans
 from hub.medcom.schemas import NAMESPACE, OioxmlSchemas, UnknownNamespace, schema_outcome
 
-SUFFIXES = {".json", ".xml"}
+SUFFIXES = {".json", ".xml", ".hl7"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ def collect(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def detect(body: bytes) -> str:
+    if body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"MSH"):
+        return "hl7v2"
     head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if head == b"{":
         return "fhir+json"
@@ -86,6 +91,8 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
     kind = detect(body)
     if kind == "oioxml" and oioxml is not None:
         return FileResult(str(path), kind, _oioxml(body, oioxml))
+    if kind == "hl7v2":
+        return FileResult(str(path), kind, _hl7v2(body))
     if kind == "vans":
         try:
             envelope = vans.unwrap(body, vans.StatisticalCodes.from_packages(validator.packages))
@@ -95,7 +102,7 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
         return FileResult(str(path), kind, _fhir(validator, envelope.data, inner, profiles, context))
     if kind not in ("fhir+json", "fhir+xml"):
         return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON, "
-                                                                   "FHIR XML, OIOXML or a VANS envelope)"))
+                                                                   "FHIR XML, OIOXML, a VANS envelope or HL7 v2)"))
     return FileResult(str(path), kind, _fhir(validator, body, kind, profiles, context))
 
 
@@ -105,6 +112,18 @@ def _fhir(validator: Validator, body: bytes, kind: str, profiles: tuple[str, ...
     except HubError as exc:
         return exc.outcome
     return validator.validate(resource, profiles, context=context)
+
+
+def _hl7v2(body: bytes) -> Outcome:
+    try:
+        message = hl7v2.read(body)
+    except hl7v2.NotHl7 as exc:
+        return single("structure", f"{exc.code}: {exc.text}", f"MSH-{exc.field}" if exc.field else None)
+    outcome = Outcome()
+    for finding in structure_findings(message):
+        where = f"{finding.segment}-{finding.field}" if finding.segment and finding.field else finding.segment
+        outcome.error("structure", f"{finding.code}: {finding.text}", where)
+    return outcome
 
 
 def _oioxml(body: bytes, schemas: OioxmlSchemas) -> Outcome:

@@ -1,0 +1,88 @@
+"""An HL7 v2 message as the FHIR the hub acts on (pure): `hub convert FILE.hl7 --to fhir`.
+
+An SIU gives an Appointment with its Patient, Practitioners and Location; an ADT the Encounter with its Patient.
+Both from the canonical mapping the flows use (`hub.hl7v2.siu`, `hub.hl7v2.adt`), so the file shows exactly what
+the hub would book or record; a `collection` Bundle, its resources referring to each other by `urn:uuid` (ids
+derived from the message, so the same message gives the same Bundle).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from hub.core.model import Participant, ParticipantKind
+from hub.fhir import appointment as fa
+from hub.hl7v2 import adt, siu
+from hub.hl7v2.message import Hl7Message
+
+IDS = uuid.UUID("3b0d6c55-1f4e-4b8e-9c3a-2d8f6f1e0a47")
+RESOURCE_TYPES = {ParticipantKind.PATIENT: "Patient", ParticipantKind.PRACTITIONER: "Practitioner",
+                  ParticipantKind.LOCATION: "Location"}
+
+
+class NotConvertible(ValueError):
+    """The message is not one the hub converts (only the SIU and ADT events it takes)."""
+
+
+def to_bundle(message: Hl7Message) -> dict[str, Any]:
+    key = f"{message.sender}:{message.control_id}"
+    if message.message_type == "SIU" and message.trigger in siu.TRIGGERS:
+        entries = _appointment(message, key)
+    elif message.message_type == "ADT" and message.trigger in adt.TRIGGERS:
+        entries = _encounter(message, key)
+    else:
+        raise NotConvertible(f"{message.message_type}^{message.trigger} is not converted; the hub converts SIU "
+                             f"{', '.join(siu.TRIGGERS)} and ADT {', '.join(adt.TRIGGERS)}")
+    sent = adt.hl7_time(message.get("MSH.7")) or datetime.now(UTC)
+    return {"resourceType": "Bundle", "id": _id(key, "bundle"), "type": "collection",
+            "timestamp": sent.isoformat().replace("+00:00", "Z"),
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in entries]}
+
+
+def _id(key: str, role: str) -> str:
+    return str(uuid.uuid5(IDS, f"{key}|{role}"))
+
+
+def _appointment(message: Hl7Message, key: str) -> list[dict[str, Any]]:
+    request = siu.meeting_request(message)
+    appointment = fa.core_appointment(request, f"urn:hub:{siu.KEY_PREFIX}")
+    appointment["id"] = _id(key, "appointment")
+    resources: list[dict[str, Any]] = [appointment]
+    for number, (participant, entry) in enumerate(zip(request.participants, appointment["participant"],
+                                                      strict=True)):
+        rtype = RESOURCE_TYPES.get(participant.kind)
+        if rtype is None:
+            continue
+        resource = _party(rtype, participant, _id(key, f"participant{number}"))
+        resources.append(resource)
+        entry["actor"] = {"reference": f"urn:uuid:{resource['id']}",
+                          **({"display": participant.display} if participant.display else {})}
+    return resources
+
+
+def _encounter(message: Hl7Message, key: str) -> list[dict[str, Any]]:
+    event = adt.encounter_event(message)
+    encounter = {**event.resource, "id": _id(key, "encounter")}
+    resources: list[dict[str, Any]] = [encounter]
+    if event.patient is not None:
+        name = " ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1")) if n) or None
+        patient = _party("Patient", Participant(ParticipantKind.PATIENT, identifier=event.patient, display=name),
+                         _id(key, "patient"))
+        resources.append(patient)
+        encounter["subject"] = {"reference": f"urn:uuid:{patient['id']}"}
+    return resources
+
+
+def _party(rtype: str, participant: Participant, rid: str) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": rtype, "id": rid}
+    if participant.identifier is not None:
+        resource["identifier"] = [{"system": participant.identifier.system, "value": participant.identifier.value}]
+    if participant.display:
+        if rtype == "Location":
+            resource["name"] = participant.display
+        else:
+            *given, family = participant.display.split(" ")
+            resource["name"] = [{"family": family, **({"given": given} if given else {})}]
+    return resource

@@ -1,0 +1,77 @@
+"""`hub convert FILE.hl7 --to fhir` gives the FHIR the hub acts on, and it validates; `hub validate` checks HL7 v2
+files' structure for their version and reports like every other format."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hub.fhir.validator import Validator
+from tests.test_hl7v2 import CPR, adt
+from tests.test_siu import siu
+
+
+def hub(data_root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "HUB_DATA_DIR": str(data_root)}
+    return subprocess.run([sys.executable, "-m", "hub", *args], env=env, capture_output=True, timeout=120,
+                          check=False)
+
+
+def resources(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def test_an_siu_and_an_adt_convert_to_fhir_that_validates(data_root: Path, tmp_path: Path,
+                                                          validator: Validator) -> None:
+    (tmp_path / "siu.hl7").write_bytes(siu())
+    (tmp_path / "adt.hl7").write_bytes(adt().encode("iso-8859-1"))
+    run = hub(data_root, "convert", str(tmp_path / "siu.hl7"), str(tmp_path / "adt.hl7"), "--to", "fhir",
+              "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    names = sorted(Path(n).name for n in run.stdout.decode().split())
+    assert names == ["Appointment-M1.json", "Encounter-M1.json"]
+    appointment_bundle = json.loads((tmp_path / "out/Appointment-M1.json").read_bytes())
+    encounter_bundle = json.loads((tmp_path / "out/Encounter-M1.json").read_bytes())
+    for bundle in (appointment_bundle, encounter_bundle):
+        verdict = validator.validate(bundle)
+        assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
+    (appointment,) = resources(appointment_bundle, "Appointment")
+    (patient,) = resources(appointment_bundle, "Patient")
+    (doctor,) = resources(appointment_bundle, "Practitioner")
+    assert appointment["start"] == "2031-03-12T09:00:00Z" and appointment["status"] == "booked"
+    assert patient["identifier"] == [{"system": "urn:oid:1.2.208.176.1.2", "value": CPR}]
+    assert patient["name"] == [{"family": "Bærggren", "given": ["Nåncy"]}]
+    assert doctor["name"] == [{"family": "Hansen", "given": ["Peter"]}]
+    actors = {p["actor"]["reference"] for p in appointment["participant"]}
+    assert actors == {f"urn:uuid:{patient['id']}", f"urn:uuid:{doctor['id']}"}
+    (encounter,) = resources(encounter_bundle, "Encounter")
+    assert encounter["class"]["code"] == "IMP" and encounter["status"] == "in-progress"
+    assert encounter["subject"]["reference"].startswith("urn:uuid:")
+    again = hub(data_root, "convert", str(tmp_path / "siu.hl7"), "--to", "fhir")
+    assert json.loads(again.stdout) == appointment_bundle  # the same message, the same Bundle
+
+
+def test_hub_convert_refuses_what_it_does_not_convert(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "oru.hl7").write_bytes(adt().replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01").encode("iso-8859-1"))
+    run = hub(data_root, "convert", str(tmp_path / "oru.hl7"), "--to", "fhir")
+    assert run.returncode == 1 and b"ORU^R01 is not converted" in run.stderr
+    wrong = hub(data_root, "convert", str(tmp_path / "oru.hl7"), "--to", "oioxml")
+    assert wrong.returncode == 1 and b"convert --to fhir" in wrong.stderr
+
+
+def test_hub_validate_checks_hl7v2_structure(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "good.hl7").write_bytes(siu())
+    (tmp_path / "no-name.hl7").write_bytes(adt().replace("||Bærggren^Nåncy||", "||||").encode("iso-8859-1"))
+    (tmp_path / "garbage.hl7").write_bytes(b"MSH|^~|broken")
+    run = hub(data_root, "validate", str(tmp_path), "--format", "json")
+    report = {Path(r["file"]).name: r for r in json.loads(run.stdout)}
+    assert run.returncode == 1
+    assert report["good.hl7"]["valid"]
+    (issue,) = report["no-name.hl7"]["outcome"]["issue"]
+    assert issue["expression"] == ["PID-5"] and issue["diagnostics"].startswith("101: ")
+    assert not report["garbage.hl7"]["valid"] and report["garbage.hl7"]["outcome"]["issue"][0]["expression"] == \
+        ["MSH-2"]
