@@ -125,8 +125,8 @@ def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> No
     (adt(version="2.7"), "AR", "203", "MSH^1^12"),
     (adt().replace("|M1|P|", "|M1|X|"), "AR", "202", "MSH^1^11"),
     (adt().replace("|M1|P|", "||P|"), "AR", "101", "MSH^1^10"),
-    (adt().replace("EVN|A01|20270312085500", "EVN|A01|2027x"), "AE", "102", "EVN^1^2"),
-    (adt().replace("||Bærggren^Nåncy||", "||||"), "AE", "101", "PID^1^5"),
+    (adt().replace("20270312084500", "2027-03-12"), "AE", "102", "PV1^1^44"),
+    (adt().replace(f"||{CPR}^^^CPR^NNDNK~X77^^^OUH^MR||", "||||"), "AE", "101", "PID^1^3"),
     (adt(visit=""), "AE", "101", "PV1^1^19"),
 ])
 def test_each_problem_gets_its_ack_code_and_an_err_naming_segment_and_field(
@@ -160,7 +160,7 @@ def test_enhanced_mode_answers_as_msh15_asks(engine: Engine) -> None:
     def enhanced(accept: str, control_id: str, broken: bool = False) -> bytes | None:
         raw = adt(control_id=control_id).replace("|P|2.5|||||DAN|", f"|P|2.5|||{accept}|NE|DAN|")
         if broken:
-            raw = raw.replace("EVN|A01|20270312085500", "EVN|A01|2027x")
+            raw = raw.replace("20270312084500", "2027-03-12")
         return flow.receive(raw.encode("iso-8859-1"))
 
     assert segments(enhanced("AL", "E1") or b"")["MSA"][1] == "CA"
@@ -170,9 +170,16 @@ def test_enhanced_mode_answers_as_msh15_asks(engine: Engine) -> None:
 
 
 def test_v23_acks_use_err1(engine: Engine) -> None:
-    raw = adt(version="2.3").replace("ADT^A01^ADT_A01", "ADT^A01").replace("||Bærggren^Nåncy||", "||||")
+    raw = adt(version="2.3").replace("ADT^A01^ADT_A01", "ADT^A01").replace("20270312084500", "2027-03-12")
     ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
     assert ack is not None
     seg = segments(ack)
     assert seg["MSH"][8] == "ACK^A01"  # no message structure component before v2.3.1
-    assert seg["MSA"][1] == "AE" and seg["ERR"][1].startswith("PID^1^5^101&Missing required child PID.PID_5&")
+    assert seg["MSA"][1] == "AE" and seg["ERR"][1].startswith("PV1^1^44^102&PV1-44 is not an HL7 date")
+
+
+def test_the_listener_takes_what_it_can_act_on_though_the_version_calls_more_required(engine: Engine) -> None:
+    """No patient name (PID-5 is required in v2.5) and an unreadable EVN-2: the hub can still record the stay."""
+    raw = adt().replace("||Bærggren^Nåncy||", "||||").replace("EVN|A01|20270312085500", "EVN|A01|2027x")
+    ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
+    assert ack is not None and segments(ack)["MSA"][1] == "AA"

@@ -46,10 +46,12 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
                              "PV1", 19)
     facility = message.get("MSH.4") or message.get("MSH.3")
     stay = f"urn:hub:hl7v2:visit:{authority or facility}|{visit}"
-    end = hl7_time(message.get("PV1.45"))
+    end = _time_field(message, "PV1", 45)
     status = STATUS.get(trigger) or ("finished" if end else "in-progress")
-    start = hl7_time(message.get("PV1.44"))
+    start = _time_field(message, "PV1", 44)
     patient = patient_identifier(message)
+    if patient is None:
+        raise NotAnEncounter("The message names no patient (PID-3)", "PID", 3)
     encounter_class = code_maps(MAPPINGS / "hl7v2-patient-class.json").get(V2_CLASS, ACT_CODE,
                                                                           message.get("PV1.2") or None)
     resource: dict[str, object] = {
@@ -69,6 +71,15 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
                           start=start, end=end, patient=patient,
                           service_provider=f"hl7v2:{facility}" if facility else None, occurred_at=occurred,
                           resource=resource)
+
+
+def _time_field(message: Hl7Message, segment: str, field: int) -> datetime | None:
+    """A time the mapping uses: absent is None, present but unreadable is refused (102)."""
+    value = message.get(f"{segment}.{field}")
+    moment = hl7_time(value)
+    if value and moment is None:
+        raise NotAnEncounter(f"{segment}-{field} is not an HL7 date and time: {value!r}", segment, field, "102")
+    return moment
 
 
 def patient_identifier(message: Hl7Message) -> Identifier | None:

@@ -69,10 +69,19 @@ def meeting_request(message: Hl7Message) -> MeetingRequest:
     return MeetingRequest(key, subject[:100], start, end, status=status, participants=tuple(_participants(message)))
 
 
+def _time(message: Hl7Message, path: str, field: int) -> datetime | None:
+    """A time the meeting needs: absent is None, present but unreadable is refused (102)."""
+    value = message.get(path)
+    moment = hl7_time(value)
+    if value and moment is None:
+        raise NotAMeeting(f"{path} is not an HL7 date and time: {value!r}", path[:3], field, "102")
+    return moment
+
+
 def _times(message: Hl7Message) -> tuple[datetime, datetime]:
-    start, end = hl7_time(message.get("SCH.11.4")), hl7_time(message.get("SCH.11.5"))
+    start, end = _time(message, "SCH.11.4", 11), _time(message, "SCH.11.5", 11)
     if start is None:
-        start = hl7_time(message.get("AIS.4"))
+        start = _time(message, "AIS.4", 4)
         minutes = message.get("AIS.7")
         if start is not None and minutes.replace(".", "", 1).isdigit():
             unit = UNITS.get(message.get("AIS.8.1").lower() or "min", 1)
