@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sync run test lint bench bench-validate bench-oioxml clean
+.PHONY: install sync run test lint bench bench-validate bench-oioxml bench-hl7v2 clean
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ bench-validate: sync
 
 bench-oioxml: sync
 	$(BIN)/python bench/oioxml.py
+
+bench-hl7v2: sync
+	$(BIN)/python bench/hl7v2.py
 
 clean:
 	rm -rf $(VENV) var
