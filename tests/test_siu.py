@@ -4,6 +4,7 @@ appointment the hub never booked is AE 204."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +18,12 @@ from hl7apy.parser import parse_message
 from hub.api.app import booking_flow
 from hub.core.config import Settings
 from hub.core.hl7_flow import Hl7Flow
+from hub.hl7v2.ack import acknowledgement
 from hub.hl7v2.message import read
 from hub.hl7v2.mllp import MllpClient, MllpServer
 from hub.hl7v2.siu import VideoPolicy, meeting_request
 from hub.store.db import make_engine, session_factory
+from tests.appointments import video_appointment
 from tests.test_hl7v2 import CPR, segments
 
 VDX_MEETING = "http://vdx.medcom.dk/meeting"
@@ -115,3 +118,26 @@ def test_deleted_and_no_show_and_what_books_nothing(hub: Any, scheduling: MllpCl
     no_end = scheduling.send(siu(appointment="APT-E", control_id="E1", end="20310312100000").replace(
         b"|||30|min", b"|||0|min"))
     assert segments(no_end)["MSA"][1] == "AE"
+
+
+def test_a_meeting_booked_through_fhir_goes_to_the_configured_hl7v2_receiver(messaging_hub: Any) -> None:
+    """`HUB_HL7V2_RECEIVER` wires the outbox to MLLP: the booking's SIU^S12 arrives, and the hub checks its ACK."""
+    got: list[bytes] = []
+
+    def receiver(raw: bytes, problem: Any, peer: Any) -> bytes:
+        got.append(raw)
+        return acknowledgement(read(raw), "AA")
+
+    with MllpServer(receiver).start_in_thread() as server:
+        hub = messaging_hub([], hl7v2_receiver=f"127.0.0.1:{server.port}")
+        cpr = {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": CPR}}
+        booked = hub.client.post("/fhir/Appointment", json=video_appointment(patient=cpr),
+                                 headers={"Content-Type": "application/fhir+json"})
+        assert booked.status_code == 201
+        deadline = time.monotonic() + 15
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (sent,) = got
+    message = read(sent)
+    assert message.message_type == "SIU" and message.trigger == "S12"
+    assert message.get("SCH.1.1") == booked.json()["id"] and message.get("PID.3.1") == CPR

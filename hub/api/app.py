@@ -45,7 +45,7 @@ from hub.core.errors import HubError
 from hub.core.housekeeping import Housekeeping
 from hub.core.letter_flow import LetterFlow
 from hub.core.message_flow import MessageFlow
-from hub.core.outbox import OutboxWorker
+from hub.core.outbox import Handler, OutboxWorker
 from hub.core.outcome import single
 from hub.core.routing import DELIVER_TOPIC, RoutingTable
 from hub.core.vans_flow import VansFlow, VansWrapper
@@ -55,6 +55,7 @@ from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.hl7v2.delivery import MllpDelivery
 from hub.medcom.booking_confirmation import Xdis13Policy
 from hub.medcom.schemas import OioxmlSchemas
 from hub.medcom.vans import StatisticalCodes
@@ -122,6 +123,16 @@ def build_services(settings: Settings) -> Services:
     return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters, vans)
 
 
+def siu_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+    """Meetings booked through FHIR sent as SIU to the configured HL7 v2 receiver (none: no handlers)."""
+    if not settings.hl7v2_receiver:
+        return {}
+    host, _, port = settings.hl7v2_receiver.rpartition(":")
+    sending = tuple(settings.hl7v2_sending_application.split("^", 1) + [""])[:2]
+    receiving = tuple(settings.hl7v2_receiver_application.split("^", 1) + [""])[:2]
+    return MllpDelivery(engine, host, int(port), (sending[0], sending[1]), (receiving[0], receiving[1])).handlers()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -146,8 +157,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keeper = Housekeeping(housekeeping, settings.housekeeping_interval_seconds)
         keeper.start()
         delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(app.state.services.vans.codes))
-        outbox = OutboxWorker(flow.engine, {DELIVER_TOPIC: delivery}, settings.outbox_interval_seconds,
-                              settings.outbox_max_attempts)
+        handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **siu_handlers(settings, flow.engine)}
+        outbox = OutboxWorker(flow.engine, handlers, settings.outbox_interval_seconds, settings.outbox_max_attempts)
         outbox.start()
         yield
         outbox.stop()

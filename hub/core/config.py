@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     xdis13_video_pattern: str = Field("(?i)video", description="A regular expression: a booking confirmation "
                                       "(XDIS13) whose text matches it is a video consultation, booked in VDX")
     xdis13_minutes: int = Field(30, description="How long a meeting booked by an XDIS13 lasts (it has no end)")
+    hl7v2_receiver: str | None = Field(None, description="host:port of an HL7 v2 system that gets the meetings "
+                                       "booked through FHIR as SIU over MLLP (through the outbox)")
+    hl7v2_receiver_application: str = Field("EPJ^EPJ", description="Its MSH-5^MSH-6 (application^facility)")
+    hl7v2_sending_application: str = Field("HUB^HUB", description="The hub's MSH-3^MSH-4 in what it sends")
     hl7v2_video_codes: str = Field("VIDEO", description="Codes (comma-separated) that mark an HL7 v2 SIU as a "
                                    "video consultation, in SCH-7, SCH-8 or AIS-3")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
