@@ -339,7 +339,8 @@ def mllp(
     from hub.core.logging import configure
     from hub.hl7v2.mllp import MllpServer
     from hub.hl7v2.siu import VideoPolicy
-    from hub.store.db import make_engine, migrate, session_factory
+    from hub.store.commit import GroupCommit
+    from hub.store.db import WriterLock, make_engine, migrate, session_factory
 
     settings = Settings()
     configure(settings.log_level)
@@ -351,9 +352,12 @@ def mllp(
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    with MllpServer(Hl7Flow(engine, bookings, video).handle, host, port).start_in_thread() as server:
+    committer = GroupCommit(engine, WriterLock(engine))
+    flow = Hl7Flow(engine, bookings, committer=committer, video=video)
+    with MllpServer(flow.handle, host, port).start_in_thread() as server:
         typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
+    committer.close()
 
 
 @vdx_app.command("serve")

@@ -46,7 +46,7 @@ def segments(ack: bytes, charset: str = "iso-8859-1") -> dict[str, list[str]]:
 def test_segment_ends_a_bom_and_trailing_empty_segments_are_read(ending: str) -> None:
     raw = b"\xef\xbb\xbf" + adt(charset="UNICODE UTF-8").replace("\r", ending).encode() + ending.encode() * 3
     message = read(raw)
-    assert [str(s[0]) for s in message.parsed] == ["MSH", "EVN", "PID", "PV1"]
+    assert message.segment_ids == ["MSH", "EVN", "PID", "PV1"]
     assert message.get("PID.5.1") == "Bærggren" and message.charset == "utf-8"
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, select
 
 from hub.core.hl7_flow import Hl7Flow
 from hub.hl7v2.mllp import MllpClient, MllpServer, MllpServerThread, frame
-from hub.store.db import make_engine, migrate
+from hub.store.commit import GroupCommit
+from hub.store.db import WriterLock, make_engine, migrate
 from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES
 from tests.test_hl7v2 import adt, segments
 
@@ -27,8 +28,11 @@ def engine(tmp_path: Path) -> Engine:
 
 @pytest.fixture
 def listener(engine: Engine) -> Iterator[MllpServerThread]:
-    with MllpServer(Hl7Flow(engine).handle, "127.0.0.1", 0).start_in_thread() as server:
+    """As `hub mllp` runs it: the messages of all connections group-committed."""
+    committer = GroupCommit(engine, WriterLock(engine))
+    with MllpServer(Hl7Flow(engine, committer=committer).handle, "127.0.0.1", 0).start_in_thread() as server:
         yield server
+    committer.close()
 
 
 def test_many_senders_at_once_each_message_acknowledged_and_stored_once(
@@ -78,6 +82,21 @@ def test_malformed_input_is_answered_and_the_connection_goes_on(listener: MllpSe
     with engine.connect() as conn:
         kept = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
     assert sorted(kept) == ["accepted"] + ["rejected"] * 5
+
+
+def test_the_same_message_on_many_connections_at_once_is_processed_once(
+        listener: MllpServerThread, engine: Engine) -> None:
+    def send(_: int) -> bytes:
+        with MllpClient("127.0.0.1", listener.port) as client:
+            return client.send(adt(control_id="SAME").encode("iso-8859-1"))
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert len(set(answers)) == 1 and segments(answers[0])["MSA"][1:3] == ["AA", "SAME"]
+    with engine.connect() as conn:
+        assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 1
+        statuses = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
+    assert sorted(statuses) == ["accepted"] + ["duplicate"] * 7
 
 
 def test_a_connection_cut_mid_message_loses_nothing_already_acknowledged(

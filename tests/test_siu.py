@@ -52,7 +52,7 @@ def scheduling(hub: Any, data_root: Path, tmp_path: Path) -> Iterator[MllpClient
     """The MLLP listener on the API's store and VDX, as `hub serve` runs it beside the API."""
     settings = Settings(data_dir=tmp_path / "data", vdx_url=hub.vdx.url, vdx_retries=1)  # the `hub` fixture's
     engine = make_engine(settings.effective_database_url)
-    flow = Hl7Flow(engine, booking_flow(settings, engine, session_factory(engine)), VideoPolicy())
+    flow = Hl7Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
     with MllpServer(flow.handle).start_in_thread() as server, MllpClient("127.0.0.1", server.port) as client:
         yield client
 

@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, Executable
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hub.core.booking import BookingFlow
 from hub.core.errors import HubError
@@ -42,9 +42,10 @@ from hub.hl7v2.ack import Finding, acknowledgement
 from hub.hl7v2.message import Hl7Message, NotHl7, read
 from hub.hl7v2.mllp import Peer, Problem
 from hub.hl7v2.siu import VideoPolicy
+from hub.store.commit import Committer, Write
 from hub.store.encounters import event_row
 from hub.store.inbox import Effect, Inbox
-from hub.store.statements import ENCOUNTER_EVENTS
+from hub.store.statements import INSERT_ENCOUNTER_EVENT, INSERT_MESSAGE, INSERT_RECEIVED
 
 log = logging.getLogger("hub.hl7v2")
 
@@ -68,6 +69,8 @@ class Hl7Flow:
 
     engine: Engine
     bookings: BookingFlow | None = None  # SIU video consultations booked in VDX
+    # Group commit (`hub.store.commit`): many connections' messages stored in one transaction. None: each alone.
+    committer: Committer | None = None
     video: VideoPolicy = VideoPolicy()
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -103,15 +106,34 @@ class Hl7Flow:
                                  "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None, key)
         try:
             remembered = key if message.control_id and verdict.remember else None
-            committed = self.inbox.commit([inbound, answer], remembered, answer["id"], [], verdict.effects)
+            committed = self._commit([inbound, answer], remembered, verdict.effects)
         except OperationalError:
             log.exception("HL7 v2 message could not be stored")
             return acknowledgement(message, "AE", [Finding("207", "The hub cannot store the message now; send it "
                                                                   "again")], self.now())
-        if not committed:  # the same message, received meanwhile on another connection
+        if not committed:  # the same message, received meanwhile on another connection: kept as the duplicate
+            self.inbox.store([self.inbox.row({**fields, "id": str(uuid.uuid4())}, "hl7v2", None, "duplicate", None,
+                                             key)])
             earlier = self.inbox.earlier(key)
             return earlier.answer if earlier is not None else ack
         return ack if _answered(message, verdict.code) else None
+
+    def _commit(self, rows: list[dict[str, Any]], key: str | None, effects: list[Effect]) -> bool:
+        """The message, its ACK, its identity and its effect in one transaction; False when a message with this
+        identity was stored meanwhile."""
+        if self.committer is None:
+            return self.inbox.commit(rows, key, rows[1]["id"], [], effects)
+        steps: list[tuple[Executable, list[dict[str, Any]]]] = [(INSERT_MESSAGE, rows)]
+        if key is not None:
+            steps.append((INSERT_RECEIVED, [self.inbox.received(key, rows[0]["id"], rows[1]["id"])]))
+        steps += [(statement, effect_rows or []) for statement, effect_rows in effects]
+        try:
+            self.committer.submit(Write(steps))
+        except IntegrityError:
+            if key is not None and self.inbox.earlier(key) is not None:
+                return False
+            raise
+        return True
 
     def handle(self, raw: bytes, problem: Problem | None, peer: Peer) -> bytes | None:
         """The MLLP server's handler (`hub.hl7v2.mllp`)."""
@@ -146,7 +168,7 @@ class Hl7Flow:
             event = adt.encounter_event(message)
         except adt.NotAnEncounter as exc:
             return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
-        return _Verdict("AA", [], [(ENCOUNTER_EVENTS.insert(), [event_row(event, message_id, self.now())])])
+        return _Verdict("AA", [], [(INSERT_ENCOUNTER_EVENT, [event_row(event, message_id, self.now())])])
 
     def _schedule(self, message: Hl7Message) -> _Verdict:
         """An SIU for a video consultation: booked, changed or cancelled through the booking flow."""

@@ -193,6 +193,8 @@ class LetterFlow:
                                  judged.converted.effects if accepted else ()):
             earlier = self._answer_to(key)  # the same envelope, received meanwhile on another connection
             assert earlier is not None
+            self.inbox.store([self.inbox.row({**fields, "id": str(uuid.uuid4())}, "oioxml", None, "duplicate",
+                                             earlier.status, key)])
             return earlier
         if accepted:
             self.conversions.after(judged.converted)

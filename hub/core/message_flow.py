@@ -225,6 +225,8 @@ class MessageFlow:
             if not self.inbox.commit(rows, key, answer_id, deliveries, effects):
                 earlier = self._answer_to(info.key)  # the same message, received meanwhile on another connection
                 assert earlier is not None
+                self.inbox.store([self.inbox.row({**fields, "id": str(uuid.uuid4())}, kind, None, "duplicate",
+                                                 earlier.status, info.key)])
                 return earlier
         except OperationalError:
             log.exception("message %s could not be stored", info.header_id)

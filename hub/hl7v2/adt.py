@@ -85,28 +85,15 @@ def _time_field(message: Hl7Message, segment: str, field: int) -> datetime | Non
 def patient_identifier(message: Hl7Message) -> Identifier | None:
     """The PID-3 repetition that is a CPR number (by identifier type or authority), else the first."""
     first: Identifier | None = None
-    for repetition in _repetitions(message, "PID", 3):
-        value, authority, kind = repetition
+    for repetition in message.repetitions("PID", 3):
+        cx = repetition + [""] * 5  # CX: ID ^ check digit ^ its scheme ^ assigning authority ^ identifier type
+        value, authority, kind = cx[0], cx[3], cx[4]
         if not value:
             continue
         if any(mark in (authority + kind).upper() for mark in CPR_MARKS):
             return Identifier(CPR_SYSTEM, value.replace("-", ""))
         first = first or Identifier(f"urn:hub:hl7v2:id:{authority or kind or 'local'}", value)
     return first
-
-
-def _repetitions(message: Hl7Message, segment: str, field: int) -> list[tuple[str, str, str]]:
-    """(ID, assigning authority, identifier type) of each repetition of a CX field."""
-    found = message.segments(segment)
-    if not found or len(found[0]) <= field:
-        return []
-    out = []
-    for repetition in found[0][field]:
-        parts = [str(p) for p in repetition] if not isinstance(repetition, str) else [repetition]
-        parts += [""] * 5
-        out.append((message.parsed.unescape(parts[0]), message.parsed.unescape(parts[3]),
-                    message.parsed.unescape(parts[4])))
-    return out
 
 
 def hl7_time(value: str) -> datetime | None:

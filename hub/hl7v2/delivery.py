@@ -199,19 +199,11 @@ def _error_text(ack: Hl7Message) -> str:
     v2.5 ERR-1.4.2), else MSA-3."""
     texts: list[str] = []
     for n in range(1, len(ack.segments("ERR")) + 1):
-        text = next((found for key in (f"ERR{n}.F8", f"ERR{n}.F3.R1.C2", f"ERR{n}.F1.R1.C4.S2")
-                     if (found := _value(ack, key))), "")
+        text = next((found for path in ("ERR.8", "ERR.3.2", "ERR.1.4.2") if (found := ack.get(path, n))), "")
         if text:
             texts.append(text)
     return "; ".join(texts) or ack.get("MSA.3") or "no reason given"
 
-
-def _value(message: Hl7Message, key: str) -> str:
-    """A value by python-hl7's accessor (`ERR2.F3.R1.C2`), unescaped; '' when absent."""
-    try:
-        return str(message.parsed[key] or "")
-    except (KeyError, IndexError):
-        return ""
 
 
 def _dtm(value: str) -> datetime | None:

@@ -1,4 +1,4 @@
-"""Reading an HL7 v2 message as real senders write it, with python-hl7.
+"""Reading an HL7 v2 message as real senders write it.
 
 Real senders end segments with CR, LF or CRLF, put a byte-order mark in front, leave empty segments at the end,
 and write Danish letters in ISO-8859-1 or UTF-8. The hub reads all of that; it refuses (AR) only what cannot be
@@ -39,26 +39,77 @@ class NotHl7(ValueError):
 
 
 @dataclass(frozen=True)
+class Separators:
+    """MSH-1 and MSH-2: what splits fields, components, repetitions and subcomponents, and what escapes."""
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+    # python-hl7's names, for its unescape (hl7.util.unescape reads `separators` and `esc`)
+    @property
+    def separators(self) -> str:
+        return "\r" + self.field + self.repetition + self.component + self.subcomponent
+
+    @property
+    def esc(self) -> str:
+        return self.escape
+
+
+@dataclass(frozen=True)
 class Hl7Message:
+    """A message split into segments and fields, and no further until a value is asked for: building the whole
+    tree of components (as python-hl7's parse does) costs more than the listener's budget for a message."""
+
     raw: bytes
     text: str  # decoded, segments ended by CR
     charset: str  # the Python codec the bytes were decoded with
-    parsed: hl7.Message
+    separators: Separators
+    fields: tuple[tuple[str, ...], ...]  # per segment: its id, then its fields as sent (MSH: [1] is MSH-1)
 
-    def get(self, path: str) -> str:
-        """A value by HL7 path (`PID.5`, `PID.5.1`, `MSH.9.2`: segment, field, component, of the first
-        repetition), unescaped; '' when absent."""
-        parts = path.split(".")
-        if len(parts) >= 3:
-            parts.insert(2, "1")  # python-hl7 reads SEG.field.repetition.component
-        try:
-            value = self.parsed[".".join(parts)]
-        except (KeyError, IndexError):
+    def segments(self, segment_id: str) -> list[tuple[str, ...]]:
+        """The segments with this id, each as (id, field 1, field 2, …), values as sent (escaped)."""
+        return [f for f in self.fields if f[0] == segment_id]
+
+    @property
+    def segment_ids(self) -> list[str]:
+        return [f[0] for f in self.fields]
+
+    def get(self, path: str, occurrence: int = 1) -> str:
+        """A value by HL7 path, unescaped; '' when absent. `PID.5.1` is segment, field, component (and a fourth
+        number the subcomponent), of the field's first repetition; `PID.5` its first component; `occurrence`
+        picks the n-th such segment."""
+        segment_id, *numbers = path.split(".")
+        found = self.segments(segment_id)
+        if len(found) < occurrence or not numbers or len(found[occurrence - 1]) <= int(numbers[0]):
             return ""
-        return str(value or "")
+        value = found[occurrence - 1][int(numbers[0])]
+        if segment_id == "MSH" and int(numbers[0]) <= 2:
+            return value  # the separators themselves
+        return self.unescape(self.component(value, *(int(n) for n in numbers[1:3])))
 
-    def segments(self, segment_id: str) -> list[hl7.Segment]:
-        return [s for s in self.parsed if str(s[0]) == segment_id]
+    def component(self, field: str, component: int = 1, subcomponent: int | None = None) -> str:
+        """One component (and subcomponent) of a field's first repetition, as sent."""
+        parts = field.split(self.separators.repetition)[0].split(self.separators.component)
+        value = parts[component - 1] if len(parts) >= component else ""
+        if subcomponent is not None:
+            subs = value.split(self.separators.subcomponent)
+            value = subs[subcomponent - 1] if len(subs) >= subcomponent else ""
+        return value
+
+    def repetitions(self, segment_id: str, field: int) -> list[list[str]]:
+        """Each repetition of a field of the first such segment, as its components, unescaped."""
+        found = self.segments(segment_id)
+        if not found or len(found[0]) <= field or not found[0][field]:
+            return []
+        return [[self.unescape(c) for c in repetition.split(self.separators.component)]
+                for repetition in found[0][field].split(self.separators.repetition)]
+
+    def unescape(self, value: str) -> str:
+        """HL7's escape sequences (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\`, formatting), by python-hl7."""
+        return str(hl7.util.unescape(self.separators, value)) if self.separators.escape in value else value
 
     @property
     def control_id(self) -> str:
@@ -111,12 +162,11 @@ def read(raw: bytes) -> Hl7Message:
         if not _SEGMENT_ID.fullmatch(segment[:3]) or (len(segment) > 3 and segment[3] != sep):
             raise NotHl7(f"Segment {number} does not start with a segment id and the field separator: "
                          f"{segment[:10]!r}")
-    text = "\r".join(segments)
-    try:
-        parsed = hl7.parse(text)
-    except (hl7.ParseException, IndexError, ValueError) as exc:
-        raise NotHl7(f"The message cannot be parsed: {exc}") from None
-    return Hl7Message(raw, text, charset, parsed)
+    separators = Separators(sep, *(encoding + "&")[:4]) if len(encoding) >= 4 else Separators(sep)
+    fields = tuple(tuple(segment.split(sep)) for segment in segments)
+    msh = fields[0]
+    fields = ((msh[0], sep, *msh[1:]), *fields[1:])  # MSH-1 is the field separator itself: MSH-n is [n]
+    return Hl7Message(raw, "\r".join(segments), charset, separators, fields)
 
 
 def _check_separators(field: str, encoding: str) -> None:

@@ -48,7 +48,7 @@ class VideoPolicy:
 
     def matches(self, message: Hl7Message) -> bool:
         found = {message.get("SCH.7.1"), message.get("SCH.8.1")}
-        found |= {_field(message, "AIS", index, 3)[0] for index, _ in enumerate(message.segments("AIS"))}
+        found |= {message.get("AIS.3.1", n) for n in range(1, len(message.segments("AIS")) + 1)}
         return bool({f.upper() for f in found if f} & {c.upper() for c in self.codes})
 
 
@@ -103,21 +103,11 @@ def _participants(message: Hl7Message) -> list[Participant]:
                                or None))
     for segment, field in (("AIP", 3), ("AIL", 3), ("AIG", 3)):
         kind = ParticipantKind(kinds.get(SEGMENT_SYSTEM, PARTICIPANT_KIND, segment) or "other")
-        for index, _ in enumerate(message.segments(segment)):
-            value = _field(message, segment, index, field)
+        for occurrence in range(1, len(message.segments(segment)) + 1):
+            value = tuple(message.get(f"{segment}.{field}.{c}", occurrence) for c in (1, 2, 3))
             if value[0]:
                 display = " ".join(p for p in (value[2], value[1]) if p) if segment == "AIP" else value[1] or None
                 out.append(Participant(kind, identifier=Identifier(f"urn:hub:hl7v2:{segment.lower()}:"
                                                                   f"{message.get('MSH.4')}", value[0]),
                                        display=display or None, status="accepted"))
     return out
-
-
-def _field(message: Hl7Message, segment: str, index: int, field: int) -> tuple[str, str, str]:
-    """The first three components of a field of the index-th such segment, unescaped."""
-    found = message.segments(segment)[index]
-    if len(found) <= field:
-        return "", "", ""
-    value = [message.parsed.unescape(v) for v in str(found[field]).split("~")[0].split("^") + ["", "", ""]]
-    return value[0], value[1], value[2]
-

@@ -50,10 +50,10 @@ def _located(message: Hl7Message, code: str, text: str) -> Finding:
     if value:
         wanted = value.group(1)
         counts: dict[str, int] = {}
-        for segment in message.parsed:
-            name = str(segment[0])
+        for segment in message.fields:
+            name = segment[0]
             counts[name] = counts.get(name, 0) + 1
             for number in range(1, len(segment)):
-                if wanted and wanted in str(segment[number]).split("^") + [str(segment[number])]:
-                    return Finding(code, text, name, counts[name], number)  # python-hl7 counts MSH-1 too
+                if wanted and wanted in [*segment[number].split(message.separators.component), segment[number]]:
+                    return Finding(code, text, name, counts[name], number)  # MSH-n is [n] there too
     return Finding(code, text)

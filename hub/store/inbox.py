@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.core.routing import DELIVER_TOPIC, Route
 from hub.store.db import WriterLock
-from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, RECEIVED
+from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, INSERT_RECEIVED, MESSAGES, RECEIVED
 
 Effect = tuple[Executable, list[dict[str, Any]] | None]  # a statement and its rows (None: run it once as is)
 
@@ -66,14 +66,17 @@ class Inbox:
             with self._lock, self.engine.begin() as conn:
                 conn.execute(INSERT_MESSAGE, rows)
                 if key is not None:
-                    conn.execute(RECEIVED.insert(), [{"key": key, "message_id": rows[0]["id"], "answer_id": answer_id,
-                                                      "received_at": self.now()}])
+                    conn.execute(INSERT_RECEIVED, [self.received(key, rows[0]["id"], answer_id)])
                 self.write(conn, [], deliveries, effects)
         except IntegrityError:
             if key is not None and self.earlier(key) is not None:
                 return False
             raise
         return True
+
+    def received(self, key: str, message_id: str, answer_id: str | None) -> dict[str, Any]:
+        """The `received_messages` row that makes a message with this identity the same message again."""
+        return {"key": key, "message_id": message_id, "answer_id": answer_id, "received_at": self.now()}
 
     @staticmethod
     def write(conn: Connection, rows: list[dict[str, Any]], deliveries: list[dict[str, Any]],

@@ -27,6 +27,8 @@ INSERT_MESSAGE = MESSAGES.insert()
 INSERT_APPOINTMENT = APPOINTMENTS.insert()
 INSERT_MEETING = MEETINGS.insert()
 INSERT_OUTBOX = OUTBOX.insert()
+INSERT_RECEIVED = RECEIVED.insert()
+INSERT_ENCOUNTER_EVENT = ENCOUNTER_EVENTS.insert()
 MARK_BOOKED = (APPOINTMENTS.update().where(APPOINTMENTS.c.id == bindparam("b_id"))
                .values(state="booked", resource=bindparam("b_resource"), version=1, updated_at=bindparam("b_now")))
 
