@@ -334,9 +334,10 @@ def mllp(
     """Run the HL7 v2 MLLP listener alone: each message stored, acted on and answered with its ACK."""
     import threading
 
-    from hub.api.app import booking_flow
+    from hub.api.app import booking_flow, hl7v2_handlers
     from hub.core.hl7_flow import Hl7Flow
     from hub.core.logging import configure
+    from hub.core.outbox import OutboxWorker
     from hub.hl7v2.mllp import MllpServer
     from hub.hl7v2.siu import VideoPolicy
     from hub.store.commit import GroupCommit
@@ -354,9 +355,15 @@ def mllp(
         signal.signal(signum, lambda *_: stopped.set())
     committer = GroupCommit(engine, WriterLock(engine))
     flow = Hl7Flow(engine, bookings, committer=committer, video=video)
+    # Its own deliveries (application acknowledgements, SIU out), when run alone; beside `hub serve`'s workers a
+    # row is claimed by one of them.
+    outbox = OutboxWorker(engine, hl7v2_handlers(settings, engine), settings.outbox_interval_seconds,
+                          settings.outbox_max_attempts)
+    outbox.start()
     with MllpServer(flow.handle, host, port).start_in_thread() as server:
         typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
+    outbox.stop()
     committer.close()
 
 

@@ -3,6 +3,7 @@ ACK and not processed twice. (Over real TCP in tests/test_mllp_flow.py.)"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,13 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from sqlalchemy import Engine, select
 
-from hub.core.hl7_flow import Hl7Flow
+from hub.core.hl7_flow import APPLICATION_ACK_TOPIC, Hl7Flow
+from hub.core.outbox import OutboxWorker, PermanentFailure
+from hub.hl7v2.application_ack import ApplicationAckDelivery, addresses
 from hub.hl7v2.message import NotHl7, read
+from hub.hl7v2.mllp import MllpServer
 from hub.store.db import make_engine, migrate
-from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES
+from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES, OUTBOX
 
 CPR = "0101011234"
 
@@ -154,19 +158,47 @@ def test_garbage_and_unframed_bytes_are_answered_ar_and_kept(engine: Engine) -> 
     assert sorted(kept) == sorted([b"\x00\xffgarbage", b"MSH|^~\\&|half a mess"])
 
 
-def test_enhanced_mode_answers_as_msh15_asks(engine: Engine) -> None:
+def test_enhanced_mode_answers_as_msh15_asks_and_sends_the_verdict_as_msh16_asks(engine: Engine,
+                                                                                 tmp_path: Path) -> None:
     flow = Hl7Flow(engine)
 
-    def enhanced(accept: str, control_id: str, broken: bool = False) -> bytes | None:
-        raw = adt(control_id=control_id).replace("|P|2.5|||||DAN|", f"|P|2.5|||{accept}|NE|DAN|")
-        if broken:
+    def enhanced(accept: str, control_id: str, application: str = "NE", broken: str = "") -> bytes | None:
+        raw = adt(control_id=control_id).replace("|P|2.5|||||DAN|", f"|P|2.5|||{accept}|{application}|DAN|")
+        if broken == "content":
             raw = raw.replace("20270312084500", "2027-03-12")
+        elif broken == "version":
+            raw = raw.replace("|P|2.5|", "|P|2.9|")
         return flow.receive(raw.encode("iso-8859-1"))
 
+    # the accept acknowledgement: CA once stored (also when the content is wrong), CR when MSH is refused
     assert segments(enhanced("AL", "E1") or b"")["MSA"][1] == "CA"
-    assert enhanced("NE", "E2") is None
-    assert enhanced("ER", "E3") is None and segments(enhanced("ER", "E4", broken=True) or b"")["MSA"][1] == "CE"
-    assert enhanced("SU", "E5", broken=True) is None and segments(enhanced("SU", "E6") or b"")["MSA"][1] == "CA"
+    assert segments(enhanced("AL", "E2", broken="content") or b"")["MSA"][1] == "CA"
+    assert enhanced("NE", "E3") is None
+    assert enhanced("ER", "E4", broken="content") is None  # stored: no accept error to tell
+    assert segments(enhanced("ER", "E5", broken="version") or b"")["MSA"][1] == "CR"
+    assert enhanced("SU", "E6", broken="version") is None and segments(enhanced("SU", "E7") or b"")["MSA"][1] == "CA"
+
+    # the application acknowledgement: the verdict, a message of its own, through the outbox to the sender
+    assert segments(enhanced("AL", "E8", "AL", broken="content") or b"")["MSA"][1] == "CA"
+    enhanced("AL", "E9", "ER")  # ER: no application acknowledgement for a message that is fine
+    with engine.connect() as conn:
+        rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.payload)).all()
+    assert [r.topic for r in rows] == [APPLICATION_ACK_TOPIC]
+    got: list[bytes] = []
+    with MllpServer(lambda raw, problem, peer: got.append(raw) or None).start_in_thread() as sender:
+        delivery = ApplicationAckDelivery(engine, addresses(f"EPJ^OUH=127.0.0.1:{sender.port}"))
+        assert OutboxWorker(engine, {APPLICATION_ACK_TOPIC: delivery}).run_once() == 1
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+    (application,) = got
+    seg = segments(application)
+    assert seg["MSA"][1:3] == ["AE", "E8"] and seg["ERR"][2] == "PV1^1^44"
+    with engine.connect() as conn:
+        assert conn.execute(select(OUTBOX.c.status)).scalar_one() == "delivered"
+    unknown = ApplicationAckDelivery(engine, addresses("OTHER^X=127.0.0.1:9"))
+    with pytest.raises(PermanentFailure):
+        unknown(rows[0].payload)
 
 
 def test_v23_acks_use_err1(engine: Engine) -> None:

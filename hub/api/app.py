@@ -42,6 +42,7 @@ from hub.core.confirmation_flow import ConfirmationBookings
 from hub.core.conversion_flow import Conversions
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.errors import HubError
+from hub.core.hl7_flow import APPLICATION_ACK_TOPIC
 from hub.core.housekeeping import Housekeeping
 from hub.core.letter_flow import LetterFlow
 from hub.core.message_flow import MessageFlow
@@ -55,6 +56,7 @@ from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.hl7v2.application_ack import ApplicationAckDelivery, addresses
 from hub.hl7v2.delivery import MllpDelivery
 from hub.medcom.booking_confirmation import Xdis13Policy
 from hub.medcom.schemas import OioxmlSchemas
@@ -123,14 +125,19 @@ def build_services(settings: Settings) -> Services:
     return Services(settings, sessions, packages, structure, rules, flow, validator, messages, letters, vans)
 
 
-def siu_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
-    """Meetings booked through FHIR sent as SIU to the configured HL7 v2 receiver (none: no handlers)."""
+def hl7v2_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+    """The HL7 v2 deliveries the configuration asks for: enhanced mode's application acknowledgements to their
+    senders; meetings booked through FHIR as SIU to the configured receiver."""
+    handlers: dict[str, Handler] = {}
+    if settings.hl7v2_ack_addresses:
+        handlers[APPLICATION_ACK_TOPIC] = ApplicationAckDelivery(engine, addresses(settings.hl7v2_ack_addresses))
     if not settings.hl7v2_receiver:
-        return {}
+        return handlers
     host, _, port = settings.hl7v2_receiver.rpartition(":")
     sending = tuple(settings.hl7v2_sending_application.split("^", 1) + [""])[:2]
     receiving = tuple(settings.hl7v2_receiver_application.split("^", 1) + [""])[:2]
-    return MllpDelivery(engine, host, int(port), (sending[0], sending[1]), (receiving[0], receiving[1])).handlers()
+    return handlers | MllpDelivery(engine, host, int(port), (sending[0], sending[1]),
+                                   (receiving[0], receiving[1])).handlers()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -157,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keeper = Housekeeping(housekeeping, settings.housekeeping_interval_seconds)
         keeper.start()
         delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(app.state.services.vans.codes))
-        handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **siu_handlers(settings, flow.engine)}
+        handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **hl7v2_handlers(settings, flow.engine)}
         outbox = OutboxWorker(flow.engine, handlers, settings.outbox_interval_seconds, settings.outbox_max_attempts)
         outbox.start()
         yield

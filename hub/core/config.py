@@ -46,6 +46,8 @@ class Settings(BaseSettings):
                                        "booked through FHIR as SIU over MLLP (through the outbox)")
     hl7v2_receiver_application: str = Field("EPJ^EPJ", description="Its MSH-5^MSH-6 (application^facility)")
     hl7v2_sending_application: str = Field("HUB^HUB", description="The hub's MSH-3^MSH-4 in what it sends")
+    hl7v2_ack_addresses: str | None = Field(None, description="Where enhanced mode's application acknowledgements "
+                                            "go: APP^FACILITY=host:port;… by the sender's MSH-3^MSH-4")
     hl7v2_video_codes: str = Field("VIDEO", description="Codes (comma-separated) that mark an HL7 v2 SIU as a "
                                    "video consultation, in SCH-7, SCH-8 or AIS-3")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "

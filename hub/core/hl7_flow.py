@@ -11,8 +11,11 @@ Guarantees, as for MedCom messages (DESIGN.md):
   senders need (they leave out fields their version calls required, such as SCH-6 or SCH-16): the strict check
   of a message's structure for its version (hl7apy) is `hub validate`'s, where a tester asks for it, not the
   listener's (it costs some 16 ms a message here, eight times the 2 ms a message that 500 messages/s leave).
-- In enhanced mode (MSH-15/16 given) the answer is the accept acknowledgement (`CA`/`CE`/`CR`), sent as MSH-15
-  asks: `AL` always, `NE` never, `ER` on errors, `SU` on success.
+- In enhanced mode (MSH-15/16 given) the answer on the connection is the accept acknowledgement, sent as MSH-15
+  asks (`AL` always, `NE` never, `ER` on errors, `SU` on success): `CA` once the message is stored, `CR` when
+  its MSH is refused (type, version, processing id). The verdict (`AA`/`AE`/`AR`) is the application
+  acknowledgement, a message of its own, as MSH-16 asks: stored with the message and sent through the outbox to
+  the sender's address (`HUB_HL7V2_ACK_ADDRESSES`, `hub.hl7v2.application_ack`).
 
 What a message does: ADT A01/A03/A04/A08/A11 become encounter events (`hub.hl7v2.adt`), stored with the message
 and shown by `GET /fhir/Encounter` as a HospitalNotification's are. SIU S12/S13/S14/S15/S17/S26 for a video
@@ -45,11 +48,12 @@ from hub.hl7v2.siu import VideoPolicy
 from hub.store.commit import Committer, Write
 from hub.store.encounters import event_row
 from hub.store.inbox import Effect, Inbox
-from hub.store.statements import INSERT_ENCOUNTER_EVENT, INSERT_MESSAGE, INSERT_RECEIVED
+from hub.store.statements import INSERT_ENCOUNTER_EVENT, INSERT_MESSAGE, INSERT_OUTBOX, INSERT_RECEIVED
 
 log = logging.getLogger("hub.hl7v2")
 
 MEDIA_TYPE = "application/hl7-v2"
+APPLICATION_ACK_TOPIC = "hl7v2.application-ack"  # enhanced mode's application acknowledgements, sent later
 VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 PROCESSING_IDS = ("P", "T", "D")
 TRIGGERS = {"ADT": adt.TRIGGERS, "SIU": siu.TRIGGERS}
@@ -99,14 +103,27 @@ class Hl7Flow:
             self.inbox.store([self.inbox.row(fields, "hl7v2", None, "duplicate", None, key)])
             return earlier.answer
         verdict = self._judge(message, message_id)
-        ack = acknowledgement(message, verdict.code, verdict.findings, self.now())
+        if message.enhanced:  # the accept acknowledgement says it is stored (CA), or that MSH is refused (CR)
+            refused = verdict.code == "AR"
+            ack = acknowledgement(message, "AR" if refused else "AA", verdict.findings if refused else [], self.now())
+        else:
+            ack = acknowledgement(message, verdict.code, verdict.findings, self.now())
         inbound = self.inbox.row(fields, "hl7v2", _outcome(verdict), "accepted" if verdict.code == "AA" else
                                  "rejected", None, key)
         answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": f"ACK {verdict.code}",
                                  "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None, key)
+        rows, effects = [inbound, answer], list(verdict.effects)
+        if _application_ack_asked(message, verdict.code):
+            application = self.inbox.row(
+                {"direction": "out", "channel": "hl7v2", "operation": f"application ACK {verdict.code}",
+                 "content_type": MEDIA_TYPE, "raw": acknowledgement(message, verdict.code, verdict.findings,
+                                                                     self.now(), application=True)},
+                "hl7v2", None, "pending", None, key)
+            rows.append(application)
+            effects.append((INSERT_OUTBOX, [_outbox_row(application["id"], message.sender, self.now())]))
         try:
             remembered = key if message.control_id and verdict.remember else None
-            committed = self._commit([inbound, answer], remembered, verdict.effects)
+            committed = self._commit(rows, remembered, effects)
         except OperationalError:
             log.exception("HL7 v2 message could not be stored")
             return acknowledgement(message, "AE", [Finding("207", "The hub cannot store the message now; send it "
@@ -116,7 +133,8 @@ class Hl7Flow:
                                              key)])
             earlier = self.inbox.earlier(key)
             return earlier.answer if earlier is not None else ack
-        return ack if _answered(message, verdict.code) else None
+        return ack if _answered(message, "AR" if message.enhanced and verdict.code == "AR" else
+                                 "AA" if message.enhanced else verdict.code) else None
 
     def _commit(self, rows: list[dict[str, Any]], key: str | None, effects: list[Effect]) -> bool:
         """The message, its ACK, its identity and its effect in one transaction; False when a message with this
@@ -210,6 +228,17 @@ class Hl7Flow:
                                  "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None)
         self.inbox.store([inbound, answer])
         return ack
+
+
+def _application_ack_asked(message: Hl7Message, code: str) -> bool:
+    """Enhanced mode: MSH-16 (application acknowledgement type) asks for the verdict as a message of its own."""
+    asked = message.get("MSH.16") if message.enhanced else ""
+    return asked == "AL" or (asked == "ER" and code != "AA") or (asked == "SU" and code == "AA")
+
+
+def _outbox_row(message_id: str, sender: str, now: datetime) -> dict[str, Any]:
+    return {"topic": APPLICATION_ACK_TOPIC, "ordering_key": f"hl7v2:{sender}", "status": "pending", "attempts": 0,
+            "next_attempt_at": now, "created_at": now, "payload": {"message_id": message_id, "sender": sender}}
 
 
 def _answered(message: Hl7Message, code: str) -> bool:

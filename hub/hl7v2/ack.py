@@ -46,12 +46,13 @@ class Finding:
 
 
 def acknowledgement(message: Hl7Message | None, code: str, findings: Sequence[Finding] = (),
-                    now: datetime | None = None, control_id: str | None = None) -> bytes:
-    """The ACK for `message` (None: bytes that had no readable MSH) with MSA-1 `code` (AA, AE, AR)."""
+                    now: datetime | None = None, control_id: str | None = None, application: bool = False) -> bytes:
+    """The ACK for `message` (None: bytes that had no readable MSH) with MSA-1 `code`: AA, AE, AR; in enhanced
+    mode, unless it is the `application` acknowledgement, the accept acknowledgement's CA, CE, CR."""
     when = (now or datetime.now(UTC)).astimezone(COPENHAGEN).strftime("%Y%m%d%H%M%S%z")
     version = (message.version if message else "") or "2.5"
     get = message.get if message is not None else (lambda _: "")
-    msa_code = ENHANCED[code] if message is not None and message.enhanced else code
+    msa_code = ENHANCED[code] if message is not None and message.enhanced and not application else code
     msh = ["MSH", "^~\\&", get("MSH.5"), get("MSH.6"), get("MSH.3"), get("MSH.4"), when, "",
            _message_type(get("MSH.9.2"), version), control_id or uuid.uuid4().hex[:20].upper(),
            get("MSH.11") or "P", version]
