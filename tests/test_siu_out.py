@@ -321,7 +321,7 @@ def test_an_siu_that_fails_validation_is_not_sent(hub: Any, engine: Engine, rece
 def test_an_appointment_booked_from_hl7v2_is_not_sent_back(
         hub: Any, engine: Engine, receiver: Receiver) -> None:
     settings = hub.server.config.app.state.services.settings
-    inbound = Hl7Flow(engine, booking_flow(settings, engine, session_factory(engine)), VideoPolicy())
+    inbound = Hl7Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=4)
     siu = siu_out.siu_message(
         "meeting.booked", {"participant": [{"actor": PATIENT}], "description": "Kontrol"},
