@@ -103,11 +103,9 @@ class Hl7Flow:
             self.inbox.store([self.inbox.row(fields, "hl7v2", None, "duplicate", None, key)])
             return earlier.answer
         verdict = self._judge(message, message_id)
-        if message.enhanced:  # the accept acknowledgement says it is stored (CA), or that MSH is refused (CR)
-            refused = verdict.code == "AR"
-            ack = acknowledgement(message, "AR" if refused else "AA", verdict.findings if refused else [], self.now())
-        else:
-            ack = acknowledgement(message, verdict.code, verdict.findings, self.now())
+        # Enhanced mode's accept acknowledgement says only that it is stored (CA) or that its MSH is refused (CR)
+        accept = ("AR" if verdict.code == "AR" else "AA") if message.enhanced else verdict.code
+        ack = acknowledgement(message, accept, verdict.findings if accept == verdict.code else [], self.now())
         inbound = self.inbox.row(fields, "hl7v2", _outcome(verdict), "accepted" if verdict.code == "AA" else
                                  "rejected", None, key)
         answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": f"ACK {verdict.code}",
@@ -133,8 +131,7 @@ class Hl7Flow:
                                              key)])
             earlier = self.inbox.earlier(key)
             return earlier.answer if earlier is not None else ack
-        return ack if _answered(message, "AR" if message.enhanced and verdict.code == "AR" else
-                                 "AA" if message.enhanced else verdict.code) else None
+        return ack if _answered(message, accept) else None
 
     def _commit(self, rows: list[dict[str, Any]], key: str | None, effects: list[Effect]) -> bool:
         """The message, its ACK, its identity and its effect in one transaction; False when a message with this
@@ -230,10 +227,14 @@ class Hl7Flow:
         return ack
 
 
+def _asks(asked: str, code: str) -> bool:
+    """An acknowledgement type (MSH-15, MSH-16): `AL` always, `NE` never, `ER` on an error, `SU` on success."""
+    return asked == "AL" or (asked == "ER" and code != "AA") or (asked == "SU" and code == "AA")
+
+
 def _application_ack_asked(message: Hl7Message, code: str) -> bool:
     """Enhanced mode: MSH-16 (application acknowledgement type) asks for the verdict as a message of its own."""
-    asked = message.get("MSH.16") if message.enhanced else ""
-    return asked == "AL" or (asked == "ER" and code != "AA") or (asked == "SU" and code == "AA")
+    return message.enhanced and _asks(message.get("MSH.16"), code)
 
 
 def _outbox_row(message_id: str, sender: str, now: datetime) -> dict[str, Any]:
@@ -243,10 +244,7 @@ def _outbox_row(message_id: str, sender: str, now: datetime) -> dict[str, Any]:
 
 def _answered(message: Hl7Message, code: str) -> bool:
     """Original mode: always. Enhanced mode: as MSH-15 (accept acknowledgement type) asks."""
-    if not message.enhanced:
-        return True
-    asked = message.get("MSH.15") or "AL"
-    return asked == "AL" or (asked == "ER" and code != "AA") or (asked == "SU" and code == "AA")
+    return not message.enhanced or _asks(message.get("MSH.15") or "AL", code)
 
 
 def _outcome(verdict: _Verdict) -> dict[str, Any] | None:
