@@ -23,6 +23,7 @@ from hub.fhir.validator import Validator
 from hub.medcom.envelope import read_emessage
 from hub.medcom.receipts import NEGATIVE, POSITIVE, Receipt, ReceiptWriter, Refusal
 from hub.medcom.schemas import OioxmlSchemas
+from hub.store.conversions import ConversionStore
 from hub.store.statements import CONVERSIONS, MESSAGES, PENDING_LETTERS
 from tests.conftest import SHARED, Receiver
 
@@ -228,8 +229,11 @@ def test_a_carecommunication_for_an_oioxml_receiver_goes_as_letters_and_their_re
         messaging_hub: Any, receiver: Receiver, mailbox: Receiver, data_root: Any, packages: Any,
         schemas: OioxmlSchemas, validator: Validator) -> None:
     hub, bundle, letters = send_for_oioxml(messaging_hub, receiver, mailbox, data_root, packages, schemas)
+    store = ConversionStore(hub.engine)
+    assert store.unanswered("to-oioxml") == []  # no receipt yet: nothing for the housekeeping to settle
     xdis91 = next(b for b in letters if b"ClinicalEmail" in b)
     answer_letters(hub, [xdis91], schemas)
+    (waiting,) = store.unanswered("to-oioxml")  # a receipt, and more to come: the housekeeping looks at it
     time.sleep(0.5)
     assert receiver.got == []  # the XBIN01 asked for a receipt too: not answered yet
     answer_letters(hub, [b for b in letters if b is not xdis91], schemas)
@@ -243,6 +247,7 @@ def test_a_carecommunication_for_an_oioxml_receiver_goes_as_letters_and_their_re
     assert {i["value"] for i in sender["identifier"]} >= {EXAMPLE_SENDER["sor"]}
     with hub.engine.connect() as conn:
         assert conn.execute(select(CONVERSIONS.c.answered_at)).scalar_one() is not None
+    assert store.unanswered("to-oioxml") == [] and store.by_id(waiting).letters[0][1] is not None
 
 
 def test_a_negative_receipt_becomes_a_fatal_error_at_once_and_later_receipts_are_kept_only(

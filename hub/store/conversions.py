@@ -119,10 +119,14 @@ class ConversionStore:
                                                CONVERSIONS.c.answered_at.is_(None))).values(answered_at=now)
 
     def unanswered(self, direction: str) -> list[str]:
-        """Conversions still waiting for their answer (for the housekeeping that settles them)."""
+        """Conversions not yet answered though a receipt has come for one of their letters (what the housekeeping
+        settles: a process that stopped between storing a receipt and converting it); those no receipt has come
+        for have nothing to settle, however many there are."""
         with self.engine.connect() as conn:
-            return list(conn.execute(select(CONVERSIONS.c.id).where(and_(
-                CONVERSIONS.c.direction == direction, CONVERSIONS.c.answered_at.is_(None)))).scalars())
+            return list(conn.execute(select(CONVERSIONS.c.id).distinct().join(
+                CONVERSION_LETTERS, CONVERSION_LETTERS.c.conversion_id == CONVERSIONS.c.id).where(and_(
+                    CONVERSIONS.c.direction == direction, CONVERSIONS.c.answered_at.is_(None),
+                    CONVERSION_LETTERS.c.answer.is_not(None)))).scalars())
 
     # --- letters waiting for their parts -----------------------------------------------------------------
 
