@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Interoperability hub for Danish healthcare and social-care messaging.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The store of official standards.", no_args_is_help=True)
 vdx_app = typer.Typer(help="The built-in VDX-compatible video booking service.", no_args_is_help=True)
+sdi_app = typer.Typer(help="The local case index (KOMBIT SF1470 v6).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(vdx_app, name="vdx")
+app.add_typer(sdi_app, name="sdi")
 
 
 @schemas_app.command("sync")
@@ -365,6 +367,22 @@ def mllp(
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
     outbox.stop()
     committer.close()
+
+
+@sdi_app.command("serve")
+def sdi_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8082,
+) -> None:
+    """Run the local case index alone: SF1470 v6 over SOAP 1.1 at /sdi, checking requests as the index does."""
+    import uvicorn
+
+    from hub.core.logging import configure
+    from hub.sdi.service import create_sdi_app
+
+    settings = Settings()
+    configure(settings.log_level)
+    uvicorn.run(create_sdi_app(settings.standards_store), host=host, port=port, log_config=None, access_log=False)
 
 
 @vdx_app.command("serve")
