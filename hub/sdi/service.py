@@ -12,7 +12,8 @@ HTTP-like convention: 20 OK, 40 the request breaks the contract or a rule, 44 no
 failed. A request that is not SOAP at all gets a SOAP 1.1 Fault (Client) with HTTP 400.
 
 Security: this service runs with `HUB_SDI_SECURITY=none` (unsigned calls, as KOMBIT's validation endpoint is
-said to take them); OIOIDWS signing and the local STS are not built yet.
+said to take them); OIOIDWS signing and the local STS are not built yet. `opdater` keeps the update as sent in
+place of the case's registration; merging it into the case by Virkning (undocumented by KOMBIT) is not built yet.
 """
 
 from __future__ import annotations
