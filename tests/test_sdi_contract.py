@@ -3,7 +3,11 @@ compiled as XSDs without the network; the example requests validate, a broken on
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +50,22 @@ def test_a_value_outside_the_contract_is_refused(data_root: Path) -> None:
     sensitivity.text = "MEGET_HEMMELIG"
     assert not schema.validate(doc)
     assert any("Foelsomhed" in e.message for e in schema.error_log)
+
+
+def test_hub_validate_checks_sf1470_requests_as_the_local_index_does(data_root: Path, tmp_path: Path) -> None:
+    for example in EXAMPLES.glob("*.body.xml"):
+        shutil.copy(example, tmp_path / example.name)
+    doc = etree.parse(str(EXAMPLES / "SF1470-v6-importer-minimal-sag.body.xml"))
+    doc.xpath("//*[local-name()='Sagsnummer']")[0].text = "ANDET"
+    envelope = (b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+                + etree.tostring(doc.getroot()) + b"</soap:Body></soap:Envelope>")
+    (tmp_path / "renamed-envelope.xml").write_bytes(envelope)
+    env = {**os.environ, "HUB_DATA_DIR": str(data_root)}
+    run = subprocess.run([sys.executable, "-m", "hub", "validate", str(tmp_path), "--format", "json"], env=env,
+                         capture_output=True, timeout=120, check=False)
+    report = {Path(r["file"]).name: r for r in json.loads(run.stdout)}
+    assert run.returncode == 1
+    assert all(r["valid"] for name, r in report.items() if name.endswith(".body.xml")) and len(report) == 5
+    (issue,) = report["renamed-envelope.xml"]["outcome"]["issue"]
+    assert issue["code"] == "business-rule" and issue["expression"] == ["Egenskaber/BrugervendtNoegle"]
+    assert "§3.3" in issue["diagnostics"]

@@ -3,8 +3,9 @@
 The format is detected from the content, not trusted from the name: FHIR JSON (an object with
 `resourceType`), FHIR XML (a root in the FHIR namespace), OIOXML (a root in a MedCom OIOXML namespace,
 validated against that namespace's schema set), a VANS envelope (its rules checked, then the FHIR message
-it carries validated) and HL7 v2 (a message starting with MSH: read as the MLLP listener reads it, then its
-structure checked for its version with hl7apy, strict); SOAP joins here as the hub learns it. A file of a
+it carries validated), HL7 v2 (a message starting with MSH: read as the MLLP listener reads it, then its
+structure checked for its version with hl7apy, strict) and SF1470 v6 requests (the XSDs, then KOMBIT's anvisning
+rules, as the local case index checks them). A file of a
 format the hub does not know fails with a finding that says so.
 """
 
@@ -23,6 +24,7 @@ from hub.hl7v2 import message as hl7v2
 from hub.hl7v2.structure import structure_findings
 from hub.medcom import vans
 from hub.medcom.schemas import NAMESPACE, OioxmlSchemas, UnknownNamespace, schema_outcome
+from hub.sdi.contract import validation_outcome
 
 SUFFIXES = {".json", ".xml", ".hl7"}
 
@@ -60,6 +62,8 @@ def detect(body: bytes) -> str:
             return "fhir+xml"
         if vans.NAMESPACE_FAMILY.encode() in start:
             return "vans"
+        if b"urn:oio:sts:sagdok:sagdokumentindeks:6" in body:
+            return "sf1470"
         return "oioxml" if NAMESPACE.search(start.decode("latin-1")) else "xml"
     return "unknown"
 
@@ -93,6 +97,11 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
         return FileResult(str(path), kind, _oioxml(body, oioxml))
     if kind == "hl7v2":
         return FileResult(str(path), kind, _hl7v2(body))
+    if kind == "sf1470" and oioxml is not None:
+        try:
+            return FileResult(str(path), kind, validation_outcome(body, oioxml.store))
+        except HubError as exc:
+            return FileResult(str(path), kind, exc.outcome)
     if kind == "vans":
         try:
             envelope = vans.unwrap(body, vans.StatisticalCodes.from_packages(validator.packages))
@@ -102,7 +111,8 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
         return FileResult(str(path), kind, _fhir(validator, envelope.data, inner, profiles, context))
     if kind not in ("fhir+json", "fhir+xml"):
         return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON, "
-                                                                   "FHIR XML, OIOXML, a VANS envelope or HL7 v2)"))
+                                                                   "FHIR XML, OIOXML, a VANS envelope, HL7 v2 or "
+                                                                   "an SF1470 request)"))
     return FileResult(str(path), kind, _fhir(validator, body, kind, profiles, context))
 
 

@@ -38,6 +38,7 @@ class OioxmlSchemas:
     """The compiled schema sets; thread-safe."""
 
     def __init__(self, store: Path) -> None:
+        self.store = store
         self.root = store / "files" / "medcom" / "xml" / "schemas"
         self._compiled: dict[str, etree.XMLSchema | str] = {}
         self._lock = threading.Lock()

@@ -9,6 +9,7 @@ what the service speaks).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import zeep
 from lxml import etree
 from zeep.exceptions import ExternalReferenceForbidden
 from zeep.transports import Transport
+
+from hub.core.outcome import Outcome, single
 
 WSDL = Path("files/kombit/SF1470-SagDokumentIndeks/wsdl/SagDokumentIndeksService_6.wsdl")
 OPERATIONS = ("importer", "opdater", "fremsoeg", "fjern")
@@ -70,3 +73,27 @@ def request_schema(store: Path) -> etree.XMLSchema:
     wrapper = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{imports}</xs:schema>'
     parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
     return etree.XMLSchema(etree.fromstring(wrapper.encode(), parser))
+
+
+def validation_outcome(raw: bytes, store: Path) -> Outcome:
+    """An SF1470 v6 request (a SOAP envelope, or its body's operation element alone) checked as the local index
+    checks it: the XSDs, then the anvisning rules of each imported case. For `hub validate`."""
+    from hub.fhir.io import parse_xml_root
+    from hub.sdi.rules import NS, case_findings
+
+    root = parse_xml_root(raw)
+    operation = root if etree.QName(root).namespace == NS["sdi"] else next(
+        (c for body in root.iter("{http://schemas.xmlsoap.org/soap/envelope/}Body") for c in body
+         if isinstance(c.tag, str)), None)
+    if operation is None:
+        return single("structure", "Not an SF1470 v6 request: no operation in a SOAP Body")
+    schema = request_schema(store)
+    outcome = Outcome()
+    if not schema.validate(etree.ElementTree(copy.deepcopy(operation))):
+        for error in schema.error_log:
+            outcome.error("structure", f"line {error.line}: {error.message}", error.path)
+        return outcome
+    for sag in operation.xpath("sdi:SagIndeks", namespaces=NS):
+        for finding in case_findings(sag):
+            outcome.error("business-rule", f"{finding.rule} ({finding.source})", finding.path)
+    return outcome
