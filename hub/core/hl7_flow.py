@@ -42,7 +42,7 @@ from hub.core.errors import HubError
 from hub.fhir import appointment as fa
 from hub.hl7v2 import adt, siu
 from hub.hl7v2.ack import Finding, acknowledgement
-from hub.hl7v2.message import Hl7Message, NotHl7, read
+from hub.hl7v2.message import Hl7Message, NotHl7, Unmappable, read
 from hub.hl7v2.mllp import Peer, Problem
 from hub.hl7v2.siu import VideoPolicy
 from hub.store.commit import Committer, Write
@@ -177,20 +177,17 @@ class Hl7Flow:
         if message.trigger not in triggers:
             return _Verdict("AR", [Finding("201", f"{message.message_type}^{message.trigger} is not taken; the hub "
                                                   f"takes {', '.join(triggers)}", "MSH", 1, 9)], [])
-        if message.message_type == "SIU":
-            return self._schedule(message)
         try:
+            if message.message_type == "SIU":
+                return self._schedule(message)
             event = adt.encounter_event(message)
-        except adt.NotAnEncounter as exc:
+        except Unmappable as exc:
             return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
         return _Verdict("AA", [], [(INSERT_ENCOUNTER_EVENT, [event_row(event, message_id, self.now())])])
 
     def _schedule(self, message: Hl7Message) -> _Verdict:
         """An SIU for a video consultation: booked, changed or cancelled through the booking flow."""
-        try:
-            request = siu.meeting_request(message)
-        except siu.NotAMeeting as exc:
-            return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
+        request = siu.meeting_request(message)
         if not self.video.matches(message):
             return _Verdict("AA", [], [])  # not a video consultation: kept, nothing to book
         if self.bookings is None:

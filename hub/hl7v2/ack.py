@@ -16,11 +16,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
-from hub.hl7v2.message import Hl7Message
+from hub.hl7v2.message import COPENHAGEN, Hl7Message
 
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 SEVERITIES = ("E", "W", "I")
 ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
 # HL7 table 0357, the codes the hub gives (their texts as the table names them)

@@ -12,28 +12,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
-
 from hub.convert.tables import MAPPINGS, code_maps
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.model import EncounterEvent, Identifier
-from hub.hl7v2.message import Hl7Message
+from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
 
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 V2_CLASS = "http://terminology.hl7.org/CodeSystem/v2-0004"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A11": "cancelled"}
 TRIGGERS = ("A01", "A03", "A04", "A08", "A11")
 CPR_MARKS = ("CPR", "1.2.208.176.1.2")
-
-
-class NotAnEncounter(ValueError):
-    """The ADT message lacks what an encounter event needs: (HL7 table 0357 code, segment, field, text)."""
-
-    def __init__(self, text: str, segment: str, field: int, code: str = "101") -> None:
-        super().__init__(text)
-        self.text, self.segment, self.field, self.code = text, segment, field, code
 
 
 def encounter_event(message: Hl7Message) -> EncounterEvent:
@@ -42,16 +30,16 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
     if not visit:
         visit, authority = message.get("PID.18.1"), message.get("PID.18.4")
     if not visit:
-        raise NotAnEncounter("The message has no visit number (PV1-19) or account (PID-18) naming the stay",
+        raise Unmappable("The message has no visit number (PV1-19) or account (PID-18) naming the stay",
                              "PV1", 19)
     facility = message.get("MSH.4") or message.get("MSH.3")
     stay = f"urn:hub:hl7v2:visit:{authority or facility}|{visit}"
-    end = _time_field(message, "PV1", 45)
+    end = message.time("PV1.45")
     status = STATUS.get(trigger) or ("finished" if end else "in-progress")
-    start = _time_field(message, "PV1", 44)
+    start = message.time("PV1.44")
     patient = patient_identifier(message)
     if patient is None:
-        raise NotAnEncounter("The message names no patient (PID-3)", "PID", 3)
+        raise Unmappable("The message names no patient (PID-3)", "PID", 3)
     encounter_class = code_maps(MAPPINGS / "hl7v2-patient-class.json").get(V2_CLASS, ACT_CODE,
                                                                           message.get("PV1.2") or None)
     resource: dict[str, object] = {
@@ -73,15 +61,6 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
                           resource=resource)
 
 
-def _time_field(message: Hl7Message, segment: str, field: int) -> datetime | None:
-    """A time the mapping uses: absent is None, present but unreadable is refused (102)."""
-    value = message.get(f"{segment}.{field}")
-    moment = hl7_time(value)
-    if value and moment is None:
-        raise NotAnEncounter(f"{segment}-{field} is not an HL7 date and time: {value!r}", segment, field, "102")
-    return moment
-
-
 def patient_identifier(message: Hl7Message) -> Identifier | None:
     """The PID-3 repetition that is a CPR number (by identifier type or authority), else the first."""
     first: Identifier | None = None
@@ -94,24 +73,3 @@ def patient_identifier(message: Hl7Message) -> Identifier | None:
             return Identifier(CPR_SYSTEM, value.replace("-", ""))
         first = first or Identifier(f"urn:hub:hl7v2:id:{authority or kind or 'local'}", value)
     return first
-
-
-def hl7_time(value: str) -> datetime | None:
-    """An HL7 DTM/TS (`YYYYMMDD[HHMM[SS[.S…]]][+ZZZZ]`) as an aware datetime in UTC (the canonical model's
-    times); Danish time without an offset."""
-    value = value.split("^")[0].strip()
-    if len(value) < 8 or not value[:8].isdigit():
-        return None
-    zone = None
-    for sign in "+-":
-        if sign in value[8:]:
-            at = value.index(sign, 8)
-            value, zone = value[:at], value[at:]
-    digits = value.split(".")[0]
-    try:
-        moment = datetime.strptime(digits.ljust(14, "0")[:14], "%Y%m%d%H%M%S")
-    except ValueError:
-        return None
-    if zone and len(zone) == 5:
-        return datetime.fromisoformat(moment.isoformat() + f"{zone[:3]}:{zone[3:]}").astimezone(UTC)
-    return moment.replace(tzinfo=COPENHAGEN).astimezone(UTC)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import hl7
 
 BOM = b"\xef\xbb\xbf"
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 CHARSETS = {
     "ASCII": "ascii",
     "8859/1": "iso-8859-1",
@@ -28,6 +31,14 @@ CHARSETS = {
 }
 _SEGMENT_END = re.compile(r"\r\n|\n|\r")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+
+
+class Unmappable(ValueError):
+    """What a message lacks for the hub to act on it, or cannot be read there: answered AE, naming the field."""
+
+    def __init__(self, text: str, segment: str, field: int, code: str = "101") -> None:
+        super().__init__(text)
+        self.text, self.segment, self.field, self.code = text, segment, field, code  # code: HL7 table 0357
 
 
 class NotHl7(ValueError):
@@ -111,6 +122,15 @@ class Hl7Message:
         """HL7's escape sequences (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\`, formatting), by python-hl7."""
         return str(hl7.util.unescape(self.separators, value)) if self.separators.escape in value else value
 
+    def time(self, path: str) -> datetime | None:
+        """A time the hub acts on, by HL7 path: absent is None, present but unreadable is `Unmappable` (102)."""
+        value = self.get(path)
+        moment = hl7_time(value)
+        if value and moment is None:
+            segment, field = path.split(".")[:2]
+            raise Unmappable(f"{segment}-{field} is not an HL7 date and time: {value!r}", segment, int(field), "102")
+        return moment
+
     @property
     def control_id(self) -> str:
         return self.get("MSH.10")
@@ -189,3 +209,24 @@ def _charset(msh18: str, body: bytes) -> str:
     except UnicodeDecodeError:
         return "iso-8859-1"
     return "utf-8"
+
+
+def hl7_time(value: str) -> datetime | None:
+    """An HL7 DTM/TS (`YYYYMMDD[HHMM[SS[.S…]]][+ZZZZ]`) as an aware datetime in UTC (the canonical model's
+    times); Danish time without an offset."""
+    value = value.split("^")[0].strip()
+    if len(value) < 8 or not value[:8].isdigit():
+        return None
+    zone = None
+    for sign in "+-":
+        if sign in value[8:]:
+            at = value.index(sign, 8)
+            value, zone = value[:at], value[at:]
+    digits = value.split(".")[0]
+    try:
+        moment = datetime.strptime(digits.ljust(14, "0")[:14], "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    if zone and len(zone) == 5:
+        return datetime.fromisoformat(moment.isoformat() + f"{zone[:3]}:{zone[3:]}").astimezone(UTC)
+    return moment.replace(tzinfo=COPENHAGEN).astimezone(UTC)

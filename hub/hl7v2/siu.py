@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 
 from hub.convert.tables import MAPPINGS, code_maps
 from hub.core.model import Identifier, MeetingRequest, Participant, ParticipantKind
-from hub.hl7v2.adt import hl7_time, patient_identifier
-from hub.hl7v2.message import Hl7Message
+from hub.hl7v2.adt import patient_identifier
+from hub.hl7v2.message import Hl7Message, Unmappable
 
 TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
 FILLER_STATUS = "http://terminology.hl7.org/CodeSystem/v2-0278"
@@ -32,14 +32,6 @@ SEGMENT_SYSTEM = "urn:hub:hl7v2:segment"
 PARTICIPANT_KIND = "urn:hub:participant-kind"
 UNITS = {"s": 1 / 60, "sec": 1 / 60, "min": 1, "m": 1, "h": 60, "hr": 60, "hour": 60}
 KEY_PREFIX = "hl7v2"
-
-
-class NotAMeeting(ValueError):
-    """What the SIU lacks for a meeting: (HL7 table 0357 code, segment, field, text)."""
-
-    def __init__(self, text: str, segment: str, field: int, code: str = "101") -> None:
-        super().__init__(text)
-        self.text, self.segment, self.field, self.code = text, segment, field, code
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,7 @@ class VideoPolicy:
 def source_key(message: Hl7Message) -> str:
     appointment = message.get("SCH.1.1") or message.get("SCH.2.1")
     if not appointment:
-        raise NotAMeeting("The message names no appointment (SCH-1 placer id or SCH-2 filler id)", "SCH", 1)
+        raise Unmappable("The message names no appointment (SCH-1 placer id or SCH-2 filler id)", "SCH", 1)
     return f"{KEY_PREFIX}:{message.get('MSH.4') or message.get('MSH.3')}:{appointment}"
 
 
@@ -69,27 +61,18 @@ def meeting_request(message: Hl7Message) -> MeetingRequest:
     return MeetingRequest(key, subject[:100], start, end, status=status, participants=tuple(_participants(message)))
 
 
-def _time(message: Hl7Message, path: str, field: int) -> datetime | None:
-    """A time the meeting needs: absent is None, present but unreadable is refused (102)."""
-    value = message.get(path)
-    moment = hl7_time(value)
-    if value and moment is None:
-        raise NotAMeeting(f"{path} is not an HL7 date and time: {value!r}", path[:3], field, "102")
-    return moment
-
-
 def _times(message: Hl7Message) -> tuple[datetime, datetime]:
-    start, end = _time(message, "SCH.11.4", 11), _time(message, "SCH.11.5", 11)
+    start, end = message.time("SCH.11.4"), message.time("SCH.11.5")
     if start is None:
-        start = _time(message, "AIS.4", 4)
+        start = message.time("AIS.4")
         minutes = message.get("AIS.7")
         if start is not None and minutes.replace(".", "", 1).isdigit():
             unit = UNITS.get(message.get("AIS.8.1").lower() or "min", 1)
             end = start + timedelta(minutes=float(minutes) * unit)
     if start is None:
-        raise NotAMeeting("The message gives no start time (SCH-11.4, or AIS-4)", "SCH", 11)
+        raise Unmappable("The message gives no start time (SCH-11.4, or AIS-4)", "SCH", 11)
     if end is None or end <= start:
-        raise NotAMeeting("The message gives no end after the start (SCH-11.5, or AIS-7 duration)", "SCH", 11)
+        raise Unmappable("The message gives no end after the start (SCH-11.5, or AIS-7 duration)", "SCH", 11)
     return start, end
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from hub.core.model import Participant, ParticipantKind
 from hub.fhir import appointment as fa
 from hub.hl7v2 import adt, siu
-from hub.hl7v2.message import Hl7Message
+from hub.hl7v2.message import Hl7Message, hl7_time
 
 IDS = uuid.UUID("3b0d6c55-1f4e-4b8e-9c3a-2d8f6f1e0a47")
 RESOURCE_TYPES = {ParticipantKind.PATIENT: "Patient", ParticipantKind.PRACTITIONER: "Practitioner",
@@ -35,7 +35,7 @@ def to_bundle(message: Hl7Message) -> dict[str, Any]:
     else:
         raise NotConvertible(f"{message.message_type}^{message.trigger} is not converted; the hub converts SIU "
                              f"{', '.join(siu.TRIGGERS)} and ADT {', '.join(adt.TRIGGERS)}")
-    sent = adt.hl7_time(message.get("MSH.7")) or datetime.now(UTC)
+    sent = hl7_time(message.get("MSH.7")) or datetime.now(UTC)
     return {"resourceType": "Bundle", "id": _id(key, "bundle"), "type": "collection",
             "timestamp": sent.isoformat().replace("+00:00", "Z"),
             "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in entries]}
