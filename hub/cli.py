@@ -21,9 +21,11 @@ app = typer.Typer(help="Interoperability hub for Danish healthcare and social-ca
 schemas_app = typer.Typer(help="The store of official standards.", no_args_is_help=True)
 vdx_app = typer.Typer(help="The built-in VDX-compatible video booking service.", no_args_is_help=True)
 sdi_app = typer.Typer(help="The local case index (KOMBIT SF1470 v6).", no_args_is_help=True)
+outbox_app = typer.Typer(help="Deliveries waiting, made and failed (the outbox).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(vdx_app, name="vdx")
 app.add_typer(sdi_app, name="sdi")
+app.add_typer(outbox_app, name="outbox")
 
 
 @schemas_app.command("sync")
@@ -306,6 +308,7 @@ def serve(
             typer.echo(f"error: the built-in VDX-compatible service did not start: {exc}", err=True)
             raise typer.Exit(1) from None
         typer.echo(f"built-in VDX-compatible service on http://127.0.0.1:{vdx_port}", err=True)
+    sdi_proc = _start_local_index(settings) if settings.sdi_enabled and not settings.sdi_url else None
     writer = None
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         # SQLite admits one writer: the hot path's writes go through one process of their own (hub.store.writer).
@@ -323,9 +326,33 @@ def serve(
             mllp_proc.wait(40)
         if writer is not None:
             writer.stop()
-        if vdx_proc is not None:
-            vdx_proc.send_signal(signal.SIGTERM)
-            vdx_proc.wait(10)
+        for proc in (vdx_proc, sdi_proc):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(10)
+
+
+def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:
+    """The local case index and its STS on a free loopback port, and the hub's settings to call it (OIOIDWS
+    unless HUB_SDI_SECURITY=none)."""
+    from hub.api.server_thread import free_port, wait_until_healthy
+    from hub.sdi.local import LocalCredentials
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if settings.sdi_security == "oioidws":  # made here, before the index reads them
+        os.environ.update(LocalCredentials.in_folder(settings.data_dir / "sdi", settings.sdi_cvr).environment(url))
+    else:
+        os.environ.update({"HUB_SDI_URL": f"{url}/sdi", "HUB_SDI_LOCAL": "true"})
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "sdi", "serve", "--port", str(port)])
+    try:
+        wait_until_healthy(f"{url}/healthz", proc)
+    except RuntimeError as exc:
+        proc.kill()
+        typer.echo(f"error: the local case index did not start: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"local case index (SF1470 v6) on {url}/sdi, its STS on {url}/sts", err=True)
+    return proc
 
 
 @app.command()
@@ -336,10 +363,9 @@ def mllp(
     """Run the HL7 v2 MLLP listener alone: each message stored, acted on and answered with its ACK."""
     import threading
 
-    from hub.api.app import booking_flow, hl7v2_handlers
+    from hub.api.app import booking_flow, hl7v2_handlers, outbox_worker, sdi_handlers
     from hub.core.hl7_flow import Hl7Flow
     from hub.core.logging import configure
-    from hub.core.outbox import OutboxWorker
     from hub.hl7v2.mllp import MllpServer
     from hub.hl7v2.siu import VideoPolicy
     from hub.store.commit import GroupCommit
@@ -359,8 +385,7 @@ def mllp(
     flow = Hl7Flow(engine, bookings, committer=committer, video=video)
     # Its own deliveries (application acknowledgements, SIU out), when run alone; beside `hub serve`'s workers a
     # row is claimed by one of them.
-    outbox = OutboxWorker(engine, hl7v2_handlers(settings, engine), settings.outbox_interval_seconds,
-                          settings.outbox_max_attempts)
+    outbox = outbox_worker(settings, engine, hl7v2_handlers(settings, engine) | sdi_handlers(settings, engine))
     outbox.start()
     with MllpServer(flow.handle, host, port).start_in_thread() as server:
         typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
@@ -369,20 +394,67 @@ def mllp(
     committer.close()
 
 
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[str | None, typer.Option(help="Only rows in this state: pending, delivered, dead")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only rows of this topic, e.g. sdi.meeting")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 50,
+) -> None:
+    """The outbox's rows: what waits, what failed and why (CPR numbers masked)."""
+    from hub.core.cpr import mask_text
+    from hub.core.outbox import rows
+    from hub.store.db import make_engine
+
+    engine = make_engine(Settings().effective_database_url)
+    for row in rows(engine, status, topic, limit):
+        error = mask_text(row.last_error or "")
+        typer.echo(f"{row.id}\t{row.topic}\t{row.status}\t{row.attempts}\t{row.next_attempt_at:%Y-%m-%d %H:%M:%S}"
+                   f"\t{error}")
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="The rows to deliver again")] = None,
+    dead: Annotated[bool, typer.Option(help="Every dead row (of --topic, if given)")] = False,
+    topic: Annotated[str | None, typer.Option(help="With --dead: only this topic")] = None,
+) -> None:
+    """Put dead (or delivered) rows back to be delivered now, in their order."""
+    from hub.core.outbox import OutboxWorker, rows
+    from hub.store.db import make_engine
+
+    engine = make_engine(Settings().effective_database_url)
+    chosen = list(ids or []) + ([r.id for r in rows(engine, "dead", topic, None)] if dead else [])
+    if not chosen:
+        typer.echo("error: name rows, or --dead", err=True)
+        raise typer.Exit(2)
+    worker = OutboxWorker(engine, {})
+    replayed = [i for i in sorted(chosen) if worker.replay(i)]
+    typer.echo(f"replayed {len(replayed)} of {len(chosen)}: {' '.join(map(str, replayed))}")
+    if len(replayed) < len(chosen):
+        raise typer.Exit(1)
+
+
 @sdi_app.command("serve")
 def sdi_serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8082,
+    security: Annotated[str | None, typer.Option(help="oioidws (with the local STS at /sts) or none; "
+                                                 "default HUB_SDI_SECURITY")] = None,
 ) -> None:
-    """Run the local case index alone: SF1470 v6 over SOAP 1.1 at /sdi, checking requests as the index does."""
+    """Run the local case index alone: SF1470 v6 over SOAP 1.1 at /sdi, checking requests as the index does, and
+    with OIOIDWS its STS at /sts (certificates in the data folder's sdi/)."""
     import uvicorn
 
     from hub.core.logging import configure
-    from hub.sdi.service import create_sdi_app
+    from hub.sdi.local import LocalCredentials, create_local_app
 
     settings = Settings()
     configure(settings.log_level)
-    uvicorn.run(create_sdi_app(settings.standards_store), host=host, port=port, log_config=None, access_log=False)
+    credentials = None
+    if (security or settings.sdi_security) == "oioidws":
+        credentials = LocalCredentials.in_folder(settings.data_dir / "sdi", settings.sdi_cvr)
+    uvicorn.run(create_local_app(settings.standards_store, credentials), host=host, port=port, log_config=None,
+                access_log=False)
 
 
 @vdx_app.command("serve")

@@ -49,6 +49,7 @@ from hub.core.message_flow import MessageFlow
 from hub.core.outbox import Handler, OutboxWorker
 from hub.core.outcome import single
 from hub.core.routing import DELIVER_TOPIC, RoutingTable
+from hub.core.sdi_flow import IndexFollower
 from hub.core.vans_flow import VansFlow, VansWrapper
 from hub.fhir.delivery import HttpDelivery
 from hub.fhir.messaging import ErrorCodes, ack_event
@@ -96,7 +97,8 @@ def booking_flow(settings: Settings, engine: Engine, sessions: sessionmaker[Sess
     if settings.store_writer and settings.store_writer_key:
         committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
                                  GroupCommit(engine, WriterLock(engine)))
-    return BookingFlow(sessions, vdx, committer=committer)
+    followers = (IndexFollower(),) if settings.sdi_enabled else ()
+    return BookingFlow(sessions, vdx, committer=committer, followers=followers)
 
 
 def build_services(settings: Settings) -> Services:
@@ -140,6 +142,27 @@ def hl7v2_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
                                    (receiving[0], receiving[1])).handlers()
 
 
+def outbox_worker(settings: Settings, engine: Engine, handlers: dict[str, Handler]) -> OutboxWorker:
+    return OutboxWorker(engine, handlers, settings.outbox_interval_seconds, settings.outbox_max_attempts,
+                        settings.outbox_first_delay_seconds, settings.outbox_max_delay_seconds)
+
+
+def sdi_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+    """The case index's deliveries, when the index is on and has an address (`hub serve` starts the local one)."""
+    if not (settings.sdi_enabled and settings.sdi_url):
+        return {}
+    from hub.core.sdi_flow import CaseIndexDelivery
+    from hub.sdi.client import SdiClient
+    from hub.sdi.config import index_config
+    from hub.sdi.kle import KleList
+    from hub.sdi.security import security
+
+    client = SdiClient(settings.standards_store, settings.sdi_url, security=security(settings),
+                       liberty=settings.sdi_liberty, timeout=settings.sdi_timeout_seconds)
+    return CaseIndexDelivery(engine, client, KleList.load(settings.standards_store), index_config(settings),
+                             settings.sdi_legal_basis).handlers()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -164,8 +187,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keeper = Housekeeping(housekeeping, settings.housekeeping_interval_seconds)
         keeper.start()
         delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(app.state.services.vans.codes))
-        handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **hl7v2_handlers(settings, flow.engine)}
-        outbox = OutboxWorker(flow.engine, handlers, settings.outbox_interval_seconds, settings.outbox_max_attempts)
+        handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **hl7v2_handlers(settings, flow.engine),
+                                        **sdi_handlers(settings, flow.engine)}
+        outbox = outbox_worker(settings, flow.engine, handlers)
         outbox.start()
         yield
         outbox.stop()

@@ -50,6 +50,8 @@ log = logging.getLogger("hub.booking")
 MEETING_NAMESPACE = uuid.UUID("6f1f3f2e-7a53-4f59-9d43-5a8d7e3c2b10")
 Inbound = dict[str, Any]  # the request message's columns: raw bytes, format, verdict, ...
 Render = Callable[[str, int, datetime, Room | None, list[Room]], dict[str, Any]]
+# (appointment id, its stored resource, the patient's system|value, now) → an outbox row, or None
+Follower = Callable[[str, dict[str, Any], str | None, datetime], dict[str, Any] | None]
 
 SELECT_BY_SOURCE = select(APPOINTMENTS.c.id, APPOINTMENTS.c.state, APPOINTMENTS.c.version,
                           APPOINTMENTS.c.resource).where(APPOINTMENTS.c.source_key == bindparam("b_key"))
@@ -108,6 +110,8 @@ class BookingFlow:
     # Who commits the hot path's writes: this process's writer thread, unless `hub serve` gave the store a
     # writer process (hub.store.writer).
     committer: Committer | None = None
+    # Who else hears of each change, by an outbox row written with it (the case index: hub.core.sdi_flow).
+    followers: tuple[Follower, ...] = ()
 
     def __post_init__(self) -> None:
         self.engine: Engine = self.sessions.kw["bind"]
@@ -195,10 +199,11 @@ class BookingFlow:
         resource = render(appointment_id, 1, now, room, [])
         # Everything is prepared before the write lock is taken: the lock is held for the statements alone.
         meeting, exchanges = self._meeting_row(appointment_id, room, 1), self._exchange_rows(trace, appointment_id)
-        outbox = self._outbox_row("meeting.booked", appointment_id, req, room)
+        outbox = [self._outbox_row("meeting.booked", appointment_id, req, room),
+                  *self._followed(appointment_id, resource, patient[1], now)]
 
         self._group.submit(Write([(MARK_BOOKED, [{"b_id": appointment_id, "b_resource": resource, "b_now": now}]),
-                                  (INSERT_MEETING, [meeting]), (INSERT_MESSAGE, exchanges), (INSERT_OUTBOX, [outbox])]))
+                                  (INSERT_MEETING, [meeting]), (INSERT_MESSAGE, exchanges), (INSERT_OUTBOX, outbox)]))
         # The formatter masks CPR numbers in every record (hub.core.logging), the patient key included.
         log.info("video meeting booked", extra={"appointment": appointment_id, "vdx_uuid": room.vdx_uuid,
                                                 "patient": patient[1] or patient[0]})
@@ -329,6 +334,10 @@ class BookingFlow:
         return {"topic": topic, "ordering_key": appointment_id, "payload": payload, "status": "pending",
                 "attempts": 0, "next_attempt_at": now, "created_at": now}
 
+    def _followed(self, appointment_id: str, resource: dict[str, Any], patient_identifier: str | None,
+                  now: datetime) -> list[dict[str, Any]]:
+        return [row for follow in self.followers if (row := follow(appointment_id, resource, patient_identifier, now))]
+
     # --- settle ------------------------------------------------------------------------------------------
 
     def settle_pending(self, older_than: timedelta) -> int:
@@ -457,7 +466,8 @@ class BookingFlow:
             self._record_exchanges(s, trace, appointment_id)
             s.execute(INSERT_MESSAGE, [self._message_row(inbound, appointment_id)])
             topic = "meeting.cancelled" if room is None else "meeting.updated"
-            s.execute(INSERT_OUTBOX, [self._outbox_row(topic, appointment_id, req, room)])
+            s.execute(INSERT_OUTBOX, [self._outbox_row(topic, appointment_id, req, room),
+                                      *self._followed(appointment_id, resource, patient[1], now)])
         return BookingResult(appointment_id, resource, created=False, notes=notes)
 
     def _release(self, active: m.Meeting, trace: list[Exchange]) -> list[str]:

@@ -6,8 +6,10 @@ with other values instead of patching globals.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,7 +59,45 @@ class Settings(BaseSettings):
     routes: Path | None = Field(None, description="Routing table of MedCom receivers (JSON; hub/core/routing.py)")
     outbox_interval_seconds: float = Field(1.0, description="How often the outbox worker looks for deliveries")
     outbox_max_attempts: int = Field(10, description="Attempts before a delivery goes to dead-letter")
+    outbox_first_delay_seconds: float = Field(2.0, description="The wait before a failed delivery's second try; "
+                                              "it doubles with each try after")
+    outbox_max_delay_seconds: float = Field(600.0, description="The longest wait between tries")
     log_level: str = "INFO"
+
+    # The case index (SF1470 v6, hub/sdi; README "The case index")
+    sdi_enabled: bool = Field(True, description="Keep the citizens' cases in the case index")
+    sdi_url: str | None = Field(None, description="SF1470 v6 endpoint; the hub's local case index when unset")
+    sdi_local: bool = Field(False, description="HUB_SDI_URL is the hub's local index (set by hub serve)")
+    sdi_security: Literal["oioidws", "none"] = Field("oioidws", description="OIOIDWS, or unsigned calls")
+    sdi_sts_url: str | None = Field(None, description="The STS issuing the OIOIDWS token (WS-Trust 1.3 Issue)")
+    sdi_audience: str = Field("http://stoettesystemerne.dk/service/sagdokumentindeks/6",
+                              description="The case index's entityID, asked of the STS as AppliesTo")
+    sdi_certificate: Path | None = Field(None, description="The hub's function certificate (PEM, or .p12/.pfx)")
+    sdi_key: Path | None = Field(None, description="Its private key (PEM)")
+    sdi_key_password: str | None = None
+    sdi_sts_certificate: Path | None = Field(None, description="The STS's signing certificate (PEM)")
+    sdi_service_certificate: Path | None = Field(None, description="The case index's signing certificate (PEM)")
+    sdi_liberty: bool = Field(True, description="Send the Liberty basic SOAP binding Framework header")
+    sdi_timeout_seconds: float = 10.0
+    sdi_cvr: str = Field("11111111", description="The municipality's CVR number (the STS claim and the Ejer)")
+    sdi_municipality: str = Field("Kommunen", description="The municipality's name")
+    sdi_organisation: str | None = Field(None, description="Its UUID in FK Organisation (else named by CVR)")
+    sdi_unit: str = Field("00000000-0000-4000-8000-000000000001", description="The responsible unit's UUID")
+    sdi_unit_name: str = Field("Sundhed og Omsorg", description="The responsible unit's name")
+    sdi_units: dict[str, tuple[str, str]] = Field(default_factory=dict, description="A FHIR Organization "
+                                                  "reference → [unit UUID, name] (JSON)")
+    sdi_itsystem: str = Field("00000000-0000-4000-8000-00000000f001", description="The hub's it-system UUID in "
+                              "Fælleskommunalt Administrationsmodul (Master and Afsender)")
+    sdi_system_name: str = Field("Interop Adapter Hub", description="Its name (SystemNavn)")
+    sdi_classes: Path | None = Field(None, description="The municipality's FK Klassifikation UUIDs (JSON: "
+                                     "roles, types, kle, handlingsfacet, visningsklasse); required with HUB_SDI_URL")
+    sdi_legal_basis: str | None = Field(None, description="The service (a urn:hub:legal-basis code) of a meeting "
+                                        "that does not name one")
+    sdi_minimum_age: int = Field(18, description="From which age a citizen sees their cases in Borgerblikket")
+    sdi_age_overrides: dict[str, int] = Field(default_factory=dict, description="KLE prefix → age (JSON)")
+    sdi_show_history_before_age: bool = Field(False, description="Whether cases from before that age are shown")
+    sdi_openings: dict[str, dict[str, date]] = Field(default_factory=dict, description="CVR → KLE prefix → the "
+                                                     "date from which Borgerblikket shows its cases (JSON)")
 
     @property
     def standards_store(self) -> Path:

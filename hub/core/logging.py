@@ -47,3 +47,7 @@ def configure(level: str = "INFO") -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    # zeep logs each schema it reads, and each message in full (CPR numbers in SOAP bodies), at DEBUG: kept out
+    # even when the hub's own DEBUG is asked for.
+    for name in ("zeep", "signxml"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

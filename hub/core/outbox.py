@@ -28,6 +28,17 @@ log = logging.getLogger("hub.outbox")
 Handler = Callable[[dict[str, Any]], None]
 
 
+def rows(engine: Engine, status: str | None = None, topic: str | None = None, limit: int | None = 50) -> list[Any]:
+    """The outbox's rows, newest first: for `hub outbox list` and replay."""
+    query = select(OUTBOX).order_by(OUTBOX.c.id.desc())
+    if status:
+        query = query.where(OUTBOX.c.status == status)
+    if topic:
+        query = query.where(OUTBOX.c.topic == topic)
+    with engine.connect() as conn:
+        return list(conn.execute(query.limit(limit)).all())
+
+
 class PermanentFailure(Exception):
     """A delivery that cannot succeed by trying again (the receiver refuses the content)."""
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from hub.core.cpr import age_on
+from hub.core.cpr import age_on, birth_date
 
 VISNING_UNDTAGET = "Visning undtaget for borger"
 
@@ -43,6 +43,16 @@ class AgePolicy:
     def hidden(self, cpr: str, kle: str, on: date) -> bool:
         """Whether a case about this citizen is hidden from them on `on`: below the age for the case's area."""
         return age_on(cpr, on) < self.age_for(kle)
+
+    def shown_from(self, cpr: str, kle: str) -> date:
+        """The day the citizen reaches the age for the case's area; one born on 29 February turns a year older on
+        1 March in the years without one (as `age_on` counts)."""
+        born = birth_date(cpr)
+        year = born.year + self.age_for(kle)
+        try:
+            return born.replace(year=year)
+        except ValueError:
+            return date(year, 3, 1)
 
     def history_shown(self, cpr: str, kle: str, happened: date, on: date) -> bool:
         """Whether something that happened on `happened` is shown on `on`: never while hidden; from the age on,

@@ -77,9 +77,9 @@ def request_schema(store: Path) -> etree.XMLSchema:
 
 def validation_outcome(raw: bytes, store: Path) -> Outcome:
     """An SF1470 v6 request (a SOAP envelope, or its body's operation element alone) checked as the local index
-    checks it: the XSDs, then the anvisning rules of each imported case. For `hub validate`."""
+    checks it: the XSDs, then the anvisning rules of each imported case and document. For `hub validate`."""
     from hub.fhir.io import parse_xml_root
-    from hub.sdi.rules import NS, case_findings
+    from hub.sdi.rules import NS, case_findings, document_findings
 
     root = parse_xml_root(raw)
     operation = root if etree.QName(root).namespace == NS["sdi"] else next(
@@ -93,7 +93,8 @@ def validation_outcome(raw: bytes, store: Path) -> Outcome:
         for error in schema.error_log:
             outcome.error("structure", f"line {error.line}: {error.message}", error.path)
         return outcome
-    for sag in operation.xpath("sdi:SagIndeks", namespaces=NS):
-        for finding in case_findings(sag):
-            outcome.error("business-rule", f"{finding.rule} ({finding.source})", finding.path)
+    for path, findings in (("sdi:SagIndeks", case_findings), ("sdi:DokumentIndeks", document_findings)):
+        for element in operation.xpath(path, namespaces=NS):
+            for finding in findings(element):
+                outcome.error("business-rule", f"{finding.rule} ({finding.source})", finding.path)
     return outcome

@@ -198,3 +198,24 @@ class PendingLetterRow(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))  # the Emessage it came in
     position: Mapped[int] = mapped_column(Integer)  # its place in that Emessage (hub.medcom.envelope.Letter)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IndexCaseRow(Base):
+    """A case the hub keeps in the case index (SF1470): what it has told the index (hub.sdi.case.CaseState)."""
+
+    __tablename__ = "index_cases"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the case's key (it may hold a CPR)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    state: Mapped[dict[str, Any]]
+    removed: Mapped[bool] = mapped_column(default=False)  # removed from the index (fjern)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IndexMeetingRow(Base):
+    """Which case a meeting went on, fixed when it was first indexed (the age rule may start a new case later)."""
+
+    __tablename__ = "index_meetings"
+
+    appointment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_key: Mapped[str] = mapped_column(ForeignKey("index_cases.key"), index=True)
