@@ -286,7 +286,7 @@ def serve(
     """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too; the
     MLLP listener for HL7 v2 runs beside the API (its own process)."""
     from hub.api import serving
-    from hub.api.server_thread import free_port, wait_until_healthy
+    from hub.api.server_thread import free_port
     from hub.core.logging import configure
     from hub.store.db import make_engine, migrate
     from hub.store.writer import WriterProcess
@@ -299,15 +299,8 @@ def serve(
     vdx_proc = None
     if not settings.vdx_url:
         vdx_port = free_port()
-        vdx_proc = subprocess.Popen([sys.executable, "-m", "hub", "vdx", "serve", "--port", str(vdx_port)])
         os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
-        try:
-            wait_until_healthy(f"http://127.0.0.1:{vdx_port}/healthz", vdx_proc)
-        except RuntimeError as exc:
-            vdx_proc.kill()
-            typer.echo(f"error: the built-in VDX-compatible service did not start: {exc}", err=True)
-            raise typer.Exit(1) from None
-        typer.echo(f"built-in VDX-compatible service on http://127.0.0.1:{vdx_port}", err=True)
+        vdx_proc = _start_service(["vdx", "serve"], vdx_port, "built-in VDX-compatible service")
     sdi_proc = _start_local_index(settings) if settings.sdi_enabled and not settings.sdi_url else None
     writer = None
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
@@ -335,7 +328,7 @@ def serve(
 def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:
     """The local case index and its STS on a free loopback port, and the hub's settings to call it (OIOIDWS
     unless HUB_SDI_SECURITY=none)."""
-    from hub.api.server_thread import free_port, wait_until_healthy
+    from hub.api.server_thread import free_port
     from hub.sdi.local import LocalCredentials
 
     port = free_port()
@@ -344,14 +337,22 @@ def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:
         os.environ.update(LocalCredentials.in_folder(settings.data_dir / "sdi", settings.sdi_cvr).environment(url))
     else:
         os.environ.update({"HUB_SDI_URL": f"{url}/sdi", "HUB_SDI_LOCAL": "true"})
-    proc = subprocess.Popen([sys.executable, "-m", "hub", "sdi", "serve", "--port", str(port)])
+    return _start_service(["sdi", "serve"], port, "local case index (SF1470 v6; its STS at /sts)")
+
+
+def _start_service(command: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
+    """A `hub` service in its own process on a loopback port, once it answers /healthz; exit 1 if it does not."""
+    from hub.api.server_thread import wait_until_healthy
+
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "hub", *command, "--port", str(port)])
     try:
         wait_until_healthy(f"{url}/healthz", proc)
     except RuntimeError as exc:
         proc.kill()
-        typer.echo(f"error: the local case index did not start: {exc}", err=True)
+        typer.echo(f"error: the {what} did not start: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"local case index (SF1470 v6) on {url}/sdi, its STS on {url}/sts", err=True)
+    typer.echo(f"{what} on {url}", err=True)
     return proc
 
 

@@ -30,13 +30,12 @@ from zeep.xsd import AnyObject
 
 from hub.sdi import contract
 from hub.sdi.case import Ext
+from hub.sdi.oioidws import ANONYMOUS, WSA
+from hub.sdi.oioidws import SBF as LIBERTY
+from hub.sdi.oioidws import SOAP11 as SOAP
 from hub.sdi.rules import NS
 
-SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
-WSA = "http://www.w3.org/2005/08/addressing"
-LIBERTY = "urn:liberty:sb:2006-08"
 LIBERTY_PROFILE = "urn:liberty:sb:profile"
-ANONYMOUS = f"{WSA}/anonymous"
 OK = 20
 REFUSED = (40, 44)
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)

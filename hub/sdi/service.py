@@ -44,14 +44,14 @@ from starlette.routing import Route
 
 from hub.sdi.contract import request_schema
 from hub.sdi.index import FAILED, INVALID, NOT_FOUND, OK, CaseIndex, Found, Retur, content_order
+from hub.sdi.oioidws import SOAP11 as SOAP
+from hub.sdi.oioidws import WSSE
 from hub.sdi.rules import NS
 
 __all__ = ["FAILED", "INVALID", "NOT_FOUND", "NS", "OK", "REQUEST_HEADER", "SOAP", "WSSE", "CaseIndex", "Retur",
            "create_sdi_app"]
 
-SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 REQUEST_HEADER = "http://kombit.dk/xml/schemas/RequestHeader/1/"
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 OUTPUTS = {"ImporterSagDokumentIndeksInput": "ImporterSagDokumentIndeksOutput",
            "OpdaterSagDokumentIndeksInput": "OpdaterSagDokumentIndeksOutput",
            "FremsoegSagDokumentIndeksInput": "FremsoegSagDokumentIndeksOutput",

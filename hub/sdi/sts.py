@@ -53,6 +53,7 @@ from starlette.routing import Route
 
 from hub.sdi.certs import Credential
 from hub.sdi.oioidws import (
+    ANONYMOUS,
     BASE64_BINARY,
     CVR_ATTRIBUTE,
     DS,
@@ -95,7 +96,6 @@ ISSUE = f"{WST}/Issue"
 PUBLIC_KEY = f"{WST}/PublicKey"
 ACTION_ISSUE = f"{WST}/RST/Issue"
 ACTION_ISSUE_FINAL = f"{WST}/RSTRC/IssueFinal"
-ANONYMOUS = f"{WSA}/anonymous"
 NS = {"s": SOAP12, "wst": WST, "wsp": WSP, "wsp15": WSP15, "wsa": WSA, "wsse": WSSE, "wsu": WSU, "ds": DS,
       "saml": SAML, "auth": AUTH}
 MAX_REQUEST_BYTES = 1 << 20
