@@ -19,7 +19,7 @@ from lxml import etree
 
 from hub.convert.receipts import EnvelopeRecord, ack_to_receipts, read_receipt, receipt_to_ack
 from hub.convert.service import RULES, Converter, danish_display
-from hub.convert.tables import code_maps, field_table
+from hub.convert.tables import field_table, oioxml_codes
 from hub.convert.to_fhir import ConversionError
 from hub.core.routing import RoutingTable
 from hub.fhir.io import parse_xml
@@ -199,7 +199,7 @@ def test_flow2_acknowledgement_becomes_medcoms_positive_receipts(converter: Conv
     # MedCom's service gave the flow-1 message its own MessageHeader id; the record is keyed by ours, so the
     # example's acknowledgement is matched to our record of the same letters.
     writer = ReceiptWriter(data_root / "standards/files/medcom/xml/schemas")
-    produced = ack_to_receipts(ack, conversion.letters, code_maps(), writer)
+    produced = ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer)
     assert len(produced) == 2
     for body, name in zip(produced, ("Flow2-XCTL03_Ex_from_FHIR_XDIS91.xml", "Flow2-XCTL03_Ex_from_FHIR_XBIN01.xml"),
                           strict=True):
@@ -437,7 +437,7 @@ def test_a_receipt_of_a_converted_letter_becomes_the_acknowledgement_of_the_fhir
         receipt = next(c for c in etree.fromstring(body) if etree.QName(c).localname == kind.element)
         read = read_receipt(receipt)
         assert (read.original_envelope, read.original_letters) == (xdis91.envelope_id, [xdis91.identifier])
-        ack = receipt_to_ack(read, conversion.message, code_maps(), ErrorCodes.load(), event,
+        ack = receipt_to_ack(read, conversion.message, oioxml_codes(), ErrorCodes.load(), event,
                              "https://hub.example/fhir", lambda: str(uuid.uuid4()))
         assert_valid(ack, validator)
         assert ack["entry"][0]["resource"]["response"]["identifier"] == one(bundle, "MessageHeader")["id"]

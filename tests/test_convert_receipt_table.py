@@ -28,7 +28,8 @@ from hub.convert.receipts import (
     receipt_to_ack,
 )
 from hub.convert.service import Converter, danish_display
-from hub.convert.tables import MAPPINGS, code_maps
+from hub.convert.tables import oioxml_codes
+from hub.core.mappings import MAPPINGS
 from hub.fhir.io import parse_xml
 from hub.fhir.messaging import ErrorCodes
 from hub.fhir.validator import Validator
@@ -185,7 +186,7 @@ def test_each_refuse_code_becomes_medcoms_error_code_and_back(
     letter = conversion.letters[0]
     envelope = EnvelopeRecord(letter.envelope_id, letter.sender_ean, letter.receiver_ean)
     body = writer.receipts(envelope, [Receipt(NEGATIVE, [(letter, Refusal(refuse, "Linje et\nLinje to"))])])
-    ack = receipt_to_ack(read_receipt(receipt_element(body, NEGATIVE)), conversion.message, code_maps(),
+    ack = receipt_to_ack(read_receipt(receipt_element(body, NEGATIVE)), conversion.message, oioxml_codes(),
                          ErrorCodes.load(), EVENT, BASE, lambda: str(uuid.uuid4()))
     verdict = validator.validate(ack)
     assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
@@ -195,7 +196,7 @@ def test_each_refuse_code_becomes_medcoms_error_code_and_back(
     codings = issue["details"].get("coding", [])
     assert [c["code"] for c in codings if c["system"] == ERROR_CODES] == ([medcom] if medcom else [])
 
-    [again] = ack_to_receipts(ack, conversion.letters, code_maps(), writer)
+    [again] = ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer)
     root = etree.fromstring(again)
     assert schemas.validate(root) == []
     assert xpath(root, "m:NegativeReceipt/m:OriginalEmessage/m:RefuseCode") == back  # on the envelope, as the table
@@ -216,7 +217,7 @@ def test_an_acknowledgements_issue_chooses_the_refuse_code(medcom: str | None, i
                                                            converter: Converter, writer: ReceiptWriter) -> None:
     [conversion] = converter.to_fhir(flow1_roots())
     ack = negative(issue_code, medcom, "Afvist")
-    for body in ack_to_receipts(ack, conversion.letters, code_maps(), writer):
+    for body in ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer):
         assert xpath(etree.fromstring(body), "m:NegativeReceipt/m:OriginalEmessage/m:RefuseCode") == refuse
 
 
@@ -245,7 +246,7 @@ def test_a_negative_acknowledgement_becomes_an_xctl02_for_each_original_envelope
     [conversion] = converter.to_fhir(flow1_roots())
     ack = negative("not-supported", "MSG_RECEIVER_UNABLE_TO_RECEIVE_MSG_TYPE", "Kan ikke modtage\nden type",
                    response=response)
-    produced = ack_to_receipts(ack, conversion.letters, code_maps(), writer)
+    produced = ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer)
     assert len(produced) == len({one.envelope_id for one in conversion.letters}) == 2
     for body, letter in zip(produced, conversion.letters, strict=True):
         root = etree.fromstring(body)
@@ -298,7 +299,7 @@ def test_a_receipt_becomes_an_acknowledgement_from_the_receipts_sender(
                              if negative_one else [])  # the envelope's first
 
     now = datetime(2024, 3, 5, 9, 15, tzinfo=UTC)
-    ack = receipt_to_ack(read, conversion.message, code_maps(), ErrorCodes.load(), EVENT, BASE,
+    ack = receipt_to_ack(read, conversion.message, oioxml_codes(), ErrorCodes.load(), EVENT, BASE,
                          lambda: str(uuid.uuid4()), now)
     verdict = validator.validate(ack)
     assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
@@ -355,7 +356,7 @@ def test_the_same_receipt_gives_the_same_acknowledgement_at_the_receipts_time(
     assert read.sent == "2024-12-24T10:15:00+01:00" and read.sender_ean == letter.receiver_ean
 
     def ack() -> dict[str, Any]:
-        return receipt_to_ack(read, conversion.message, code_maps(), ErrorCodes.load(), EVENT, BASE,
+        return receipt_to_ack(read, conversion.message, oioxml_codes(), ErrorCodes.load(), EVENT, BASE,
                               lambda: str(uuid.uuid4()))
 
     first, again = ack(), ack()
@@ -363,17 +364,17 @@ def test_the_same_receipt_gives_the_same_acknowledgement_at_the_receipts_time(
     assert first["timestamp"] == "2024-12-24T09:15:00Z"
     assert first["id"] != first["entry"][0]["resource"]["id"]
     other = read_receipt(root.find("{*}PositiveReceipt"))  # without its envelope: fresh ids, the time of now
-    assert receipt_to_ack(other, conversion.message, code_maps(), ErrorCodes.load(), EVENT, BASE,
+    assert receipt_to_ack(other, conversion.message, oioxml_codes(), ErrorCodes.load(), EVENT, BASE,
                           lambda: str(uuid.uuid4()))["id"] != first["id"]
 
 
 def test_the_same_acknowledgement_gives_the_same_receipts(converter: Converter, writer: ReceiptWriter) -> None:
     [conversion] = converter.to_fhir(flow1_roots())
     ack = negative("not-found", None, "Ukendt")
-    first = ack_to_receipts(ack, conversion.letters, code_maps(), writer)
-    assert first == ack_to_receipts(ack, conversion.letters, code_maps(), writer)
+    first = ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer)
+    assert first == ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer)
     ids = {xpath(etree.fromstring(body), path) for body in first
            for path in ("m:Envelope/m:Identifier", "m:NegativeReceipt/m:Letter/m:Identifier")}
     assert len(ids) == 4 and all(len(i) == 14 for i in ids)  # two envelopes, each its own envelope and letter id
     ack["id"] = "0c8f1d2e-5b6a-4c3d-9e8f-7a6b5c4d3e2f"
-    assert ack_to_receipts(ack, conversion.letters, code_maps(), writer) != first
+    assert ack_to_receipts(ack, conversion.letters, oioxml_codes(), writer) != first

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.convert.tables import MAPPINGS, code_maps
+from hub.core.mappings import MAPPINGS, code_maps
 from hub.sdi.borgerblikket import AgePolicy, Openings
 from hub.sdi.kle import LEGAL_BASIS, KleList, UnknownKle
 

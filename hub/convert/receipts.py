@@ -18,9 +18,10 @@ from typing import Any
 from lxml import etree
 
 from hub.convert.letter import formatted_text
-from hub.convert.tables import OIOXML, CodeMaps
+from hub.convert.tables import OIOXML
 from hub.convert.to_fhir import ConversionError, derived_id, local_time
 from hub.convert.to_oioxml import oioxml_id
+from hub.core.mappings import CodeMaps
 from hub.fhir.messaging import ACK_ROLES, AckIssue, ErrorCodes, MessageInfo, Party, acknowledgement, party_keys
 from hub.medcom.envelope import children, element_text, find
 from hub.medcom.receipts import NEGATIVE, NEGATIVE_VANS, POSITIVE, Receipt, ReceiptKind, ReceiptWriter, Refusal

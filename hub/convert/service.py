@@ -18,9 +18,11 @@ from lxml import etree
 
 from hub.convert.letter import CareLetter, read_letter, write_emessage
 from hub.convert.receipts import KINDS, LetterRecord, MessageRecord, ack_to_receipts, read_receipt, receipt_to_ack
-from hub.convert.tables import CodeMaps, FieldTable, LetterKind, code_maps, field_table
+from hub.convert.tables import FieldTable, LetterKind, field_table, oioxml_codes
 from hub.convert.to_fhir import ConversionError, Directory, FhirBuilder, derived_id, local_time
 from hub.convert.to_oioxml import Display, OioxmlBuilder, oioxml_id
+from hub.core import xml
+from hub.core.mappings import CodeMaps
 from hub.fhir.messaging import ErrorCodes, NotAMessage, read_message
 from hub.fhir.packages import PackageSet
 from hub.medcom.envelope import ENVELOPE, element_text, find
@@ -67,7 +69,7 @@ def danish_display(packages: PackageSet) -> Display:
 class Converter:
     def __init__(self, schema_root: Path, directory: Directory, display: Display, base_url: str,
                  table: FieldTable | None = None, codes: CodeMaps | None = None) -> None:
-        self.table, self.codes = table or field_table(), codes or code_maps()
+        self.table, self.codes = table or field_table(), codes or oioxml_codes()
         self.schema_root = schema_root
         versions = {code: version_code(self._schema_file(kind.namespace, kind.element), kind.element)
                     for code, kind in self.table.kinds.items()}
@@ -208,7 +210,7 @@ def _json_output(bundle: dict[str, Any], kind: str = "CareCommunication") -> Out
 
 def _receipt_name(body: bytes) -> str:
     """<XCTL0n>-<letter id> of a receipt Emessage the hub wrote."""
-    root = etree.fromstring(body)
+    root = xml.untrusted(body)
     letter = next(c for c in root if etree.QName(c).localname in KINDS)
     return f"{KINDS[etree.QName(letter).localname].statistical_code}-{element_text(letter, 'Letter', 'Identifier')}"
 

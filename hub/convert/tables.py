@@ -11,7 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+from hub.core.mappings import MAPPINGS, CodeMaps, code_maps
+
 OIOXML = "urn:hub:oioxml:"  # the ConceptMap's source/target systems for OIOXML value lists
 
 
@@ -54,36 +55,6 @@ def field_table(path: Path = MAPPINGS / "medcom-carecommunication-oioxml.json") 
     return FieldTable(fields, kinds, data["defaults"], data["fhir"], data["rows"])
 
 
-@dataclass(frozen=True)
-class CodeMaps:
-    """Code → code, by (source system, target system), from the ConceptMap's groups; a group's `unmapped`
-    fixed code answers codes it does not list."""
-
-    groups: dict[tuple[str, str], dict[str, str]]
-    fallback: dict[tuple[str, str], str]
-
-    def get(self, source: str, target: str, code: str | None) -> str | None:
-        if code is None:
-            return None
-        found = self.groups.get((source, target), {}).get(code)
-        return found if found is not None else self.fallback.get((source, target))
-
-    def codes(self, source: str, target: str) -> dict[str, str]:
-        return dict(self.groups.get((source, target), {}))
-
-
 @cache
-def code_maps(path: Path = MAPPINGS / "oioxml-codes.json") -> CodeMaps:
-    concept_map = json.loads(path.read_text(encoding="utf-8"))
-    groups: dict[tuple[str, str], dict[str, str]] = {}
-    fallback: dict[tuple[str, str], str] = {}
-    for group in concept_map["group"]:
-        key = (group["source"], group["target"])
-        codes = groups.setdefault(key, {})
-        for element in group["element"]:
-            for target in element["target"]:
-                if target.get("equivalence") not in ("unmatched", "disjoint") and "code" in target:
-                    codes[element["code"]] = target["code"]
-        if group.get("unmapped", {}).get("mode") == "fixed":
-            fallback[key] = group["unmapped"]["code"]
-    return CodeMaps(groups, fallback)
+def oioxml_codes() -> CodeMaps:
+    return code_maps(MAPPINGS / "oioxml-codes.json")

@@ -16,7 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.convert.letter import Attachment, CareLetter
-from hub.convert.tables import OIOXML, CodeMaps, FieldTable
+from hub.convert.tables import OIOXML, FieldTable
+from hub.core.mappings import CodeMaps
 from hub.core.routing import Organisation
 from hub.fhir.messaging import narrative
 

@@ -19,8 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from hub.convert.letter import Attachment, CareLetter
-from hub.convert.tables import OIOXML, CodeMaps, FieldTable
+from hub.convert.tables import OIOXML, FieldTable
 from hub.convert.to_fhir import COPENHAGEN, ConversionError, Directory, as_uuid
+from hub.core.mappings import CodeMaps
 from hub.fhir.fhirpath import resolve_reference
 
 Display = Callable[[str, str], str | None]  # (system, code) → the Danish display, when the package has one

@@ -21,6 +21,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from hub.core.mappings import MAPPINGS
 from hub.fhir.fhirpath import resolve_reference
 from hub.fhir.packages import PackageSet
 
@@ -35,7 +36,6 @@ PROVENANCE = "http://medcomfhir.dk/ig/messaging/StructureDefinition/medcom-messa
 ORGANIZATION = "http://medcomfhir.dk/ig/messaging/StructureDefinition/medcom-messaging-organization"
 DESTINATION_USE = "http://medcomfhir.dk/ig/messaging/StructureDefinition/medcom-messaging-destinationUseExtension"
 ACTIVITY_CODES = "http://medcomfhir.dk/ig/terminology/CodeSystem/medcom-messaging-activityCodes"
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 
 
 class NotAMessage(ValueError):

@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
-from hub.convert.tables import MAPPINGS, code_maps
 from hub.core.cpr import CPR_SYSTEM
+from hub.core.mappings import MAPPINGS, code_maps
 from hub.core.model import EncounterEvent, Identifier
 from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
 

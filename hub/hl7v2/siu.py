@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hub.convert.tables import MAPPINGS, code_maps
+from hub.core.mappings import MAPPINGS, code_maps
 from hub.core.model import Identifier, MeetingRequest, Participant, ParticipantKind
 from hub.hl7v2.adt import patient_identifier
 from hub.hl7v2.message import Hl7Message, Unmappable

@@ -51,10 +51,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.core.cpr import CPR_SYSTEM, InvalidCpr, normalise
+from hub.core.mappings import MAPPINGS
 from hub.fhir.appointment import ROOM_EXTENSIONS, VDX_SYSTEM
 from hub.fhir.references import contained_by_id, identifiers_of, target_type
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 STATUS_MAP = MAPPINGS / "hl7v2-appointment-status.json"
 FILLER_STATUS = "http://terminology.hl7.org/CodeSystem/v2-0278"
 TRIGGER_SYSTEM = "urn:hub:hl7v2:siu-trigger"

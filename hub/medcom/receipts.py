@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from hub.core import xml
+
 RECEIPT_NAMESPACE = "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 XS = "{http://www.w3.org/2001/XMLSchema}"
@@ -129,7 +131,7 @@ class ReceiptWriter:
 
 def version_code(xsd: Path, element: str) -> str:
     """The one VersionCode a receipt's letter type allows, as its schema writes it (an `xs:pattern`)."""
-    tree = etree.parse(str(xsd), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    tree = xml.trusted_file(xsd)
     found = tree.xpath(f"//xs:complexType[@name='{element}LetterType']//xs:element[@name='VersionCode']"
                        "//xs:pattern/@value", namespaces={"xs": XS[1:-1]})
     if len(found) != 1:

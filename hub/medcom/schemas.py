@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from hub.core import xml
 from hub.core.outcome import Outcome
 from hub.medcom.envelope import readable_path
 
@@ -63,9 +64,8 @@ class OioxmlSchemas:
         entry = folder / "EMessage.xsd"
         if not entry.exists():
             return f"No MedCom schema set for {namespace} (run `hub schemas sync`)"
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
         try:
-            return etree.XMLSchema(etree.parse(str(entry), parser))
+            return xml.schema(entry)
         except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
             return f"MedCom's schema set for {namespace} does not compile: {exc}"
 

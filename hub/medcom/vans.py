@@ -104,6 +104,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from hub.core import xml
 from hub.core.errors import InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.fhir.fhirpath import resolve_reference
@@ -148,7 +149,6 @@ UNKNOWN_TYPE = "Ukendt type"
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _NAME = re.compile(r"MCM:[A-Za-z0-9]+(#\S+)?")
-_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 
 # Element paths, as error messages and OperationOutcome expressions name them.
 P_ROOT = ROOT
@@ -479,22 +479,11 @@ def _parse(raw: bytes) -> etree._Element:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise InvalidEnvelope(single("too-costly", f"{ROOT}: the envelope is {len(raw)} bytes, over the "
                                      f"{MAX_ENVELOPE_BYTES} the hub takes", ROOT))
-    first = _ELEMENT_START.search(raw)
-    prolog = raw[: first.start()] if first else raw
-    if b"<!DOCTYPE" in prolog.upper():
-        raise InvalidEnvelope(single("security", f"{ROOT}: XML with a DOCTYPE (DTD or entities) is not accepted",
-                                     ROOT))
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                             huge_tree=True)
     try:
-        root = etree.fromstring(raw, parser=parser)
-    except etree.XMLSyntaxError as exc:
-        raise InvalidEnvelope(single("structure", f"{ROOT}: the envelope is not well-formed XML: {exc}",
-                                     ROOT)) from None
-    if root.getroottree().docinfo.doctype:
-        raise InvalidEnvelope(single("security", f"{ROOT}: XML with a DOCTYPE (DTD or entities) is not accepted",
-                                     ROOT))
-    return root
+        return xml.untrusted(raw, huge=True)
+    except xml.XmlRefused as exc:
+        what = exc.text if exc.code == "security" else f"the envelope is {exc.text}"
+        raise InvalidEnvelope(single(exc.code, f"{ROOT}: {what}", ROOT)) from None
 
 
 class _Reader:

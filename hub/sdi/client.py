@@ -28,6 +28,7 @@ import httpx
 from lxml import etree
 from zeep.xsd import AnyObject
 
+from hub.core import xml
 from hub.sdi import contract
 from hub.sdi.case import Ext
 from hub.sdi.oioidws import ANONYMOUS, WSA
@@ -38,7 +39,6 @@ from hub.sdi.rules import NS
 LIBERTY_PROFILE = "urn:liberty:sb:profile"
 OK = 20
 REFUSED = (40, 44)
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
 class SdiUnavailable(Exception):
@@ -121,8 +121,8 @@ class SdiClient:
 
     def _read(self, answer: httpx.Response) -> list[Retur]:
         try:
-            envelope = etree.fromstring(answer.content, _PARSER)
-        except etree.XMLSyntaxError:
+            envelope = xml.untrusted(answer.content)
+        except xml.XmlRefused:
             raise SdiUnavailable(f"The case index answered HTTP {answer.status_code} without SOAP") from None
         fault = envelope.find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
         if fault is not None:

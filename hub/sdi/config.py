@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hub.convert.tables import MAPPINGS
 from hub.core.config import Settings
+from hub.core.mappings import MAPPINGS
 from hub.sdi.borgerblikket import VISNING_UNDTAGET, AgePolicy, Openings
 from hub.sdi.case import IndexConfig, Klasse
 from hub.sdi.rules import roles

@@ -18,6 +18,7 @@ from lxml import etree
 from zeep.exceptions import ExternalReferenceForbidden
 from zeep.transports import Transport
 
+from hub.core import xml
 from hub.core.outcome import Outcome, single
 
 WSDL = Path("files/kombit/SF1470-SagDokumentIndeks/wsdl/SagDokumentIndeksService_6.wsdl")
@@ -71,8 +72,7 @@ def request_schema(store: Path) -> etree.XMLSchema:
     imports = "".join(f'<xs:import namespace="{ns}" schemaLocation="{(store / XSD / rel).resolve().as_uri()}"/>'
                       for ns, rel in SCHEMAS.items())
     wrapper = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{imports}</xs:schema>'
-    parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
-    return etree.XMLSchema(etree.fromstring(wrapper.encode(), parser))
+    return xml.schema(wrapper.encode())
 
 
 def validation_outcome(raw: bytes, store: Path) -> Outcome:

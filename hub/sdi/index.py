@@ -51,6 +51,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from hub.core import xml
 from hub.sdi.contract import XSD
 from hub.sdi.rules import (
     EXTENSION,
@@ -76,7 +77,6 @@ from hub.sdi.rules import (
 OK, INVALID, NOT_FOUND, FAILED = 20, 40, 44, 50
 SDI, SD = NS["sdi"], NS["sd"]
 XS = {"xs": "http://www.w3.org/2001/XMLSchema"}
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 Key = tuple[str, str]  # (the UnikRetur Type, "Sag" or "Dokument"; the UUID)
 
 
@@ -282,7 +282,7 @@ def content_order(store: Path) -> dict[str, tuple[str, ...]]:
     is put in this order, as the answers must be valid."""
     order: dict[str, tuple[str, ...]] = {}
     for name in ("Sag.xsd", "DokumentIndeks.xsd"):
-        schema = etree.parse(str(store / XSD / "6.0.STS-0" / name), _PARSER).getroot()
+        schema = xml.trusted_file(store / XSD / "6.0.STS-0" / name).getroot()
         target = schema.get("targetNamespace")
         for element in schema.xpath("xs:complexType[@name='RegistreringType']//xs:element", namespaces=XS):
             type_name = str(element.get("type", "")).partition(":")[2]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.convert.tables import MAPPINGS, code_maps
+from hub.core.mappings import MAPPINGS, code_maps
 
 OS2KLE = Path("files/kombit/KLE/os2kle/OS2KLE.txt")
 DERIVED = Path("files/kombit/KLE/kle-emneplan-derived.csv")

@@ -45,6 +45,7 @@ from signxml.exceptions import SignXMLException
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
+from hub.core import xml
 from hub.sdi.certs import Credential
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -117,16 +118,10 @@ def parse_time(text: str | None, what: str) -> datetime:
 
 def parse_xml(data: bytes) -> etree._Element:
     """Parse untrusted XML: no entities, no network, no DTD (a document that declares one is refused)."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise SecurityError(f"not well-formed XML: {exc}") from exc
-    if root is None:
-        raise SecurityError("not an XML document")
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise SecurityError("XML with a DTD (DOCTYPE) is not accepted")
+        root = xml.untrusted(data)
+    except xml.XmlRefused as exc:
+        raise SecurityError(exc.text) from exc
     return root
 
 

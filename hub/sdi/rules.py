@@ -59,11 +59,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 
 from lxml import etree
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+from hub.core.mappings import MAPPINGS
+
 NS = {"sdi": "urn:oio:sts:sagdok:sagdokumentindeks:6", "sag": "urn:oio:sts:sagdok:sag:6",
       "si": "urn:oio:sts:sagdok:sagindeks:6", "di": "urn:oio:sts:sagdok:dokumentindeks:6",
       "gd": "urn:oio:sts:generelledefinitioner:6", "sd": "urn:oio:sagdok:3.0.0"}

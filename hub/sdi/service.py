@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.core import xml
 from hub.sdi.contract import request_schema
 from hub.sdi.index import FAILED, INVALID, NOT_FOUND, OK, CaseIndex, Found, Retur, content_order
 from hub.sdi.oioidws import SOAP11 as SOAP
@@ -56,7 +57,6 @@ OUTPUTS = {"ImporterSagDokumentIndeksInput": "ImporterSagDokumentIndeksOutput",
            "OpdaterSagDokumentIndeksInput": "OpdaterSagDokumentIndeksOutput",
            "FremsoegSagDokumentIndeksInput": "FremsoegSagDokumentIndeksOutput",
            "FjernSagDokumentIndeksInput": "FjernSagDokumentIndeksOutput"}
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 SecurityCheck = Callable[[etree._Element], str | None]
 
@@ -73,8 +73,8 @@ def create_sdi_app(store: Path, index: CaseIndex | None = None, *, check_securit
 
     async def soap(request: Request) -> Response:
         try:
-            envelope = etree.fromstring(await request.body(), _PARSER)
-        except etree.XMLSyntaxError as exc:
+            envelope = xml.untrusted(await request.body())
+        except xml.XmlRefused as exc:
             return _fault(f"Not XML: {exc}")
         refusal = check_security(envelope) if check_security is not None else None
         if refusal is not None:
