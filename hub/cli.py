@@ -134,27 +134,24 @@ def _medcom(bodies: list[bytes], to: Target) -> tuple[list[Output], list[str]]:
     import uuid
 
     from lxml import etree
+    from pydantic import ValidationError
 
     from hub.conformance.files import detect
     from hub.convert.receipts import KINDS
-    from hub.convert.service import Converter, danish_display
     from hub.convert.to_fhir import ConversionError
-    from hub.core import standards
-    from hub.core.routing import RoutingError, RoutingTable
     from hub.fhir.io import parse, parse_xml_root
     from hub.fhir.messaging import ErrorCodes, ack_event, read_message
-    from hub.fhir.packages import PackageSet
+    from hub.medcom.schemas import OioxmlSchemas
+    from hub.wiring import converter_factory
+    from hub.wiring import packages as package_set
 
-    settings = Settings()
     try:
-        directory = RoutingTable.load(settings.routes)
-    except RoutingError as exc:
+        settings = Settings()
+    except ValidationError as exc:  # a routing table (HUB_ROUTES) that cannot be read, among others
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    packages = PackageSet(standards.package_dirs(settings.standards_store))
-    converter = Converter(settings.standards_store / "files" / "medcom" / "xml" / "schemas", directory.organisation,
-                          danish_display(packages),
-                          f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir")
+    packages = package_set(settings)
+    converter = converter_factory(settings, packages, OioxmlSchemas(settings.standards_store))()
     roots = [parse_xml_root(b) for b in bodies if detect(b) == "oioxml"]
     fhir = [parse(b, f"application/{detect(b)}") for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
     if len(roots) + len(fhir) != len(bodies):
@@ -329,7 +326,7 @@ def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:
     """The local case index and its STS on a free loopback port, and the hub's settings to call it (OIOIDWS
     unless HUB_SDI_SECURITY=none)."""
     from hub.api.server_thread import free_port
-    from hub.sdi.local import LocalCredentials
+    from hub.sdi.local.app import LocalCredentials
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -364,26 +361,19 @@ def mllp(
     """Run the HL7 v2 MLLP listener alone: each message stored, acted on and answered with its ACK."""
     import threading
 
-    from hub.api.app import booking_flow, hl7v2_handlers, outbox_worker, sdi_handlers
-    from hub.core.hl7_flow import Hl7Flow
     from hub.core.logging import configure
     from hub.hl7v2.mllp import MllpServer
-    from hub.hl7v2.siu import VideoPolicy
-    from hub.store.commit import GroupCommit
-    from hub.store.db import WriterLock, make_engine, migrate, session_factory
+    from hub.store.db import make_engine, migrate
+    from hub.wiring import hl7v2_flow, hl7v2_handlers, outbox_worker, sdi_handlers
 
     settings = Settings()
     configure(settings.log_level)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
-    # Without a video service (HUB_VDX_URL) SIU video consultations are answered AE: there is nowhere to book.
-    bookings = booking_flow(settings, engine, session_factory(engine)) if settings.vdx_url else None
-    video = VideoPolicy(frozenset(c.strip() for c in settings.hl7v2_video_codes.split(",") if c.strip()))
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    committer = GroupCommit(engine, WriterLock(engine))
-    flow = Hl7Flow(engine, bookings, committer=committer, video=video)
+    flow = hl7v2_flow(settings, engine)
     # Its own deliveries (application acknowledgements, SIU out), when run alone; beside `hub serve`'s workers a
     # row is claimed by one of them.
     outbox = outbox_worker(settings, engine, hl7v2_handlers(settings, engine) | sdi_handlers(settings, engine))
@@ -392,7 +382,7 @@ def mllp(
         typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
     outbox.stop()
-    committer.close()
+    flow.close()
 
 
 @outbox_app.command("list")
@@ -403,7 +393,7 @@ def outbox_list(
 ) -> None:
     """The outbox's rows: what waits, what failed and why (CPR numbers masked)."""
     from hub.core.cpr import mask_text
-    from hub.core.outbox import rows
+    from hub.delivery.worker import rows
     from hub.store.db import make_engine
 
     engine = make_engine(Settings().effective_database_url)
@@ -420,7 +410,7 @@ def outbox_replay(
     topic: Annotated[str | None, typer.Option(help="With --dead: only this topic")] = None,
 ) -> None:
     """Put dead (or delivered) rows back to be delivered now, in their order."""
-    from hub.core.outbox import OutboxWorker, rows
+    from hub.delivery.worker import OutboxWorker, rows
     from hub.store.db import make_engine
 
     engine = make_engine(Settings().effective_database_url)
@@ -447,7 +437,7 @@ def sdi_serve(
     import uvicorn
 
     from hub.core.logging import configure
-    from hub.sdi.local import LocalCredentials, create_local_app
+    from hub.sdi.local.app import LocalCredentials, create_local_app
 
     settings = Settings()
     configure(settings.log_level)
@@ -469,7 +459,7 @@ def vdx_serve(
     import uvicorn
 
     from hub.core.logging import configure
-    from hub.video.service import create_vdx_app
+    from hub.video.local import create_vdx_app
 
     configure(Settings().log_level)
     vdx = create_vdx_app(vmr_available_before=vmr_available_before, enable_test_clock=test_clock)

@@ -22,7 +22,7 @@ from hub.core.config import Settings
 from hub.fhir.validator import Validator
 from hub.medcom.schemas import OioxmlSchemas
 from hub.store.db import make_engine
-from hub.video.service import create_vdx_app
+from hub.video.local import create_vdx_app
 from tests.pgcluster import PgCluster
 
 SHARED = Path(os.environ.get("HUB_STANDARDS_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "standards"))
@@ -108,11 +108,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
-def hub_settings(data_root: Path, tmp_path: Path, vdx_url: str, database_url: str | None = None) -> Settings:
+def hub_settings(data_root: Path, tmp_path: Path, vdx_url: str, database_url: str | None = None,
+                 **overrides: Any) -> Settings:
+    """The settings of a test's hub; `overrides` go through the settings' validators as the environment's would
+    (never `model_copy(update=…)`, which skips them)."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     (data / "standards").symlink_to(data_root / "standards")
-    return Settings(data_dir=data, vdx_url=vdx_url, database_url=database_url, vdx_retries=1)
+    return Settings(**{"data_dir": data, "vdx_url": vdx_url, "database_url": database_url, "vdx_retries": 1,
+                       **overrides})
 
 
 @pytest.fixture
@@ -178,8 +182,8 @@ def messaging_hub(data_root: Path, tmp_path: Path, vdx: ServerThread, receiver: 
         home.mkdir()
         table = home / "routes.json"
         table.write_text(json.dumps({"receivers": [{"endpoint": receiver.url, **r} for r in routes]}))
-        settings = hub_settings(data_root, home, vdx.url).model_copy(
-            update={"routes": table, "outbox_interval_seconds": 0.05, **overrides})
+        settings = hub_settings(data_root, home, overrides.pop("vdx_url", vdx.url),
+                                **{"routes": table, "outbox_interval_seconds": 0.05, **overrides})
         srv = ServerThread(create_app(settings)).start()
         servers.append(srv)
         srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]

@@ -103,7 +103,7 @@ def test_lost_answer_does_not_book_a_second_room(hub: Any) -> None:
     """The room exists in VDX (an earlier try booked it, its answer was lost): the hub reuses it."""
     import uuid
 
-    from hub.core.booking import MEETING_NAMESPACE, external_id
+    from hub.flows.booking import MEETING_NAMESPACE, external_id
 
     appt = video_appointment(source_id="lost-1")
     key = f"{appt['identifier'][0]['system']}|lost-1"
@@ -238,8 +238,8 @@ def test_a_booking_left_pending_by_a_stopped_process_is_settled(hub: Any) -> Non
     import uuid
     from datetime import timedelta
 
-    from hub.core.booking import external_id, meeting_uuid
     from hub.fhir import appointment as fa
+    from hub.flows.booking import external_id, meeting_uuid
 
     flow = hub.server.config.app.state.services.flow
     appt = video_appointment(source_id="crashed-1")

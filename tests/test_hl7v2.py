@@ -11,9 +11,10 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from sqlalchemy import Engine, select
 
-from hub.core.hl7_flow import APPLICATION_ACK_TOPIC, Hl7Flow
-from hub.core.outbox import OutboxWorker, PermanentFailure
-from hub.hl7v2.application_ack import ApplicationAckDelivery, addresses
+from hub.delivery.application_ack import TOPIC as APPLICATION_ACK_TOPIC
+from hub.delivery.application_ack import ApplicationAckDelivery
+from hub.delivery.worker import OutboxWorker, PermanentFailure
+from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2.message import NotHl7, read
 from hub.hl7v2.mllp import MllpServer
 from hub.store.db import make_engine, migrate
@@ -82,7 +83,7 @@ def test_what_cannot_be_understood_is_refused_with_its_code(raw: bytes, code: st
 # --- the flow: ACKs, persistence, duplicates, encounter events ----------------------------------------------
 
 def test_an_admission_is_acknowledged_aa_stored_and_an_encounter_event(engine: Engine) -> None:
-    flow = Hl7Flow(engine)
+    flow = Hl7v2Flow(engine)
     ack = flow.receive(adt().encode("iso-8859-1"), peer="127.0.0.1:5000")
     assert ack is not None
     seg = segments(ack)
@@ -102,7 +103,7 @@ def test_an_admission_is_acknowledged_aa_stored_and_an_encounter_event(engine: E
 
 
 def test_a_message_sent_again_gets_its_first_ack_and_is_not_processed_twice(engine: Engine) -> None:
-    flow = Hl7Flow(engine)
+    flow = Hl7v2Flow(engine)
     first = flow.receive(adt().encode("iso-8859-1"))
     again = flow.receive(adt().encode("iso-8859-1"))
     assert again == first
@@ -113,7 +114,7 @@ def test_a_message_sent_again_gets_its_first_ack_and_is_not_processed_twice(engi
 
 
 def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> None:
-    flow = Hl7Flow(engine)
+    flow = Hl7v2Flow(engine)
     flow.receive(adt().encode("iso-8859-1"))
     flow.receive(adt("A03", "M2", end="20270315120000").encode("iso-8859-1"))
     flow.receive(adt("A11", "M3", visit="V999").encode("iso-8859-1"))
@@ -135,7 +136,7 @@ def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> No
 ])
 def test_each_problem_gets_its_ack_code_and_an_err_naming_segment_and_field(
         engine: Engine, raw: str, code: str, err_code: str, where: str) -> None:
-    ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
+    ack = Hl7v2Flow(engine).receive(raw.encode("iso-8859-1"))
     assert ack is not None
     seg = segments(ack)
     assert seg["MSA"][1] == code
@@ -147,7 +148,7 @@ def test_each_problem_gets_its_ack_code_and_an_err_naming_segment_and_field(
 
 
 def test_garbage_and_unframed_bytes_are_answered_ar_and_kept(engine: Engine) -> None:
-    flow = Hl7Flow(engine)
+    flow = Hl7v2Flow(engine)
     for raw, problem in ((b"\x00\xffgarbage", None), (b"MSH|^~\\&|half a mess", "the connection ended mid-frame")):
         ack = flow.receive(raw, problem)
         assert ack is not None
@@ -160,7 +161,7 @@ def test_garbage_and_unframed_bytes_are_answered_ar_and_kept(engine: Engine) -> 
 
 def test_enhanced_mode_answers_as_msh15_asks_and_sends_the_verdict_as_msh16_asks(engine: Engine,
                                                                                  tmp_path: Path) -> None:
-    flow = Hl7Flow(engine)
+    flow = Hl7v2Flow(engine)
 
     def enhanced(accept: str, control_id: str, application: str = "NE", broken: str = "") -> bytes | None:
         raw = adt(control_id=control_id).replace("|P|2.5|||||DAN|", f"|P|2.5|||{accept}|{application}|DAN|")
@@ -186,7 +187,7 @@ def test_enhanced_mode_answers_as_msh15_asks_and_sends_the_verdict_as_msh16_asks
     assert [r.topic for r in rows] == [APPLICATION_ACK_TOPIC]
     got: list[bytes] = []
     with MllpServer(lambda raw, problem, peer: got.append(raw) or None).start_in_thread() as sender:
-        delivery = ApplicationAckDelivery(engine, addresses(f"EPJ^OUH=127.0.0.1:{sender.port}"))
+        delivery = ApplicationAckDelivery(engine, {"EPJ^OUH": ("127.0.0.1", sender.port)})
         assert OutboxWorker(engine, {APPLICATION_ACK_TOPIC: delivery}).run_once() == 1
         deadline = time.monotonic() + 10
         while not got and time.monotonic() < deadline:
@@ -196,14 +197,14 @@ def test_enhanced_mode_answers_as_msh15_asks_and_sends_the_verdict_as_msh16_asks
     assert seg["MSA"][1:3] == ["AE", "E8"] and seg["ERR"][2] == "PV1^1^44"
     with engine.connect() as conn:
         assert conn.execute(select(OUTBOX.c.status)).scalar_one() == "delivered"
-    unknown = ApplicationAckDelivery(engine, addresses("OTHER^X=127.0.0.1:9"))
+    unknown = ApplicationAckDelivery(engine, {"OTHER^X": ("127.0.0.1", 9)})
     with pytest.raises(PermanentFailure):
         unknown(rows[0].payload)
 
 
 def test_v23_acks_use_err1(engine: Engine) -> None:
     raw = adt(version="2.3").replace("ADT^A01^ADT_A01", "ADT^A01").replace("20270312084500", "2027-03-12")
-    ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
+    ack = Hl7v2Flow(engine).receive(raw.encode("iso-8859-1"))
     assert ack is not None
     seg = segments(ack)
     assert seg["MSH"][8] == "ACK^A01"  # no message structure component before v2.3.1
@@ -213,5 +214,5 @@ def test_v23_acks_use_err1(engine: Engine) -> None:
 def test_the_listener_takes_what_it_can_act_on_though_the_version_calls_more_required(engine: Engine) -> None:
     """No patient name (PID-5 is required in v2.5) and an unreadable EVN-2: the hub can still record the stay."""
     raw = adt().replace("||Bærggren^Nåncy||", "||||").replace("EVN|A01|20270312085500", "EVN|A01|2027x")
-    ack = Hl7Flow(engine).receive(raw.encode("iso-8859-1"))
+    ack = Hl7v2Flow(engine).receive(raw.encode("iso-8859-1"))
     assert ack is not None and segments(ack)["MSA"][1] == "AA"

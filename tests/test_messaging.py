@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hub.core.outbox import OutboxWorker
-from hub.fhir.delivery import HttpDelivery
+from hub.delivery.http import HttpDelivery
+from hub.delivery.worker import OutboxWorker
 from hub.fhir.messaging import read_message
 from hub.fhir.validator import Validator
 from hub.store.db import make_engine, migrate

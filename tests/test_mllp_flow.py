@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from hub.core.hl7_flow import Hl7Flow
+from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2.mllp import MllpClient, MllpServer, MllpServerThread, frame
 from hub.store.commit import GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate
@@ -30,7 +30,7 @@ def engine(tmp_path: Path) -> Engine:
 def listener(engine: Engine) -> Iterator[MllpServerThread]:
     """As `hub mllp` runs it: the messages of all connections group-committed."""
     committer = GroupCommit(engine, WriterLock(engine))
-    with MllpServer(Hl7Flow(engine, committer=committer).handle, "127.0.0.1", 0).start_in_thread() as server:
+    with MllpServer(Hl7v2Flow(engine, committer=committer).handle, "127.0.0.1", 0).start_in_thread() as server:
         yield server
     committer.close()
 

@@ -17,12 +17,12 @@ from sqlalchemy import Engine
 
 from hub.api.server_thread import ServerThread, free_port
 from hub.core.cpr import CPR_SYSTEM
-from hub.core.outbox import rows
+from hub.delivery.worker import rows
 from hub.sdi.contract import validation_outcome
-from hub.sdi.local import LocalCredentials, create_local_app
+from hub.sdi.local.app import LocalCredentials, create_local_app
+from hub.sdi.local.service import CaseIndex
 from hub.sdi.meeting import LEGAL_BASIS_EXTENSION
 from hub.sdi.rules import NS
-from hub.sdi.service import CaseIndex
 from tests.appointments import video_appointment
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}

@@ -17,6 +17,7 @@ from signxml.signer import XMLSigner
 from hub.api.server_thread import ServerThread
 from hub.sdi import certs
 from hub.sdi.certs import Credential
+from hub.sdi.local.sts import create_sts_app
 from hub.sdi.oioidws import (
     DS,
     NS,
@@ -33,7 +34,7 @@ from hub.sdi.oioidws import (
     verify_request,
     verify_response,
 )
-from hub.sdi.sts import StsClient, create_sts_app
+from hub.sdi.sts import StsClient
 
 AUDIENCE = "http://sagsogdokumentindeks.stoettesystemerne.dk/service/SagDokumentIndeks/6"
 CVR = "29189846"

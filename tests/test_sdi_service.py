@@ -15,8 +15,8 @@ from lxml import etree
 
 from hub.api.server_thread import ServerThread
 from hub.sdi.contract import request_schema
+from hub.sdi.local.service import REQUEST_HEADER, SOAP, create_sdi_app
 from hub.sdi.rules import NS, roles
-from hub.sdi.service import REQUEST_HEADER, SOAP, create_sdi_app
 from tests.conftest import SHARED
 from tests.test_sdi_rules import (
     DECLARATIONS,

@@ -16,6 +16,7 @@ from lxml import etree
 from hub.api.server_thread import ServerThread
 from hub.sdi import certs
 from hub.sdi.certs import Credential
+from hub.sdi.local.sts import create_sts_app
 from hub.sdi.oioidws import (
     CVR_ATTRIBUTE,
     SOAP12,
@@ -26,7 +27,7 @@ from hub.sdi.oioidws import (
     sign_with_certificate,
     verify_assertion,
 )
-from hub.sdi.sts import NS, StsClient, StsError, build_request, create_sts_app
+from hub.sdi.sts import NS, StsClient, StsError, build_request
 
 CVR = "29189846"
 LIFETIME = timedelta(hours=1)

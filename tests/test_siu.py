@@ -15,14 +15,14 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from hub.api.app import booking_flow
 from hub.core.config import Settings
-from hub.core.hl7_flow import Hl7Flow
+from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2.ack import acknowledgement
 from hub.hl7v2.message import read
 from hub.hl7v2.mllp import MllpClient, MllpServer
 from hub.hl7v2.siu import VideoPolicy, meeting_request
 from hub.store.db import make_engine, session_factory
+from hub.wiring import booking_flow
 from tests.appointments import video_appointment
 from tests.test_hl7v2 import CPR, segments
 
@@ -52,7 +52,7 @@ def scheduling(hub: Any, data_root: Path, tmp_path: Path) -> Iterator[MllpClient
     """The MLLP listener on the API's store and VDX, as `hub serve` runs it beside the API."""
     settings = Settings(data_dir=tmp_path / "data", vdx_url=hub.vdx.url, vdx_retries=1)  # the `hub` fixture's
     engine = make_engine(settings.effective_database_url)
-    flow = Hl7Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
+    flow = Hl7v2Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
     with MllpServer(flow.handle).start_in_thread() as server, MllpClient("127.0.0.1", server.port) as client:
         yield client
 

@@ -16,17 +16,17 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from sqlalchemy import Engine, select
 
-from hub.api.app import booking_flow
-from hub.core.hl7_flow import Hl7Flow
-from hub.core.outbox import OutboxWorker
+from hub.delivery.mllp import MllpDelivery, control_id
+from hub.delivery.worker import OutboxWorker
+from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2 import siu_out
 from hub.hl7v2.ack import Finding, acknowledgement
-from hub.hl7v2.delivery import MllpDelivery, control_id
 from hub.hl7v2.message import Hl7Message, read
 from hub.hl7v2.mllp import MllpServer, MllpServerThread, Peer, Problem
 from hub.hl7v2.siu import VideoPolicy, meeting_request
 from hub.store.db import make_engine, session_factory
 from hub.store.statements import MESSAGES, OUTBOX
+from hub.wiring import booking_flow
 from tests.appointments import iso, video_appointment
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -321,7 +321,7 @@ def test_an_siu_that_fails_validation_is_not_sent(hub: Any, engine: Engine, rece
 def test_an_appointment_booked_from_hl7v2_is_not_sent_back(
         hub: Any, engine: Engine, receiver: Receiver) -> None:
     settings = hub.server.config.app.state.services.settings
-    inbound = Hl7Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
+    inbound = Hl7v2Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=4)
     siu = siu_out.siu_message(
         "meeting.booked", {"participant": [{"actor": PATIENT}], "description": "Kontrol"},
@@ -354,7 +354,7 @@ def test_no_cpr_number_in_the_log(hub: Any, engine: Engine, receiver: Receiver,
     run.run_once()
     assert [m.trigger for m in receiver.messages()] == ["S12", "S15"]
     assert any(r.name == "hub.outbox" and "dead" in r.getMessage() for r in caplog.records)
-    assert any(r.name == "hub.hl7v2.delivery" for r in caplog.records)
+    assert any(r.name == "hub.delivery.mllp" for r in caplog.records)
     assert CPR not in caplog.text
     assert not [r for r in caplog.records if CPR in r.getMessage()]
 

@@ -116,7 +116,7 @@ def test_same_patient_in_different_reference_forms_counts_once() -> None:
 def test_housekeeping_runs_on_a_timer_and_outlives_a_failing_round() -> None:
     import threading
 
-    from hub.core.housekeeping import Housekeeping
+    from hub.flows.housekeeping import HousekeepingFlow
 
     rounds: list[int] = []
     third = threading.Event()
@@ -128,7 +128,7 @@ def test_housekeeping_runs_on_a_timer_and_outlives_a_failing_round() -> None:
         if len(rounds) == 3:
             third.set()
 
-    keeper = Housekeeping(task, interval=0.01)
+    keeper = HousekeepingFlow(task, interval=0.01)
     keeper.start()
     assert third.wait(5)
     keeper.stop()

@@ -11,7 +11,7 @@ import pytest
 
 from hub.api.server_thread import ServerThread
 from hub.video.client import VdxClient, VdxError, VdxRefused
-from hub.video.service import VdxClock, create_vdx_app
+from hub.video.local import VdxClock, create_vdx_app
 
 MEETING = {"subject": "Videomøde", "startTime": "2031-01-02T10:00:00Z", "endTime": "2031-01-02T10:30:00Z"}
 

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
-from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.booking import BookingFlow
 from hub.core.config import Settings
 from hub.core.errors import HubError
-from hub.core.letter_flow import LetterFlow
-from hub.core.message_flow import MessageFlow
 from hub.core.outcome import Outcome, single
-from hub.core.vans_flow import VansFlow
 from hub.fhir import io
-from hub.fhir.packages import PackageSet
-from hub.fhir.structure import StructureValidator
-from hub.fhir.validator import Validator
-from hub.fhir.videoappointment import VideoAppointmentRules
-
-
-@dataclass
-class Services:
-    """Everything a request handler needs, built once at start-up (app.state.services)."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    packages: PackageSet
-    structure: StructureValidator
-    rules: VideoAppointmentRules
-    flow: BookingFlow
-    validator: Validator
-    messages: MessageFlow
-    letters: LetterFlow
-    vans: VansFlow
+from hub.wiring import Services
 
 
 async def services(request: Request) -> Services:

@@ -9,10 +9,15 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hub.core.routing import RoutingTable
+
+Address = tuple[str, int]  # host, port
+Application = tuple[str, str]  # HL7 v2 application^facility (MSH-3^4, MSH-5^6)
 
 
 def _default_standards_dir() -> Path:
@@ -44,14 +49,19 @@ class Settings(BaseSettings):
     xdis13_video_pattern: str = Field("(?i)video", description="A regular expression: a booking confirmation "
                                       "(XDIS13) whose text matches it is a video consultation, booked in VDX")
     xdis13_minutes: int = Field(30, description="How long a meeting booked by an XDIS13 lasts (it has no end)")
-    hl7v2_receiver: str | None = Field(None, description="host:port of an HL7 v2 system that gets the meetings "
-                                       "booked through FHIR as SIU over MLLP (through the outbox)")
-    hl7v2_receiver_application: str = Field("EPJ^EPJ", description="Its MSH-5^MSH-6 (application^facility)")
-    hl7v2_sending_application: str = Field("HUB^HUB", description="The hub's MSH-3^MSH-4 in what it sends")
-    hl7v2_ack_addresses: str | None = Field(None, description="Where enhanced mode's application acknowledgements "
-                                            "go: APP^FACILITY=host:port;… by the sender's MSH-3^MSH-4")
-    hl7v2_video_codes: str = Field("VIDEO", description="Codes (comma-separated) that mark an HL7 v2 SIU as a "
-                                   "video consultation, in SCH-7, SCH-8 or AIS-3")
+    hl7v2_receiver: Annotated[Address | None, NoDecode] = Field(
+        None, description="host:port of an HL7 v2 system that gets the meetings booked through FHIR as SIU over "
+        "MLLP (through the outbox)")
+    hl7v2_receiver_application: Annotated[Application, NoDecode] = Field(
+        ("EPJ", "EPJ"), description="Its MSH-5^MSH-6 (application^facility)")
+    hl7v2_sending_application: Annotated[Application, NoDecode] = Field(
+        ("HUB", "HUB"), description="The hub's MSH-3^MSH-4 in what it sends")
+    hl7v2_ack_addresses: Annotated[dict[str, Address], NoDecode] = Field(
+        default_factory=dict, description="Where enhanced mode's application acknowledgements go: "
+        "APP^FACILITY=host:port;… by the sender's MSH-3^MSH-4")
+    hl7v2_video_codes: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset({"VIDEO"}), description="Codes (comma-separated) that mark an HL7 v2 SIU as a video "
+        "consultation, in SCH-7, SCH-8 or AIS-3")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
                                         "the rest of its message (XDIS91 ⇄ XBIN01) before it is refused")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
@@ -99,6 +109,53 @@ class Settings(BaseSettings):
     sdi_openings: dict[str, dict[str, date]] = Field(default_factory=dict, description="CVR → KLE prefix → the "
                                                      "date from which Borgerblikket shows its cases (JSON)")
 
+    _routing: RoutingTable = PrivateAttr()
+
+    @field_validator("hl7v2_receiver", mode="before")
+    @classmethod
+    def _address(cls, value: Any) -> Any:
+        return _address(value, f"HUB_HL7V2_RECEIVER: {value!r} is not host:port") if isinstance(value, str) else value
+
+    @field_validator("hl7v2_receiver_application", "hl7v2_sending_application", mode="before")
+    @classmethod
+    def _application(cls, value: Any) -> Any:
+        """`APP^FACILITY`; a facility left out is empty."""
+        return tuple((value.split("^", 1) + [""])[:2]) if isinstance(value, str) else value
+
+    @field_validator("hl7v2_ack_addresses", mode="before")
+    @classmethod
+    def _ack_addresses(cls, value: Any) -> Any:
+        """`APP^FACILITY=host:port;…` as {sender: (host, port)}."""
+        if value is None:
+            return {}
+        if not isinstance(value, str):
+            return value
+        found: dict[str, Address] = {}
+        for part in value.split(";"):
+            if part.strip():
+                sender, _, address = part.strip().partition("=")
+                what = f"HUB_HL7V2_ACK_ADDRESSES: {part!r} is not APP^FACILITY=host:port"
+                if not sender:
+                    raise ValueError(what)
+                found[sender] = _address(address, what)
+        return found
+
+    @field_validator("hl7v2_video_codes", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return frozenset(c.strip() for c in value.split(",") if c.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _load_routing(self) -> Settings:
+        """The routing table is read once, with the settings: a broken file stops the hub at start."""
+        self._routing = RoutingTable.load(self.routes)
+        return self
+
+    @property
+    def routing(self) -> RoutingTable:
+        """The MedCom receivers of `HUB_ROUTES` (empty without it)."""
+        return self._routing
+
     @property
     def standards_store(self) -> Path:
         """The hub's own copy of the official standards, filled by `hub schemas sync`."""
@@ -109,6 +166,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'hub.sqlite').resolve()}"
+
+
+def _address(value: str, what: str) -> Address:
+    host, _, port = value.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(what)
+    return host, int(port)
 
 
 @lru_cache(maxsize=1)

@@ -103,3 +103,16 @@ class EncounterEvent:
     service_provider: str | None  # `sor:…` / `gln:…` of the organisation the stay is with
     occurred_at: datetime | None
     resource: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DateBound:
+    """A time a search asks for: `prefix` (FHIR's eq, lt, ge, …) applied to the interval [low, high) the value's
+    precision implies. The FHIR edge reads it from a search value; the store turns it into a query."""
+
+    prefix: str
+    low: datetime
+    high: datetime
+
+    def where(self) -> tuple[str, datetime, datetime]:
+        return self.prefix, self.low, self.high

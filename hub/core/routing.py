@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The outbox topic of a routed message: its stored raw bytes POSTed to the route's endpoint (hub.fhir.delivery).
+# The outbox topic of a routed message: its stored raw bytes POSTed to the route's endpoint (hub.delivery.http).
 DELIVER_TOPIC = "message.deliver"
 
 

@@ -6,27 +6,15 @@ A date without a time zone is a Danish date: it is read in Europe/Copenhagen (DE
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hub.core.errors import InvalidInput
+from hub.core.model import DateBound
 from hub.core.outcome import single
 
 LOCAL = ZoneInfo("Europe/Copenhagen")
 _DATE = re.compile(r"^(eq|ne|lt|le|gt|ge|sa|eb)?(\d{4})(?:-(\d{2})(?:-(\d{2})(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)?)?$")
-
-
-@dataclass(frozen=True, slots=True)
-class DateBound:
-    """`prefix` applied to the interval [low, high) the value's precision implies."""
-
-    prefix: str
-    low: datetime
-    high: datetime
-
-    def where(self) -> tuple[str, datetime, datetime]:
-        return self.prefix, self.low, self.high
 
 
 def parse_date(param: str) -> DateBound:

@@ -113,6 +113,7 @@ from hub.fhir.messaging import MessageInfo, NotAMessage, read_message
 NAMESPACE = "urn:oio:medcom:vans-envelope:1.0.4"
 NAMESPACE_FAMILY = "urn:oio:medcom:vans-envelope:1.0."
 ROOT = "VANSEnvelope"
+VANS_MEDIA_TYPE = "application/xml; charset=UTF-8"  # what the hub writes an envelope as
 FORMAT_HL7 = "HL7"
 NAME_PREFIX = "MCM:"
 MIME_TAG = "MCM:MIME"

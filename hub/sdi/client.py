@@ -11,7 +11,7 @@ checks strictly) are rendered as the elements their `Ext` names, through zeep's 
 - with OIOIDWS, the `Security` header: a signed request carrying the STS's token, and the signed answer checked
   (`hub.sdi.oioidws`), through the `Security` given.
 
-An answer's `StatusKode` decides (the local index's policy, `hub.sdi.service`): 20 is done; 40 (the request
+An answer's `StatusKode` decides (the local index's policy, `hub.sdi.local.service`): 20 is done; 40 (the request
 breaks a rule) and 44 (no such case) are the index refusing what was sent, which sending again will not change
 (`SdiRefused`); anything else, a SOAP Fault, an HTTP error or no answer is worth trying again (`SdiUnavailable`).
 """

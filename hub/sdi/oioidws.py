@@ -22,7 +22,8 @@ How the hub does it, with signxml (XML-DSig on lxml + cryptography):
   (a valid signature over the wrong parts is no signature). It reads claims only from what signxml verified.
 - Responses (`sign_response`/`verify_response`) are signed with the service's certificate carried as a
   BinarySecurityToken (X509v3), over Body, Timestamp and the WS-Addressing headers; the same two helpers sign and
-  verify the STS's RequestSecurityToken (SOAP 1.2) in `hub.sdi.sts`.
+  verify the STS's RequestSecurityToken (SOAP 1.2): the client signs it (`hub.sdi.sts`), the local STS verifies it
+  (`hub.sdi.local.sts`).
 
 Every check raises `SecurityError`, whose text says what failed. All times are timezone-aware UTC.
 """

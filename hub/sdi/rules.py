@@ -8,8 +8,8 @@ comes from. A case's relations are told apart by their role (`gd:Rolle`), whose 
 `mappings/sf1470-roles.json`.
 
 A registration carries histories: each attribute, state and relation entry has its Virkning period, and an update
-closes an entry where its successor begins (`hub.sdi.index`). So "exactly one" means exactly one in effect at every
-time from the first entry on: a mandatory relation may be replaced, never ended without a successor.
+closes an entry where its successor begins (`hub.sdi.local.index`). So "exactly one" means exactly one in effect at
+every time from the first entry on: a mandatory relation may be replaced, never ended without a successor.
 
 Checked for a case (`sdi:SagIndeks`, or a case as an update would leave it), anvisning sag (S):
 - the case's UUID, the registration's time, `LivscyklusKode` `Importeret`, a `BrugerRef` (S §3.1, §3.2);
@@ -48,7 +48,7 @@ anvisning's shape does: the Primær klasse is the one Dokumentklasse without Ind
 the IT-system relations have two roles only. Not checked, for want of the UUIDs: that one Dokumentaktoer is the Ejer
 (with its CVR number) and one the Ansvarlig, and which roles a Dokumentrelation may have; of "a document's Master
 never changes" the index checks only that one of its two IT-system roles keeps its system. What needs the index's
-content (referenced documents exist, a Master never changes) is checked by the index (`hub.sdi.index`).
+content (referenced documents exist, a Master never changes) is checked by the index (`hub.sdi.local.index`).
 """
 
 from __future__ import annotations

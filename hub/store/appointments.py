@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
-from hub.fhir.search import DateBound
+from hub.core.model import DateBound
 from hub.store.models import Appointment, Meeting
 
 

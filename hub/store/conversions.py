@@ -8,13 +8,12 @@ it came from, `hub.store.inbox.Inbox.commit`), except the few that settle state 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Executable, and_, select
 
-from hub.convert.receipts import KINDS, LetterRecord, MessageRecord, ReadReceipt
 from hub.store.inbox import Effect
 from hub.store.statements import CONVERSION_LETTERS, CONVERSIONS, MESSAGES, PENDING_LETTERS
 
@@ -23,8 +22,8 @@ from hub.store.statements import CONVERSION_LETTERS, CONVERSIONS, MESSAGES, PEND
 class StoredConversion:
     id: str
     direction: str  # to-fhir | to-oioxml
-    message: MessageRecord
-    letters: list[tuple[LetterRecord, ReadReceipt | None]]  # each with the receipt that answered it
+    message: dict[str, Any]  # the FHIR side's record, as the flow wrote it
+    letters: list[tuple[dict[str, Any], dict[str, Any] | None]]  # each letter's record, with its receipt's
     answered: bool
 
 
@@ -36,11 +35,6 @@ class PendingLetter:
     message_id: str
     position: int
     received_at: datetime
-
-
-def _receipt(stored: dict[str, Any]) -> ReadReceipt:
-    return ReadReceipt(**{**stored, "kind": KINDS[stored["kind"]],
-                          "refusals": [tuple(one) for one in stored.get("refusals", [])]})
 
 
 def object_key(object_id: str | None) -> str:
@@ -55,17 +49,19 @@ class ConversionStore:
     # --- conversion records ------------------------------------------------------------------------------
 
     @staticmethod
-    def record(direction: str, message: MessageRecord, letters: list[LetterRecord], source_id: str,
+    def record(direction: str, message: dict[str, Any], letters: list[dict[str, Any]], source_id: str,
                now: datetime) -> list[Effect]:
+        """A conversion: the FHIR message's record (with its `header_id`) and its letters' (`kind`,
+        `envelope_id`, `identifier`, `version_code`, `sender_ean`, `receiver_ean`, `asks_positive`)."""
         conversion_id = str(uuid.uuid4())
-        return [(CONVERSIONS.insert(), [{"id": conversion_id, "direction": direction, "header_id": message.header_id,
-                                         "message": asdict(message), "source_id": source_id, "created_at": now,
-                                         "answered_at": None}]),
+        return [(CONVERSIONS.insert(), [{"id": conversion_id, "direction": direction,
+                                         "header_id": message["header_id"], "message": message,
+                                         "source_id": source_id, "created_at": now, "answered_at": None}]),
                 (CONVERSION_LETTERS.insert(), [{"id": str(uuid.uuid4()), "conversion_id": conversion_id,
-                                                "kind": one.kind, "envelope_id": one.envelope_id,
-                                                "letter_id": one.identifier, "version_code": one.version_code,
-                                                "sender_ean": one.sender_ean, "receiver_ean": one.receiver_ean,
-                                                "asks_positive": one.asks_positive, "answer": None,
+                                                "kind": one["kind"], "envelope_id": one["envelope_id"],
+                                                "letter_id": one["identifier"], "version_code": one["version_code"],
+                                                "sender_ean": one["sender_ean"], "receiver_ean": one["receiver_ean"],
+                                                "asks_positive": one["asks_positive"], "answer": None,
                                                 "receipt": None} for one in letters])]
 
     def by_header(self, header_id: str, direction: str) -> StoredConversion | None:
@@ -95,22 +91,21 @@ class ConversionStore:
     def _load(conn: Any, row: Any) -> StoredConversion:
         letters = conn.execute(select(CONVERSION_LETTERS).where(CONVERSION_LETTERS.c.conversion_id == row.id)
                                .order_by(CONVERSION_LETTERS.c.kind.desc(), CONVERSION_LETTERS.c.envelope_id)).all()
-        return StoredConversion(row.id, row.direction, MessageRecord(**row.message),
-                                [(LetterRecord(one.kind, one.envelope_id, one.letter_id, one.version_code,
-                                               one.sender_ean, one.receiver_ean, one.asks_positive),
-                                  _receipt(one.receipt) if one.receipt else None) for one in letters],
+        return StoredConversion(row.id, row.direction, dict(row.message),
+                                [({"kind": one.kind, "envelope_id": one.envelope_id, "identifier": one.letter_id,
+                                   "version_code": one.version_code, "sender_ean": one.sender_ean,
+                                   "receiver_ean": one.receiver_ean, "asks_positive": one.asks_positive},
+                                  dict(one.receipt) if one.receipt else None) for one in letters],
                                 row.answered_at is not None)
 
     @staticmethod
-    def answer(conversion_id: str, receipt: ReadReceipt) -> Effect:
-        """The receipt a letter of the conversion got (all letters of the envelope when it names none)."""
-        where = [CONVERSION_LETTERS.c.conversion_id == conversion_id,
-                 CONVERSION_LETTERS.c.envelope_id == (receipt.original_envelope or "")]
-        if receipt.original_letters:
-            where.append(CONVERSION_LETTERS.c.letter_id.in_(receipt.original_letters))
-        stored = {**asdict(receipt), "kind": receipt.kind.element}
-        return (CONVERSION_LETTERS.update().where(and_(*where)).values(answer=receipt.kind.element, receipt=stored),
-                None)
+    def answer(conversion_id: str, envelope_id: str, letter_ids: list[str], receipt: dict[str, Any]) -> Effect:
+        """The receipt (its record, with its `kind`) a letter of the conversion got: the letters `letter_ids` of
+        the envelope, all of them when it names none."""
+        where = [CONVERSION_LETTERS.c.conversion_id == conversion_id, CONVERSION_LETTERS.c.envelope_id == envelope_id]
+        if letter_ids:
+            where.append(CONVERSION_LETTERS.c.letter_id.in_(letter_ids))
+        return (CONVERSION_LETTERS.update().where(and_(*where)).values(answer=receipt["kind"], receipt=receipt), None)
 
     @staticmethod
     def mark_answered(conversion_id: str, now: datetime) -> Executable:
@@ -119,7 +114,7 @@ class ConversionStore:
                                                CONVERSIONS.c.answered_at.is_(None))).values(answered_at=now)
 
     def unanswered(self, direction: str) -> list[str]:
-        """Conversions not yet answered though a receipt has come for one of their letters (what the housekeeping
+        """ConversionFlow not yet answered though a receipt has come for one of their letters (what the housekeeping
         settles: a process that stopped between storing a receipt and converting it); those no receipt has come
         for have nothing to settle, however many there are."""
         with self.engine.connect() as conn:

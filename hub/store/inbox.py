@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Executable, select
 from sqlalchemy.exc import IntegrityError
 
-from hub.core.routing import DELIVER_TOPIC, Route
 from hub.store.db import WriterLock
 from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, INSERT_RECEIVED, MESSAGES, RECEIVED
 
@@ -43,15 +42,6 @@ class Inbox:
         """A `messages` row: `fields` gives direction, channel, operation, content_type and raw."""
         return {"id": str(uuid.uuid4()), "received_at": self.now(), "appointment_id": None, "format": fmt,
                 "verdict": verdict, "status": status, "http_status": http_status, "idempotency_key": key, **fields}
-
-    def delivery(self, route: Route, message_id: str, content_type: str) -> dict[str, Any]:
-        """An outbox row delivering the stored message to the route's endpoint, in order per receiver."""
-        payload: dict[str, str | None] = {"message_id": message_id, "endpoint": route.endpoint,
-                                          "receiver": route.name, "content_type": content_type}
-        if route.envelope is not None and route.organisation is not None:
-            payload |= {"envelope": route.envelope, "receiver_ean": route.organisation.gln}
-        return {"topic": DELIVER_TOPIC, "ordering_key": route.keys[0], "status": "pending", "attempts": 0,
-                "next_attempt_at": self.now(), "created_at": self.now(), "payload": payload}
 
     def store(self, rows: list[dict[str, Any]]) -> None:
         with self._lock, self.engine.begin() as conn:

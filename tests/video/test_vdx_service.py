@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from hub.api.server_thread import ServerThread
-from hub.video.service import create_vdx_app
-from hub.video.vdx_clock import VdxClock
+from hub.video.local import create_vdx_app
+from hub.video.local.clock import VdxClock
 
 T0 = datetime(2027, 3, 12, 8, 0, tzinfo=UTC)
 START, END = "2027-03-12T09:00:00Z", "2027-03-12T10:00:00Z"

@@ -17,21 +17,21 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import (
     BodyTooLarge,
-    Services,
     base_url,
     fhir_response,
     outcome_response,
     read_body,
     services,
 )
-from hub.core.booking import Inbound, Render
 from hub.core.errors import HubError, InvalidInput
 from hub.core.model import BookingResult
 from hub.core.outcome import Outcome, single
 from hub.fhir import appointment as fa
 from hub.fhir import io
 from hub.fhir.search import parse_date, split_token
+from hub.flows.booking import Inbound, Render
 from hub.store import appointments as appointment_store
+from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
 FORMATS = {"json": "fhir+json", "xml": "fhir+xml"}

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Services, services
+from hub.api.deps import services
 from hub.core.errors import InvalidInput, NotFound
 from hub.core.outcome import single
 from hub.medcom.booking_confirmation import NotABooking, Party, confirmation_of
+from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
 

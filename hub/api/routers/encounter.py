@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Services, base_url, fhir_response, services
+from hub.api.deps import base_url, fhir_response, services
 from hub.core.errors import InvalidInput, NotFound
 from hub.core.outcome import single
 from hub.fhir.search import split_token
 from hub.store.encounters import EncounterStore
+from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir/Encounter", tags=["encounters"])
 KNOWN = {"patient:identifier", "status", "_format"}

@@ -1,4 +1,4 @@
-"""`$process-message`: MedCom FHIR messages in, MedCom Acknowledgements back (`hub.core.message_flow`).
+"""`$process-message`: MedCom FHIR messages in, MedCom Acknowledgements back (`hub.flows.message`).
 
 `POST /fhir/$process-message` takes a message Bundle (JSON or XML). The answer is 200 with the Acknowledgement
 (`ok`, `transient-error` or `fatal-error`) for every message the hub can identify, the same Acknowledgement
@@ -12,7 +12,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Services, fhir_response, outcome_response, read_body, services
+from hub.api.deps import fhir_response, outcome_response, read_body, services
+from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir", tags=["messaging"])
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request, Response
 
 from hub import __version__
-from hub.api.deps import Services, fhir_response, services
+from hub.api.deps import fhir_response, services
 from hub.fhir.videoappointment import PROFILE
+from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir", tags=["metadata"])
 

@@ -1,5 +1,5 @@
 """OIOXML in: `POST /medcom/oioxml` takes an `Emessage` and answers with MedCom's receipts
-(`hub.core.letter_flow`): 200 with an Emessage of receipts (ISO-8859-1), 204 when the envelope asked for no
+(`hub.flows.letter`): 200 with an Emessage of receipts (ISO-8859-1), 204 when the envelope asked for no
 positive receipt and every letter was accepted, 400 with an OperationOutcome for a body that is not an Emessage
 at all (there is no envelope to refer to). The same envelope again gets the same answer
 (`X-Duplicate-Message: true`).
@@ -10,8 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Services, read_body, services
-from hub.core.letter_flow import RECEIPT_MEDIA_TYPE
+from hub.api.deps import read_body, services
+from hub.flows.letter import RECEIPT_MEDIA_TYPE
+from hub.wiring import Services
 
 router = APIRouter(prefix="/medcom", tags=["oioxml"])
 

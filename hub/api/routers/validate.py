@@ -13,10 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Services, outcome_response, read_body, services
+from hub.api.deps import outcome_response, read_body, services
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
+from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir", tags=["validation"])
 

@@ -1,4 +1,4 @@
-"""VANS in: `POST /medcom/vans` takes a MedCom FHIR message in its VANSEnvelope (`hub.core.vans_flow`) and
+"""VANS in: `POST /medcom/vans` takes a MedCom FHIR message in its VANSEnvelope (`hub.flows.vans`) and
 answers in a VANSEnvelope: the message's Acknowledgement wrapped, or a VANS receipt ("Modtaget korrekt",
 "Ukendt type", "Ukendt modtager"); 400 with an OperationOutcome for an envelope that cannot be read.
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Services, read_body, services
-from hub.core.vans_flow import VANS_MEDIA_TYPE
+from hub.api.deps import read_body, services
+from hub.medcom.vans import VANS_MEDIA_TYPE
+from hub.wiring import Services
 
 router = APIRouter(prefix="/medcom", tags=["vans"])
 

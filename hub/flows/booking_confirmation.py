@@ -1,7 +1,7 @@
 """Booking confirmations (XDIS13) for video consultations, booked through the booking flow.
 
 A confirmation the letter flow has accepted is read (`hub.medcom.booking_confirmation`); when the policy says it
-is a video consultation, its meeting is booked in VDX exactly as a FHIR Appointment is (`hub.core.booking`:
+is a video consultation, its meeting is booked in VDX exactly as a FHIR Appointment is (`hub.flows.booking`:
 one room per booking, kept before anyone is answered), the letter stored with the booking. A corrected letter
 (`rettetbrev`) moves the meeting its first letter booked; the same letter again finds the booking it made. A
 confirmation that cannot be a meeting (no time, no patient) is refused; one that cannot be booked now (VDX
@@ -15,9 +15,9 @@ from functools import partial
 
 from lxml import etree
 
-from hub.core.booking import BookingFlow
 from hub.core.errors import HubError
 from hub.fhir import appointment as fa
+from hub.flows.booking import BookingFlow
 from hub.medcom.booking_confirmation import (
     KEY_PREFIX,
     NotABooking,
@@ -40,7 +40,7 @@ class Booked:
 
 
 @dataclass
-class ConfirmationBookings:
+class BookingConfirmationFlow:
     flow: BookingFlow
     policy: Xdis13Policy
 

@@ -15,7 +15,7 @@ Guarantees, as for MedCom messages (DESIGN.md):
   asks (`AL` always, `NE` never, `ER` on errors, `SU` on success): `CA` once the message is stored, `CR` when
   its MSH is refused (type, version, processing id). The verdict (`AA`/`AE`/`AR`) is the application
   acknowledgement, a message of its own, as MSH-16 asks: stored with the message and sent through the outbox to
-  the sender's address (`HUB_HL7V2_ACK_ADDRESSES`, `hub.hl7v2.application_ack`).
+  the sender's address (`HUB_HL7V2_ACK_ADDRESSES`, `hub.delivery.application_ack`).
 
 What a message does: ADT A01/A03/A04/A08/A11 become encounter events (`hub.hl7v2.adt`), stored with the message
 and shown by `GET /fhir/Encounter` as a HospitalNotification's are. SIU S12/S13/S14/S15/S17/S26 for a video
@@ -37,9 +37,10 @@ from typing import Any
 from sqlalchemy import Engine, Executable
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hub.core.booking import BookingFlow
 from hub.core.errors import HubError
+from hub.delivery.application_ack import application_ack_row
 from hub.fhir import appointment as fa
+from hub.flows.booking import BookingFlow
 from hub.hl7v2 import adt, siu
 from hub.hl7v2.ack import Finding, acknowledgement
 from hub.hl7v2.message import Hl7Message, NotHl7, Unmappable, read
@@ -53,7 +54,6 @@ from hub.store.statements import INSERT_ENCOUNTER_EVENT, INSERT_MESSAGE, INSERT_
 log = logging.getLogger("hub.hl7v2")
 
 MEDIA_TYPE = "application/hl7-v2"
-APPLICATION_ACK_TOPIC = "hl7v2.application-ack"  # enhanced mode's application acknowledgements, sent later
 VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 PROCESSING_IDS = ("P", "T", "D")
 TRIGGERS = {"ADT": adt.TRIGGERS, "SIU": siu.TRIGGERS}
@@ -68,7 +68,7 @@ class _Verdict:
 
 
 @dataclass
-class Hl7Flow:
+class Hl7v2Flow:
     """Thread-safe; one per process."""
 
     engine: Engine
@@ -80,6 +80,13 @@ class Hl7Flow:
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine, self.now)
+
+    def close(self) -> None:
+        """Commit what the group commit holds, and let the booking flow go."""
+        if self.committer is not None:
+            self.committer.close()
+        if self.bookings is not None:
+            self.bookings.close()
 
     def receive(self, raw: bytes, problem: str | None = None, peer: str = "") -> bytes | None:
         """The ACK for one framed message (`problem`: what the transport could not frame), or None when the
@@ -118,7 +125,7 @@ class Hl7Flow:
                                                                      self.now(), application=True)},
                 "hl7v2", None, "pending", None, key)
             rows.append(application)
-            effects.append((INSERT_OUTBOX, [_outbox_row(application["id"], message.sender, self.now())]))
+            effects.append((INSERT_OUTBOX, [application_ack_row(application["id"], message.sender, self.now())]))
         try:
             remembered = key if message.control_id and verdict.remember else None
             committed = self._commit(rows, remembered, effects)
@@ -232,11 +239,6 @@ def _asks(asked: str, code: str) -> bool:
 def _application_ack_asked(message: Hl7Message, code: str) -> bool:
     """Enhanced mode: MSH-16 (application acknowledgement type) asks for the verdict as a message of its own."""
     return message.enhanced and _asks(message.get("MSH.16"), code)
-
-
-def _outbox_row(message_id: str, sender: str, now: datetime) -> dict[str, Any]:
-    return {"topic": APPLICATION_ACK_TOPIC, "ordering_key": f"hl7v2:{sender}", "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now, "payload": {"message_id": message_id, "sender": sender}}
 
 
 def _answered(message: Hl7Message, code: str) -> bool:

@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from hub.core.cpr import mask_text
-from hub.core.outbox import Handler, PermanentFailure
+from hub.delivery.worker import Handler, PermanentFailure
 from hub.hl7v2 import siu_out
 from hub.hl7v2.message import Hl7Message, NotHl7, read
 from hub.hl7v2.mllp import MllpError, send
@@ -44,7 +44,7 @@ from hub.hl7v2.structure import structure_findings
 from hub.store.db import WriterLock
 from hub.store.statements import APPOINTMENTS, INSERT_MESSAGE, MESSAGES, OUTBOX
 
-log = logging.getLogger("hub.hl7v2.delivery")
+log = logging.getLogger("hub.delivery.mllp")
 
 MEDIA_TYPE = "application/hl7-v2"
 SKIPPED_PREFIX = "hl7v2:"  # source keys of appointments booked by an HL7 v2 SIU

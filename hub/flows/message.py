@@ -12,7 +12,7 @@ Guarantees (DESIGN.md, principles 2 to 4):
   and its verdict stored with it.
 - An acknowledgement is not acknowledged (MedCom's rule): a valid one is routed to its receiver like any
   message, and the sender is told so in an OperationOutcome.
-- A receiver that reads OIOXML gets the message converted (`hub.core.conversion_flow`); what cannot be
+- A receiver that reads OIOXML gets the message converted (`hub.flows.conversion`); what cannot be
   converted for it is a `fatal-error`.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from hub.core.conversion_flow import Conversions, Converted, NotConverted
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
+from hub.delivery.http import message_delivery
 from hub.fhir import io
 from hub.fhir.encounter import encounter_event
 from hub.fhir.messaging import (
@@ -46,6 +46,7 @@ from hub.fhir.messaging import (
 )
 from hub.fhir.packages import PackageSet
 from hub.fhir.validator import Validator
+from hub.flows.conversion import ConversionFlow, Converted, NotConverted
 from hub.store.encounters import event_row
 from hub.store.inbox import Effect, Inbox
 from hub.store.statements import ENCOUNTER_EVENTS
@@ -84,7 +85,7 @@ class MessageFlow:
     validator: Validator
     packages: PackageSet
     routes: RoutingTable
-    conversions: Conversions
+    conversions: ConversionFlow
     base_url: str = "http://localhost/fhir"  # where the acknowledgements' entries say they live
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     codes: ErrorCodes = field(default_factory=ErrorCodes.load)
@@ -134,7 +135,7 @@ class MessageFlow:
         return verdict
 
     def _convert(self, info: MessageInfo, verdict: _Verdict, message_id: str) -> None:
-        """The message converted for each receiver that reads OIOXML (`hub.core.conversion_flow`)."""
+        """The message converted for each receiver that reads OIOXML (`hub.flows.conversion`)."""
         for route in [r for r in verdict.routes if r.format == "oioxml"]:
             verdict.routes.remove(route)
             try:
@@ -216,7 +217,7 @@ class MessageFlow:
             answer_id = answer["id"]
         processed.message_id = inbound["id"]
         content_type = fields["content_type"] or "application/fhir+json"
-        deliveries = [*(self.inbox.delivery(route, inbound["id"], content_type) for route in verdict.routes),
+        deliveries = [*(message_delivery(route, inbound["id"], content_type, self.now()) for route in verdict.routes),
                       *verdict.converted.deliveries] if accepted else []
         # "send it again later": a transient error is not remembered, so the message is processed anew
         key = info.key if verdict.code != "transient-error" else None

@@ -1,9 +1,9 @@
 """The hub's local case index with its own STS, as `hub serve` runs it when no real index is configured.
 
-One app on one port: the index at `/sdi` (`hub.sdi.service`) and the STS at `/sts` (`hub.sdi.sts`). With OIOIDWS
-the index takes only requests signed as the policy asks, with a token from this STS, and signs its answers; the
-certificates are made once in the data folder (`sdi/`: a CA, the hub's function certificate issued by it, the
-STS's and the index's), so the hub's client is configured exactly as for KOMBIT's index, only with local
+One app on one port: the index at `/sdi` (`hub.sdi.local.service`) and the STS at `/sts` (`hub.sdi.local.sts`).
+With OIOIDWS the index takes only requests signed as the policy asks, with a token from this STS, and signs its
+answers; the certificates are made once in the data folder (`sdi/`: a CA, the hub's function certificate issued by
+it, the STS's and the index's), so the hub's client is configured exactly as for KOMBIT's index, only with local
 addresses (`environment`).
 """
 
@@ -18,9 +18,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from hub.sdi.certs import Credential, issue, load_credential, make_ca, write_pem
+from hub.sdi.local.service import CaseIndex, create_sdi_app
+from hub.sdi.local.sts import create_sts_app
 from hub.sdi.oioidws import SecurityError, now_utc, sign_response, verify_request
-from hub.sdi.service import CaseIndex, create_sdi_app
-from hub.sdi.sts import create_sts_app
 
 AUDIENCE = "http://stoettesystemerne.dk/service/sagdokumentindeks/6"
 NAMES = ("ca", "hub", "sts", "sdi")

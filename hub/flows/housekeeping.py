@@ -1,4 +1,4 @@
-"""Housekeeping: work no request waits for, run on a timer in each API process.
+"""HousekeepingFlow: work no request waits for, run on a timer in each API process.
 
 For now that is settling bookings a stopped process left pending (BookingFlow.settle_pending). Every worker
 process runs it; the work is idempotent (a claim is settled only while it is still pending), so two workers
@@ -14,7 +14,7 @@ from collections.abc import Callable
 log = logging.getLogger("hub.housekeeping")
 
 
-class Housekeeping:
+class HousekeepingFlow:
     """Runs `task` now and then every `interval` seconds on a daemon thread, until `stop`."""
 
     def __init__(self, task: Callable[[], object], interval: float) -> None:

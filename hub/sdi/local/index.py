@@ -1,6 +1,6 @@
 """What the local case index holds (cases, documents, which cases each document belongs to) and the hub's policies
 where KOMBIT documents none: how `opdater` merges an update by Virkning, what a search expression matches, and what
-`fjern` removes. `hub.sdi.service` is its SOAP edge.
+`fjern` removes. `hub.sdi.local.service` is its SOAP edge.
 
 Import: each `SagIndeks` and `DokumentIndeks` is kept or refused on its own, after the anvisning rules
 (`hub.sdi.rules`) and the rules that need the index: a case's Master never changes (S §3.12), nor a document's, of

@@ -11,7 +11,7 @@ The answer is what MedCom defines for what the envelope asks (`hub.medcom.receip
 As for FHIR messages: the raw bytes are always stored with the verdict; an envelope received again (same
 sender EAN and envelope identifier) gets the answer it got the first time and is not processed again; an
 envelope with accepted letters is delivered through the outbox to each receiver's route: unchanged to a
-receiver that reads OIOXML, converted (`hub.core.conversion_flow`) to one that reads FHIR.
+receiver that reads OIOXML, converted (`hub.flows.conversion`) to one that reads FHIR.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hub.core.confirmation_flow import ConfirmationBookings
-from hub.core.conversion_flow import Conversions, Converted, NotConverted
 from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
+from hub.delivery.http import message_delivery
 from hub.fhir import io
+from hub.flows.booking_confirmation import BookingConfirmationFlow
+from hub.flows.conversion import ConversionFlow, Converted, NotConverted
 from hub.medcom.booking_confirmation import confirmations
 from hub.medcom.envelope import Emessage, Letter, NotAnEmessage, letter_position, read_emessage
 from hub.medcom.receipts import NEGATIVE, NEGATIVE_VANS, POSITIVE, Receipt, ReceiptWriter, Refusal
@@ -66,8 +67,8 @@ class LetterFlow:
     engine: Engine
     schemas: OioxmlSchemas
     routes: RoutingTable
-    conversions: Conversions
-    bookings: ConfirmationBookings | None = None  # XDIS13 video consultations booked in VDX
+    conversions: ConversionFlow
+    bookings: BookingConfirmationFlow | None = None  # XDIS13 video consultations booked in VDX
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __post_init__(self) -> None:
@@ -133,7 +134,7 @@ class LetterFlow:
         return judged
 
     def _book(self, emessage: Emessage, judged: _Judged) -> None:
-        """Each accepted booking confirmation for a video consultation, booked (`hub.core.confirmation_flow`)."""
+        """Each accepted booking confirmation for a video consultation, booked (`hub.flows.booking_confirmation`)."""
         if self.bookings is None or judged.envelope is not None:
             return
         for letter in confirmations(emessage):
@@ -147,7 +148,7 @@ class LetterFlow:
                 judged.transient |= booked.transient
 
     def _convert(self, emessage: Emessage, letter: Letter, route: Route, message_id: str, judged: _Judged) -> None:
-        """A letter for a receiver that reads FHIR, converted (`hub.core.conversion_flow`) or refused."""
+        """A letter for a receiver that reads FHIR, converted (`hub.flows.conversion`) or refused."""
         try:
             judged.converted.add(self.conversions.from_oioxml(emessage, letter, route, message_id))
         except NotConverted as exc:
@@ -186,7 +187,7 @@ class LetterFlow:
                                     key)
             rows.append(answer)
             answer_id = answer["id"]
-        deliveries = [*(self.inbox.delivery(route, inbound["id"], "application/xml")
+        deliveries = [*(message_delivery(route, inbound["id"], "application/xml", self.now())
                         for route in judged.routes.values()), *judged.converted.deliveries] if accepted else []
         remembered = None if judged.transient else key
         if not self.inbox.commit(rows, remembered, answer_id, deliveries,

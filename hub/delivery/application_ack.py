@@ -1,5 +1,5 @@
 """Enhanced mode's application acknowledgements, sent to the system that sent the message: the outbox handler of
-`hl7v2.application-ack` rows (`hub.core.hl7_flow`).
+`hl7v2.application-ack` rows (`hub.flows.hl7v2`).
 
 The ACK was stored with the message; it goes out over an MLLP connection the hub opens to the sender's address,
 found by the sender's MSH-3^MSH-4 in `HUB_HL7V2_ACK_ADDRESSES` (`EPJ^OUH=host:port;…`). An ACK is not
@@ -17,23 +17,18 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from hub.core.outbox import PermanentFailure
+from hub.delivery.outbox import outbox_row
+from hub.delivery.worker import PermanentFailure
 from hub.hl7v2.mllp import MllpClient, frame
 from hub.store.db import WriterLock
 from hub.store.statements import MESSAGES
 
+TOPIC = "hl7v2.application-ack"
 
-def addresses(setting: str | None) -> dict[str, tuple[str, int]]:
-    """`APP^FACILITY=host:port;…` as {sender: (host, port)}."""
-    found: dict[str, tuple[str, int]] = {}
-    for part in (setting or "").split(";"):
-        if part.strip():
-            sender, _, address = part.strip().partition("=")
-            host, _, port = address.rpartition(":")
-            if not sender or not host or not port.isdigit():
-                raise ValueError(f"HUB_HL7V2_ACK_ADDRESSES: {part!r} is not APP^FACILITY=host:port")
-            found[sender] = (host, int(port))
-    return found
+
+def application_ack_row(message_id: str, sender: str, now: datetime) -> dict[str, Any]:
+    """The outbox row that sends a stored application acknowledgement to its sender, in order per sender."""
+    return outbox_row(TOPIC, f"hl7v2:{sender}", {"message_id": message_id, "sender": sender}, now)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Messages between a FHIR party and an OIOXML party, converted on the way, and their answers converted back.
 
 A route's `format` says what its receiver reads. When a message reaches a receiver that reads the other format,
-the receiving flow (`hub.core.message_flow`, `hub.core.letter_flow`) asks this module for the conversion
+the receiving flow (`hub.flows.message`, `hub.flows.letter`) asks this module for the conversion
 (`hub.convert`, as MedCom's conversion service does it) and commits what comes out with the message itself:
 
 - a CareCommunication for an OIOXML receiver → its XDIS91 and one XBIN01 per attached file, each Emessage
@@ -32,26 +32,35 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from hub.convert.letter import CareLetter, read_letter
-from hub.convert.receipts import KINDS, ack_to_receipts, read_receipt, receipt_to_ack
+from hub.convert.receipts import (
+    KINDS,
+    LetterRecord,
+    MessageRecord,
+    ReadReceipt,
+    ack_to_receipts,
+    read_receipt,
+    receipt_to_ack,
+)
 from hub.convert.service import FHIR_JSON, OIOXML_MEDIA, Converter
 from hub.convert.tables import LetterKind
 from hub.convert.to_fhir import ConversionError
 from hub.core.outcome import Outcome
 from hub.core.routing import Route, RoutingTable
+from hub.delivery.http import message_delivery
 from hub.fhir import io
 from hub.fhir.messaging import ErrorCodes, MessageInfo
 from hub.fhir.validator import Validator
 from hub.medcom.envelope import Emessage, Letter, find, read_emessage
 from hub.medcom.receipts import NEGATIVE, POSITIVE, Receipt, ReceiptWriter, Refusal
 from hub.medcom.schemas import OioxmlSchemas, UnknownNamespace
-from hub.store.conversions import ConversionStore, PendingLetter
+from hub.store.conversions import ConversionStore, PendingLetter, StoredConversion
 from hub.store.db import WriterLock
 from hub.store.inbox import Effect, Inbox
 
@@ -93,12 +102,38 @@ class Converted:
         self.assemble |= other.assemble
 
 
+@dataclass(frozen=True)
+class _Conversion:
+    """A stored conversion (`hub.store.conversions`) with its records read back as the converter's own."""
+
+    id: str
+    direction: str
+    message: MessageRecord
+    letters: list[tuple[LetterRecord, ReadReceipt | None]]  # each with the receipt that answered it
+    answered: bool
+
+    @classmethod
+    def read(cls, stored: StoredConversion) -> _Conversion:
+        return cls(stored.id, stored.direction, MessageRecord(**stored.message),
+                   [(LetterRecord(**letter), _receipt(receipt) if receipt else None)
+                    for letter, receipt in stored.letters], stored.answered)
+
+    @classmethod
+    def of(cls, stored: StoredConversion | None) -> _Conversion | None:
+        return None if stored is None else cls.read(stored)
+
+
+def _receipt(stored: dict[str, Any]) -> ReadReceipt:
+    return ReadReceipt(**{**stored, "kind": KINDS[stored["kind"]],
+                          "refusals": [tuple(one) for one in stored.get("refusals", [])]})
+
+
 class _Taken(Exception):
     """Another worker converted these waiting letters first."""
 
 
 @dataclass
-class Conversions:
+class ConversionFlow:
     """Thread-safe; one per process, shared by the receiving flows."""
 
     engine: Engine
@@ -148,13 +183,13 @@ class Conversions:
         converted = Converted()
         for output in conversion.outputs:
             self._out(converted, output.body, "oioxml", OIOXML_MEDIA, route, f"converted from {info.header_id}")
-        converted.effects += self.store.record("to-oioxml", conversion.message, conversion.letters, source_id,
-                                               self.now())
+        converted.effects += self.store.record("to-oioxml", asdict(conversion.message),
+                                               [asdict(one) for one in conversion.letters], source_id, self.now())
         return converted
 
     def _ack_to_receipts(self, ack: dict[str, Any], info: MessageInfo, route: Route) -> Converted:
         answered = str((info.response or {}).get("identifier") or "")
-        stored = self.store.by_header(answered, "to-fhir")
+        stored = _Conversion.of(self.store.by_header(answered, "to-fhir"))
         if stored is None:
             raise NotConverted(f"The acknowledgement answers message {answered or '(none)'}, which the hub has not "
                                f"converted from OIOXML; the receiver {route.name} reads OIOXML", "not-found")
@@ -199,12 +234,15 @@ class Conversions:
 
     def _receipt_in(self, emessage: Emessage, letter: Letter, route: Route) -> Converted:
         receipt = read_receipt(letter.element, find(emessage.root, "Envelope"))
-        stored = self.store.by_envelope(receipt.original_sender_ean or "", receipt.original_envelope or "")
+        stored = _Conversion.of(self.store.by_envelope(receipt.original_sender_ean or "",
+                                                       receipt.original_envelope or ""))
         if stored is None or stored.direction != "to-oioxml":
             raise NotConverted(f"The receipt answers envelope {receipt.original_envelope} from "
                                f"{receipt.original_sender_ean}, which the hub has not sent; the receiver "
                                f"{route.name} reads FHIR", "not-found")
-        return Converted(effects=[self.store.answer(stored.id, receipt)], settle={stored.id})
+        record = {**asdict(receipt), "kind": receipt.kind.element}
+        return Converted(effects=[self.store.answer(stored.id, receipt.original_envelope or "",
+                                                    receipt.original_letters, record)], settle={stored.id})
 
     # --- after the commit: answers and whole messages ----------------------------------------------------
 
@@ -221,7 +259,7 @@ class Conversions:
 
     def settle(self, conversion_id: str) -> bool:
         """The Acknowledgement of a converted FHIR message, when its receipts say it is answered."""
-        stored = self.store.by_id(conversion_id)
+        stored = _Conversion.read(self.store.by_id(conversion_id))
         if stored.answered:
             return False
         receipts = [receipt for _, receipt in stored.letters if receipt is not None]
@@ -310,7 +348,8 @@ class Conversions:
         converted = Converted()
         self._out(converted, conversion.outputs[0].body, "fhir+json", FHIR_JSON, route,
                   f"converted from envelope {first.get('envelope.id')}", verdict)
-        converted.effects += self.store.record("to-fhir", conversion.message, conversion.letters, group[0].message_id,
+        converted.effects += self.store.record("to-fhir", asdict(conversion.message),
+                                               [asdict(one) for one in conversion.letters], group[0].message_id,
                                                self.now())
         self._commit_taking(group, converted)
 
@@ -357,7 +396,7 @@ class Conversions:
                              "converted" if route is not None else "undeliverable", None)
         converted.rows.append(row)
         if route is not None:
-            converted.deliveries.append(self.inbox.delivery(route, row["id"], media_type))
+            converted.deliveries.append(message_delivery(route, row["id"], media_type, self.now()))
         else:
             log.warning("no route for the converted message %s (%s); it is kept, not delivered", row["id"], operation)
 

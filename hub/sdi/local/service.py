@@ -1,5 +1,6 @@
 """The hub's local case index: SF1470 v6 over SOAP 1.1 on HTTP, for tests and for `hub serve` without a real
-index (`hub sdi serve --port N`). This module is its SOAP edge; what it holds and its policies are `hub.sdi.index`.
+index (`hub sdi serve --port N`). This module is its SOAP edge; what it holds and its policies are
+`hub.sdi.local.index`.
 
 Every request is checked as KOMBIT's index would check it, and more strictly: its body against the contract's
 XSDs (`hub.sdi.contract`), each imported case and document against the anvisning rules (`hub.sdi.rules`), and the
@@ -8,7 +9,7 @@ the index; opdater and fjern name what it has). It keeps cases and documents and
 to, so `fremsoeg` finds them by `SagUuid`, `DokumentUuid` or a search expression. The answer echoes the
 `RequestHeader` and carries a `StandardRetur` per case or document (`UnikRetur`), or one for the whole request.
 
-The hub's policies where KOMBIT documents none (in full in `hub.sdi.index`):
+The hub's policies where KOMBIT documents none (in full in `hub.sdi.local.index`):
 - opdater merges by Virkning: each entry of the update (attribute, state, relation) replaces the stored entry of the
   same kind (element, and for a relation role and Indeks) with the same Virkning start, closes the one in effect
   when it starts and drops those starting within its period; so a case imported Opstaaet and updated Afsluttet keeps
@@ -44,7 +45,7 @@ from starlette.routing import Route
 
 from hub.core import xml
 from hub.sdi.contract import request_schema
-from hub.sdi.index import FAILED, INVALID, NOT_FOUND, OK, CaseIndex, Found, Retur, content_order
+from hub.sdi.local.index import FAILED, INVALID, NOT_FOUND, OK, CaseIndex, Found, Retur, content_order
 from hub.sdi.oioidws import SOAP11 as SOAP
 from hub.sdi.oioidws import WSSE
 from hub.sdi.rules import NS
@@ -64,7 +65,7 @@ SecurityCheck = Callable[[etree._Element], str | None]
 def create_sdi_app(store: Path, index: CaseIndex | None = None, *, check_security: SecurityCheck | None = None,
                    sign_answer: Callable[[etree._Element], etree._Element] | None = None) -> Starlette:
     """The index as a Starlette app (POST /sdi). `check_security` gets each parsed envelope first; a text it returns
-    refuses the call with that reason. `sign_answer` signs each answer (OIOIDWS: hub.sdi.local)."""
+    refuses the call with that reason. `sign_answer` signs each answer (OIOIDWS: hub.sdi.local.app)."""
     sign = sign_answer or (lambda envelope: envelope)
     schema = request_schema(store)
     cases = index or CaseIndex()

@@ -1,11 +1,11 @@
-"""Meetings into the case index (SF1470), through the outbox.
+"""Meetings into the case index (SF1470): the outbox handler of `sdi.meeting` rows.
 
 The booking flow answers the EOJ at once; with each booking, move, cancellation or deletion it writes an outbox
-row for the index (`IndexFollower`) in the same transaction, keyed by the meeting's course of care, so a case's
+row for the index (`hub.flows.case_index`) in the same transaction, keyed by the meeting's course of care, so a case's
 updates go out one at a time and in the order they happened. The outbox worker hands each row to
 `CaseIndexDelivery`, which walks the case's requests (`hub.sdi.case.next_step`) and keeps after each one what
 the index now has, so a retry resends only what failed. While the index is away the row waits and is tried again
-with backoff (`hub.core.outbox`), and the rows behind it wait for it; a request the index refuses, or a meeting
+with backoff (`hub.delivery.worker`), and the rows behind it wait for it; a request the index refuses, or a meeting
 the hub cannot index (no service, a KLE emne off the list or without a class), is dead at once with its reason,
 visible with `hub outbox list` and put back with `hub outbox replay` once the cause is fixed.
 """
@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, select
 
-from hub.core.outbox import PermanentFailure
+from hub.delivery.worker import PermanentFailure
 from hub.sdi.case import DANISH, CaseState, IndexConfig, case_key, new_case, next_step
 from hub.sdi.client import SdiClient, SdiRefused
 from hub.sdi.kle import Emne, KleList, UnknownKle
@@ -37,21 +37,6 @@ INDEX_MEETINGS = cast(Table, m.IndexMeetingRow.__table__)
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class IndexFollower:
-    """The outbox row that takes a meeting's change to the index, written with the change itself."""
-
-    def __call__(self, appointment_id: str, resource: dict[str, Any], patient_identifier: str | None,
-                 now: datetime) -> dict[str, Any] | None:
-        facts = meeting_facts(appointment_id, resource, patient_identifier)
-        if facts is None:  # no citizen to show it to
-            return None
-        payload = {"appointment": appointment_id, "resource": resource, "patient": patient_identifier,
-                   "at": now.isoformat()}
-        return {"topic": TOPIC, "ordering_key": facts.ordering_key, "payload": payload, "status": "pending",
-                "attempts": 0, "next_attempt_at": now, "created_at": now}
 
 
 @dataclass

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.core.errors import Conflict, HubError, NotFound, UpstreamError
 from hub.core.model import BookingResult, MeetingRequest, Room
 from hub.core.outcome import single
+from hub.delivery.outbox import outbox_row
 from hub.store import models as m
 from hub.store.commit import Committer, GroupCommit, Write
 from hub.store.db import WriterLock
@@ -110,7 +111,7 @@ class BookingFlow:
     # Who commits the hot path's writes: this process's writer thread, unless `hub serve` gave the store a
     # writer process (hub.store.writer).
     committer: Committer | None = None
-    # Who else hears of each change, by an outbox row written with it (the case index: hub.core.sdi_flow).
+    # Who else hears of each change, by an outbox row written with it (the case index: hub.flows.case_index).
     followers: tuple[Follower, ...] = ()
 
     def __post_init__(self) -> None:
@@ -330,9 +331,7 @@ class BookingFlow:
                                    "status": req.status}
         if room is not None:
             payload |= {"vdx_uuid": room.vdx_uuid, "uri": room.uri}
-        now = self.now()
-        return {"topic": topic, "ordering_key": appointment_id, "payload": payload, "status": "pending",
-                "attempts": 0, "next_attempt_at": now, "created_at": now}
+        return outbox_row(topic, appointment_id, payload, self.now())
 
     def _followed(self, appointment_id: str, resource: dict[str, Any], patient_identifier: str | None,
                   now: datetime) -> list[dict[str, Any]]:

@@ -22,14 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.core.errors import HubError
-from hub.core.message_flow import MessageFlow, Processed
 from hub.core.routing import RoutingTable
-from hub.fhir import io
-from hub.fhir.messaging import read_message
+from hub.flows.message import MessageFlow, Processed
 from hub.medcom.vans import (
     FHIR_JSON,
     UNKNOWN_TYPE,
-    Endpoint,
     InvalidEnvelope,
     StatisticalCodes,
     VansEnvelope,
@@ -42,8 +39,6 @@ from hub.medcom.vans import (
     wrap,
     write_receipt,
 )
-
-VANS_MEDIA_TYPE = "application/xml; charset=UTF-8"
 
 
 @dataclass(frozen=True)
@@ -99,33 +94,3 @@ class VansFlow:
             inbox = self.messages.inbox
             inbox.store([inbox.row(fields, "vans", None, "rejected", status)])
         return VansAnswer(status, write_receipt(receipt))
-
-
-@dataclass
-class VansWrapper:
-    """Wraps a stored FHIR message for a route that reads VANS envelopes (the delivery's `envelope: vans`):
-    from the message's sender (its GLN) to the route's receiver GLN."""
-
-    codes: StatisticalCodes
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def __call__(self, raw: bytes, payload: dict[str, Any]) -> tuple[bytes, str]:
-        bundle = io.parse(raw, payload.get("content_type"))
-        info = read_message(bundle)
-        sender = next((k.split(":", 1)[1] for k in info.sender.keys if k.startswith("gln:")), None)
-        if sender is None or not payload.get("receiver_ean"):
-            raise ValueError("a VANS envelope needs the sender's and the receiver's GLN")
-        envelope = VansEnvelope(Endpoint(sender), Endpoint(str(payload["receiver_ean"])), str(uuid.uuid4()),
-                                info.header_id if _is_uuid(info.header_id) else str(uuid.uuid5(uuid.NAMESPACE_URL,
-                                                                                               info.header_id)),
-                                self.now(), document_name(bundle, self.codes),
-                                "application/fhir+xml" if io.format_of(raw) == "fhir+xml" else FHIR_JSON, raw)
-        return wrap(envelope, self.codes), VANS_MEDIA_TYPE
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True

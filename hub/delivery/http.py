@@ -21,10 +21,23 @@ import httpx
 from sqlalchemy import Engine, select
 
 from hub.core.errors import HubError
-from hub.core.outbox import PermanentFailure
+from hub.core.routing import DELIVER_TOPIC, Route
+from hub.delivery.outbox import outbox_row
+from hub.delivery.worker import PermanentFailure
 from hub.fhir import io
+from hub.fhir.messaging import read_message
+from hub.medcom.vans import FHIR_JSON, VANS_MEDIA_TYPE, Endpoint, StatisticalCodes, VansEnvelope, document_name, wrap
 from hub.store.db import WriterLock
 from hub.store.statements import INSERT_MESSAGE, MESSAGES
+
+
+def message_delivery(route: Route, message_id: str, content_type: str, now: datetime) -> dict[str, Any]:
+    """The outbox row that delivers a stored message to the route's endpoint, in order per receiver."""
+    payload: dict[str, Any] = {"message_id": message_id, "endpoint": route.endpoint, "receiver": route.name,
+                               "content_type": content_type}
+    if route.envelope is not None and route.organisation is not None:
+        payload |= {"envelope": route.envelope, "receiver_ean": route.organisation.gln}
+    return outbox_row(DELIVER_TOPIC, route.keys[0], payload, now)
 
 
 class DeliveryFailed(Exception):
@@ -80,3 +93,33 @@ class HttpDelivery:
                "appointment_id": None, "idempotency_key": payload["message_id"]}
         with self._lock, self.engine.begin() as conn:
             conn.execute(INSERT_MESSAGE, [row])
+
+
+@dataclass
+class VansWrapper:
+    """Wraps a stored FHIR message for a route that reads VANS envelopes (the delivery's `envelope: vans`):
+    from the message's sender (its GLN) to the route's receiver GLN."""
+
+    codes: StatisticalCodes
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __call__(self, raw: bytes, payload: dict[str, Any]) -> tuple[bytes, str]:
+        bundle = io.parse(raw, payload.get("content_type"))
+        info = read_message(bundle)
+        sender = next((k.split(":", 1)[1] for k in info.sender.keys if k.startswith("gln:")), None)
+        if sender is None or not payload.get("receiver_ean"):
+            raise ValueError("a VANS envelope needs the sender's and the receiver's GLN")
+        envelope = VansEnvelope(Endpoint(sender), Endpoint(str(payload["receiver_ean"])), str(uuid.uuid4()),
+                                info.header_id if _is_uuid(info.header_id) else str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                                               info.header_id)),
+                                self.now(), document_name(bundle, self.codes),
+                                "application/fhir+xml" if io.format_of(raw) == "fhir+xml" else FHIR_JSON, raw)
+        return wrap(envelope, self.codes), VANS_MEDIA_TYPE
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

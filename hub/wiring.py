@@ -1,0 +1,213 @@
+"""The composition root: what the settings ask for, built once — store, packages, clients, flows, deliveries.
+
+`hub serve`'s API workers (`hub.api.app`), `hub mllp` and the CLI's commands all build their parts here, so a
+part is made one way wherever it runs, and nothing below this module reads settings to decide what to build.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.convert.service import Converter, danish_display
+from hub.core import standards
+from hub.core.config import Settings
+from hub.core.cpr import CPR_SYSTEM
+from hub.core.routing import DELIVER_TOPIC
+from hub.delivery import application_ack
+from hub.delivery.application_ack import ApplicationAckDelivery
+from hub.delivery.http import HttpDelivery, VansWrapper
+from hub.delivery.mllp import MllpDelivery
+from hub.delivery.worker import Handler, OutboxWorker
+from hub.fhir.messaging import ErrorCodes, ack_event
+from hub.fhir.packages import PackageSet
+from hub.fhir.structure import StructureValidator
+from hub.fhir.validator import Validator
+from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.flows.booking import BookingFlow
+from hub.flows.booking_confirmation import BookingConfirmationFlow
+from hub.flows.case_index import CaseIndexFlow
+from hub.flows.conversion import ConversionFlow
+from hub.flows.hl7v2 import Hl7v2Flow
+from hub.flows.housekeeping import HousekeepingFlow
+from hub.flows.letter import LetterFlow
+from hub.flows.message import MessageFlow
+from hub.flows.vans import VansFlow
+from hub.hl7v2.siu import VideoPolicy
+from hub.medcom.booking_confirmation import Xdis13Policy
+from hub.medcom.schemas import OioxmlSchemas
+from hub.medcom.vans import StatisticalCodes
+from hub.store.commit import Committer, GroupCommit
+from hub.store.db import WriterLock, make_engine, migrate, session_factory
+from hub.store.writer import WriterClient
+from hub.video.client import VdxClient
+
+# An Appointment that goes through the paths a video appointment takes (types, profile, slices, bindings,
+# invariants), so that start-up compiles them, not the first request. Its codes need not be valid.
+_WARM_UP: dict[str, Any] = {
+    "resourceType": "Appointment", "status": "booked", "start": "2030-01-01T10:00:00Z",
+    "end": "2030-01-01T10:30:00Z", "description": "warm-up",
+    "contained": [{"resourceType": "Patient", "id": "p", "identifier": [{"system": CPR_SYSTEM, "value": "x"}]}],
+    "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0", "period": {"start": "2030-01-01"}}],
+    "extension": [{"url": "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-responsible",
+                   "valueReference": {"reference": "CareTeam/1"}}],
+    "appointmentType": {"coding": [{"system": "urn:x", "code": "x"}]},
+    "serviceType": [{"coding": [{"system": "urn:x", "code": "x"}]}],
+    "reasonCode": [{"coding": [{"system": "urn:x", "code": "x"}]}],
+    "participant": [{"actor": {"reference": "#p"}, "status": "accepted"},
+                    {"actor": {"reference": "CareTeam/1"}, "status": "accepted",
+                     "type": [{"coding": [{"system": "urn:x", "code": "x"}]}]}]}
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once at start-up (app.state.services)."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    packages: PackageSet
+    structure: StructureValidator
+    rules: VideoAppointmentRules
+    flow: BookingFlow
+    validator: Validator
+    messages: MessageFlow
+    letters: LetterFlow
+    vans: VansFlow
+
+
+def fhir_base(settings: Settings) -> str:
+    """The base of the FHIR links the hub writes into what it sends."""
+    return f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir"
+
+
+def packages(settings: Settings) -> PackageSet:
+    return PackageSet(standards.package_dirs(settings.standards_store))
+
+
+def converter_factory(settings: Settings, packages: PackageSet, schemas: OioxmlSchemas) -> Callable[[], Converter]:
+    """MedCom's OIOXML ⇄ FHIR converter as the settings' directory (`HUB_ROUTES`) and packages see it."""
+    display = danish_display(packages)
+    return lambda: Converter(schemas.root, settings.routing.organisation, display, fhir_base(settings))
+
+
+def booking_flow(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> BookingFlow:
+    """The booking flow on the configured VDX (HUB_VDX_URL), committing through the store writer process when
+    `hub serve` gave one."""
+    vdx = VdxClient(settings.vdx_url or "", timeout=settings.vdx_timeout_seconds, retries=settings.vdx_retries,
+                    token_url=settings.vdx_token_url, client_id=settings.vdx_client_id,
+                    client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email)
+    committer: Committer | None = None
+    if settings.store_writer and settings.store_writer_key:
+        committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
+                                 GroupCommit(engine, WriterLock(engine)))
+    followers = (CaseIndexFlow(),) if settings.sdi_enabled else ()
+    return BookingFlow(sessions, vdx, committer=committer, followers=followers)
+
+
+def build_services(settings: Settings) -> Services:
+    """Everything the API needs, built once: database (migrated), packages, rules, VDX client, flows."""
+    if not settings.vdx_url:
+        raise RuntimeError("HUB_VDX_URL is not set: `hub serve` starts the built-in VDX service and sets it")
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    package_set = packages(settings)
+    flow = booking_flow(settings, engine, sessions)
+    structure = StructureValidator(package_set)
+    validator = Validator(package_set, structure)
+    rules = VideoAppointmentRules(package_set, validator)
+    rules.check(_WARM_UP, structure.check(_WARM_UP))  # compile what a booking uses now, not in the first request
+    routes = settings.routing
+    schemas = OioxmlSchemas(settings.standards_store)
+    conversions = ConversionFlow(engine, converter_factory(settings, package_set, schemas), validator, schemas,
+                                 routes, ErrorCodes.load(), ack_event(package_set), fhir_base(settings))
+    messages = MessageFlow(engine, validator, package_set, routes, conversions, base_url=fhir_base(settings))
+    policy = Xdis13Policy(re.compile(settings.xdis13_video_pattern), timedelta(minutes=settings.xdis13_minutes))
+    letters = LetterFlow(engine, schemas, routes, conversions, BookingConfirmationFlow(flow, policy))
+    vans = VansFlow(messages, StatisticalCodes.from_packages(package_set), routes)
+    return Services(settings, sessions, package_set, structure, rules, flow, validator, messages, letters, vans)
+
+
+def hl7v2_flow(settings: Settings, engine: Engine) -> Hl7v2Flow:
+    """The HL7 v2 flow of `hub mllp`: SIU video consultations booked when a video service is configured (without
+    one they are answered AE: there is nowhere to book), messages group-committed."""
+    bookings = booking_flow(settings, engine, session_factory(engine)) if settings.vdx_url else None
+    committer = GroupCommit(engine, WriterLock(engine))
+    return Hl7v2Flow(engine, bookings, committer=committer, video=VideoPolicy(settings.hl7v2_video_codes))
+
+
+# --- deliveries -------------------------------------------------------------------------------------------
+
+
+def hl7v2_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+    """The HL7 v2 deliveries the configuration asks for: enhanced mode's application acknowledgements to their
+    senders; meetings booked through FHIR as SIU to the configured receiver."""
+    handlers: dict[str, Handler] = {}
+    if settings.hl7v2_ack_addresses:
+        handlers[application_ack.TOPIC] = ApplicationAckDelivery(engine, settings.hl7v2_ack_addresses)
+    if settings.hl7v2_receiver is None:
+        return handlers
+    host, port = settings.hl7v2_receiver
+    return handlers | MllpDelivery(engine, host, port, settings.hl7v2_sending_application,
+                                   settings.hl7v2_receiver_application).handlers()
+
+
+def sdi_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+    """The case index's deliveries, when the index is on and has an address (`hub serve` starts the local one)."""
+    if not (settings.sdi_enabled and settings.sdi_url):
+        return {}
+    from hub.delivery.case_index import CaseIndexDelivery
+    from hub.sdi.client import SdiClient
+    from hub.sdi.config import index_config
+    from hub.sdi.kle import KleList
+    from hub.sdi.security import security
+
+    client = SdiClient(settings.standards_store, settings.sdi_url, security=security(settings),
+                       liberty=settings.sdi_liberty, timeout=settings.sdi_timeout_seconds)
+    return CaseIndexDelivery(engine, client, KleList.load(settings.standards_store), index_config(settings),
+                             settings.sdi_legal_basis).handlers()
+
+
+def outbox_worker(settings: Settings, engine: Engine, handlers: dict[str, Handler]) -> OutboxWorker:
+    return OutboxWorker(engine, handlers, settings.outbox_interval_seconds, settings.outbox_max_attempts,
+                        settings.outbox_first_delay_seconds, settings.outbox_max_delay_seconds)
+
+
+@dataclass
+class Background:
+    """What runs beside the API in each worker process: housekeeping and the outbox worker with its handlers."""
+
+    keeper: HousekeepingFlow
+    outbox: OutboxWorker
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.outbox.stop()
+        self.keeper.stop()
+        for close in self.closers:
+            close()
+
+
+def start_background(settings: Settings, services: Services) -> Background:
+    """Housekeeping (bookings a stopped process left pending, letters waiting too long) and every delivery the
+    configuration asks for, started."""
+    flow, conversions = services.flow, services.messages.conversions
+
+    def housekeeping() -> None:
+        flow.settle_pending(timedelta(seconds=settings.pending_settle_after_seconds))
+        conversions.housekeeping(timedelta(hours=settings.pending_letter_hours))
+
+    keeper = HousekeepingFlow(housekeeping, settings.housekeeping_interval_seconds)
+    keeper.start()
+    delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(services.vans.codes))
+    handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **hl7v2_handlers(settings, flow.engine),
+                                    **sdi_handlers(settings, flow.engine)}
+    outbox = outbox_worker(settings, flow.engine, handlers)
+    outbox.start()
+    return Background(keeper, outbox, [delivery.close, flow.close])
