@@ -25,11 +25,13 @@ from hub.delivery.application_ack import ApplicationAckDelivery
 from hub.delivery.http import HttpDelivery, VansWrapper
 from hub.delivery.mllp import MllpDelivery
 from hub.delivery.worker import Handler, OutboxWorker
+from hub.fhir.edge import AppointmentEdge
 from hub.fhir.messaging import ErrorCodes, ack_event
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.flows.appointment import AppointmentFlow
 from hub.flows.booking import BookingFlow
 from hub.flows.booking_confirmation import BookingConfirmationFlow
 from hub.flows.case_index import CaseIndexFlow
@@ -72,9 +74,8 @@ class Services:
     settings: Settings
     sessions: sessionmaker[Session]
     packages: PackageSet
-    structure: StructureValidator
-    rules: VideoAppointmentRules
     flow: BookingFlow
+    appointments: AppointmentFlow
     validator: Validator
     messages: MessageFlow
     letters: LetterFlow
@@ -131,7 +132,8 @@ def build_services(settings: Settings) -> Services:
     policy = Xdis13Policy(re.compile(settings.xdis13_video_pattern), timedelta(minutes=settings.xdis13_minutes))
     letters = LetterFlow(engine, schemas, routes, conversions, BookingConfirmationFlow(flow, policy))
     vans = VansFlow(messages, StatisticalCodes.from_packages(package_set), routes)
-    return Services(settings, sessions, package_set, structure, rules, flow, validator, messages, letters, vans)
+    appointments = AppointmentFlow(flow, AppointmentEdge(structure, rules))
+    return Services(settings, sessions, package_set, flow, appointments, validator, messages, letters, vans)
 
 
 def hl7v2_flow(settings: Settings, engine: Engine) -> Hl7v2Flow:

@@ -38,6 +38,7 @@ from sqlalchemy import Engine, select
 from hub.core.cpr import mask_text
 from hub.delivery.worker import Handler, PermanentFailure
 from hub.hl7v2 import siu_out
+from hub.hl7v2.edge import MEDIA_TYPE
 from hub.hl7v2.message import Hl7Message, NotHl7, read
 from hub.hl7v2.mllp import MllpError, send
 from hub.hl7v2.structure import structure_findings
@@ -46,7 +47,6 @@ from hub.store.statements import APPOINTMENTS, INSERT_MESSAGE, MESSAGES, OUTBOX
 
 log = logging.getLogger("hub.delivery.mllp")
 
-MEDIA_TYPE = "application/hl7-v2"
 SKIPPED_PREFIX = "hl7v2:"  # source keys of appointments booked by an HL7 v2 SIU
 ACCEPTED = ("AA", "CA")
 REFUSED = ("AE", "AR", "CE", "CR")

@@ -41,9 +41,9 @@ from hub.core.errors import HubError
 from hub.delivery.application_ack import application_ack_row
 from hub.fhir import appointment as fa
 from hub.flows.booking import BookingFlow
-from hub.hl7v2 import adt, siu
+from hub.hl7v2 import adt, edge, siu
 from hub.hl7v2.ack import Finding, acknowledgement
-from hub.hl7v2.message import Hl7Message, NotHl7, Unmappable, read
+from hub.hl7v2.message import Hl7Message, NotHl7, Unmappable
 from hub.hl7v2.mllp import Peer, Problem
 from hub.hl7v2.siu import VideoPolicy
 from hub.store.commit import Committer, Write
@@ -53,10 +53,6 @@ from hub.store.statements import INSERT_ENCOUNTER_EVENT, INSERT_MESSAGE, INSERT_
 
 log = logging.getLogger("hub.hl7v2")
 
-MEDIA_TYPE = "application/hl7-v2"
-VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
-PROCESSING_IDS = ("P", "T", "D")
-TRIGGERS = {"ADT": adt.TRIGGERS, "SIU": siu.TRIGGERS}
 
 
 @dataclass
@@ -93,15 +89,15 @@ class Hl7v2Flow:
         sender asked for no answer (enhanced mode)."""
         message_id = str(uuid.uuid4())
         fields = {"id": message_id, "direction": "in", "channel": "hl7v2", "operation": f"MLLP {peer}".strip(),
-                  "content_type": MEDIA_TYPE, "raw": raw}
+                  "content_type": edge.MEDIA_TYPE, "raw": raw}
         if problem is not None:
             try:  # enough of it may be readable to answer MSH-10 (a message cut at the size limit)
-                partial: Hl7Message | None = read(raw)
+                partial: Hl7Message | None = edge.read(raw)
             except NotHl7:
                 partial = None
             return self._refuse(fields, partial, Finding("100", f"Not taken: {problem}"))
         try:
-            message = read(raw)
+            message = edge.read(raw)
         except NotHl7 as exc:
             return self._refuse(fields, None, Finding(exc.code, exc.text, "MSH" if exc.field else None, 1, exc.field))
         key = f"hl7v2:{message.sender}:{message.control_id}"
@@ -116,12 +112,12 @@ class Hl7v2Flow:
         inbound = self.inbox.row(fields, "hl7v2", _outcome(verdict), "accepted" if verdict.code == "AA" else
                                  "rejected", None, key)
         answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": f"ACK {verdict.code}",
-                                 "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None, key)
+                                 "content_type": edge.MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None, key)
         rows, effects = [inbound, answer], list(verdict.effects)
         if _application_ack_asked(message, verdict.code):
             application = self.inbox.row(
                 {"direction": "out", "channel": "hl7v2", "operation": f"application ACK {verdict.code}",
-                 "content_type": MEDIA_TYPE, "raw": acknowledgement(message, verdict.code, verdict.findings,
+                 "content_type": edge.MEDIA_TYPE, "raw": acknowledgement(message, verdict.code, verdict.findings,
                                                                      self.now(), application=True)},
                 "hl7v2", None, "pending", None, key)
             rows.append(application)
@@ -161,7 +157,7 @@ class Hl7v2Flow:
         """The MLLP server's handler (`hub.hl7v2.mllp`)."""
         if problem is Problem.HANDLER_FAILED:  # receive() itself failed on these bytes: answer without the store
             try:
-                message: Hl7Message | None = read(raw)
+                message: Hl7Message | None = edge.read(raw)
             except NotHl7:
                 message = None
             return acknowledgement(message, "AE", [Finding("207", "The hub could not process the message; send it "
@@ -169,21 +165,9 @@ class Hl7v2Flow:
         return self.receive(raw, str(problem) if problem is not None else None, str(peer))
 
     def _judge(self, message: Hl7Message, message_id: str) -> _Verdict:
-        if not message.control_id:
-            return _Verdict("AR", [Finding("101", "MSH-10 (message control id) is empty", "MSH", 1, 10)], [])
-        if message.version not in VERSIONS:
-            return _Verdict("AR", [Finding("203", f"Version {message.version or '(none)'} is not taken; the hub takes "
-                                                  f"{', '.join(VERSIONS)}", "MSH", 1, 12)], [])
-        if message.get("MSH.11.1")[:1] not in PROCESSING_IDS:
-            return _Verdict("AR", [Finding("202", f"Processing id {message.get('MSH.11') or '(none)'} is not P, T "
-                                                  "or D", "MSH", 1, 11)], [])
-        triggers = TRIGGERS.get(message.message_type)
-        if triggers is None:
-            return _Verdict("AR", [Finding("200", f"Message type {message.message_type or '(none)'} is not taken; "
-                                                  f"the hub takes {', '.join(TRIGGERS)}", "MSH", 1, 9)], [])
-        if message.trigger not in triggers:
-            return _Verdict("AR", [Finding("201", f"{message.message_type}^{message.trigger} is not taken; the hub "
-                                                  f"takes {', '.join(triggers)}", "MSH", 1, 9)], [])
+        refused = edge.check(message)
+        if refused is not None:
+            return _Verdict("AR", [refused], [])
         try:
             if message.message_type == "SIU":
                 return self._schedule(message)
@@ -201,7 +185,7 @@ class Hl7v2Flow:
             return _Verdict("AE", [Finding("207", "The hub has no video service here to book the room in; send the "
                                                   "message again")], [], remember=False)
         render = partial(fa.render, fa.core_appointment(request, f"urn:hub:{siu.KEY_PREFIX}"), profile=None)
-        inbound = {"direction": "in", "channel": "hl7v2", "format": "hl7v2", "content_type": MEDIA_TYPE,
+        inbound = {"direction": "in", "channel": "hl7v2", "format": "hl7v2", "content_type": edge.MEDIA_TYPE,
                    "operation": f"SIU^{message.trigger} booking", "raw": message.raw, "verdict": None,
                    "status": "accepted"}
         patient = (None, request.patient.identifier.key if request.patient and request.patient.identifier else None)
@@ -226,7 +210,7 @@ class Hl7v2Flow:
                                                                   "diagnostics": finding.text}]}
         inbound = self.inbox.row(fields, "unknown", verdict, "rejected", None)
         answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": "ACK AR",
-                                 "content_type": MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None)
+                                 "content_type": edge.MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None)
         self.inbox.store([inbound, answer])
         return ack
 

@@ -24,15 +24,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hub.core.errors import HubError, InvalidInput
-from hub.core.outcome import Outcome, single
+from hub.core.errors import HubError
+from hub.core.outcome import Outcome
 from hub.core.routing import Route, RoutingTable
 from hub.delivery.http import message_delivery
-from hub.fhir import io
 from hub.flows.booking_confirmation import BookingConfirmationFlow
 from hub.flows.conversion import ConversionFlow, Converted, NotConverted
 from hub.medcom.booking_confirmation import confirmations
-from hub.medcom.envelope import Emessage, Letter, NotAnEmessage, letter_position, read_emessage
+from hub.medcom.edge import LetterEdge
+from hub.medcom.envelope import Emessage, Letter, letter_position
 from hub.medcom.receipts import NEGATIVE, NEGATIVE_VANS, POSITIVE, Receipt, ReceiptWriter, Refusal
 from hub.medcom.schemas import OioxmlSchemas, SchemaError, UnknownNamespace, schema_outcome
 from hub.store.inbox import Inbox
@@ -73,6 +73,7 @@ class LetterFlow:
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine, self.now)
+        self.edge = LetterEdge(self.schemas)
         self.writer = ReceiptWriter(self.schemas.root)
 
     def receive(self, raw: bytes, content_type: str | None, operation: str = "POST /medcom/oioxml") -> Answered:
@@ -80,11 +81,10 @@ class LetterFlow:
         fields = {"id": message_id, "direction": "in", "channel": "oioxml", "operation": operation,
                   "content_type": content_type, "raw": raw}
         try:
-            emessage = read_emessage(io.parse_xml_root(raw))
-        except (HubError, NotAnEmessage) as exc:
-            outcome = exc.outcome if isinstance(exc, HubError) else single("structure", str(exc))
-            self.inbox.store([self.inbox.row(fields, "oioxml", outcome.to_fhir(), "rejected", 400)])
-            raise (exc if isinstance(exc, HubError) else InvalidInput(outcome)) from None
+            emessage = self.edge.read(raw)
+        except HubError as exc:
+            self.inbox.store([self.inbox.row(fields, "oioxml", exc.outcome.to_fhir(), "rejected", 400)])
+            raise
         key = f"oioxml:{emessage.sender_ean or ''}:{emessage.identifier or uuid.uuid4()}"
         earlier = self._answer_to(key)
         if earlier is not None:
@@ -100,7 +100,7 @@ class LetterFlow:
     def _judge(self, emessage: Emessage, message_id: str) -> _Judged:
         judged = _Judged()
         try:
-            errors = self.schemas.validate(emessage.root)
+            errors = self.edge.check(emessage)
         except UnknownNamespace as exc:
             judged.envelope = Refusal("problem_med_version", str(exc))
             judged.outcome.error("not-supported", str(exc), "Emessage")

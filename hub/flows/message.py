@@ -29,20 +29,19 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from hub.core.errors import HubError, InvalidInput
+from hub.core.errors import HubError
 from hub.core.outcome import Outcome, single
 from hub.core.routing import Route, RoutingTable
 from hub.delivery.http import message_delivery
 from hub.fhir import io
+from hub.fhir.edge import MessageEdge
 from hub.fhir.encounter import encounter_event
 from hub.fhir.messaging import (
     AckIssue,
     ErrorCodes,
     MessageInfo,
-    NotAMessage,
     ack_event,
     acknowledgement,
-    read_message,
 )
 from hub.fhir.packages import PackageSet
 from hub.fhir.validator import Validator
@@ -92,6 +91,7 @@ class MessageFlow:
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine, self.now)
+        self.edge = MessageEdge(self.validator)
         self.ack_event = ack_event(self.packages)
 
     # --- the edge ------------------------------------------------------------------------------------------
@@ -102,19 +102,16 @@ class MessageFlow:
         fields = {"id": message_id, "direction": "in", "channel": "fhir-messaging", "operation": operation,
                   "content_type": content_type, "raw": raw}
         try:
-            bundle = io.parse(raw, content_type)
-            info = read_message(bundle)
-        except (HubError, NotAMessage) as exc:
-            outcome = exc.outcome if isinstance(exc, HubError) else single("invalid", str(exc))
-            status = exc.status if isinstance(exc, HubError) else 400
-            self.inbox.store([self.inbox.row(fields, "unknown", outcome.to_fhir(), "rejected", status)])
-            raise (exc if isinstance(exc, HubError) else InvalidInput(outcome)) from None
+            info = self.edge.read(raw, content_type)
+        except HubError as exc:
+            self.inbox.store([self.inbox.row(fields, "unknown", exc.outcome.to_fhir(), "rejected", exc.status)])
+            raise
         kind = io.format_of(raw)
         earlier = self._answer_to(info.key)
         if earlier is not None:
             self.inbox.store([self.inbox.row(fields, kind, None, "duplicate", earlier.status, info.key)])
             return earlier
-        verdict_outcome = self.validator.validate(bundle)
+        verdict_outcome = self.edge.check(info.bundle)
         if info.event_code == ACKNOWLEDGEMENT_EVENT:
             return self._acknowledgement_in(info, fields, kind, verdict_outcome)
         verdict = self._judge(info, verdict_outcome, message_id)

@@ -1,17 +1,15 @@
 """`/fhir/Appointment`: book (POST), read (GET), move or cancel (PUT, PATCH), search.
 
-The edge's job: keep the raw bytes, parse, check, and hand a canonical request to the booking flow; then
-answer in the sender's format. Every refusal is an OperationOutcome with a 4xx.
+The router reads the body (refusing one over the size limit) and answers in the sender's format; the flow
+(`hub.flows.appointment`) keeps the raw bytes, runs the edge step and books. Every refusal is an
+OperationOutcome with a 4xx.
 """
 
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from typing import Any
 
-import jsonpatch
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -23,13 +21,10 @@ from hub.api.deps import (
     read_body,
     services,
 )
-from hub.core.errors import HubError, InvalidInput
+from hub.core.errors import InvalidInput
 from hub.core.model import BookingResult
 from hub.core.outcome import Outcome, single
-from hub.fhir import appointment as fa
-from hub.fhir import io
 from hub.fhir.search import parse_date, split_token
-from hub.flows.booking import Inbound, Render
 from hub.store import appointments as appointment_store
 from hub.wiring import Services
 
@@ -37,53 +32,15 @@ router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
 FORMATS = {"json": "fhir+json", "xml": "fhir+xml"}
 
 
-def _renderer(appt: dict[str, Any]) -> Render:
-    """How the flow turns a booking into the Appointment it stores and answers with."""
-    return partial(fa.render, appt)
-
-
 async def _receive(request: Request, svc: Services, operation: str) -> bytes:
     """Read the body; an oversize body is stored (its first bytes) and refused."""
     try:
         body = await read_body(request, svc.settings.max_body_bytes)
     except BodyTooLarge as exc:
-        await run_in_threadpool(svc.flow.record_message, direction="in", channel="fhir-rest", format="unknown",
-                                operation=operation, content_type=request.headers.get("content-type"),
-                                raw=exc.head, verdict=exc.outcome.to_fhir(), status="rejected", http_status=413)
+        await run_in_threadpool(svc.appointments.refused, operation, request.headers.get("content-type"), exc.head,
+                                exc.outcome, 413)
         raise
     return body
-
-
-def _check(svc: Services, appt: dict[str, Any]) -> Outcome:
-    """Structure first (400 when broken), then FUT's video-appointment profile and the hub's business rules
-    (422 when broken; warnings are kept in the stored verdict)."""
-    structure = svc.structure.check(appt, "Appointment")
-    if not structure.ok:
-        raise InvalidInput(structure, status=400)
-    outcome = svc.rules.check(appt, structure)
-    if not outcome.ok:
-        raise InvalidInput(outcome, status=422)
-    return outcome
-
-
-def _accept(request: Request, svc: Services, body: bytes, operation: str,
-            parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], Inbound]:
-    """Parse and check. A refused message is stored here; an accepted one goes to the flow, which stores it
-    in the same transaction as its effect. Returns (resource, the message's columns).
-
-    Synchronous: the whole of a request's work runs in one worker thread (one hop from the event loop).
-    """
-    content_type = request.headers.get("content-type")
-    kind = io.media_kind(content_type) or ("xml" if body.lstrip()[:1] == b"<" else "json")
-    fields: Inbound = {"direction": "in", "channel": "fhir-rest", "format": FORMATS.get(kind, "unknown"),
-                       "operation": operation, "content_type": content_type, "raw": body}
-    try:
-        appt = parsed if parsed is not None else io.parse(body, content_type)
-        outcome = _check(svc, appt)
-    except HubError as exc:
-        svc.flow.record_message(**fields, verdict=exc.outcome.to_fhir(), status="rejected", http_status=exc.status)
-        raise
-    return appt, {**fields, "verdict": outcome.to_fhir(), "status": "accepted"}
 
 
 def _answer(request: Request, svc: Services, result: BookingResult, created_status: int) -> Response:
@@ -105,13 +62,9 @@ def _answer(request: Request, svc: Services, result: BookingResult, created_stat
 async def create(request: Request, svc: Services = Depends(services)) -> Response:
     operation = "POST /fhir/Appointment"
     body = await _receive(request, svc, operation)
-
-    def work() -> BookingResult:
-        appt, inbound = _accept(request, svc, body, operation)
-        req = fa.to_meeting_request(appt, fa.source_key(appt, request.headers.get("if-none-exist")))
-        return svc.flow.book(req, _renderer(appt), inbound, fa.patient_search_keys(req))
-
-    return _answer(request, svc, await run_in_threadpool(work), 201)
+    result = await run_in_threadpool(svc.appointments.create, body, request.headers.get("content-type"), operation,
+                                     request.headers.get("if-none-exist"))
+    return _answer(request, svc, result, 201)
 
 
 @router.get("/{appointment_id}", summary="Read an appointment")
@@ -120,58 +73,25 @@ async def read(appointment_id: str, request: Request, svc: Services = Depends(se
     return fhir_response(request, row.resource, 200, {"ETag": f'W/"{row.version}"'})
 
 
-def _update(request: Request, svc: Services, appointment_id: str, appt: dict[str, Any],
-            inbound: Inbound) -> BookingResult:
-    try:
-        if appt.get("id") not in (None, appointment_id):
-            raise InvalidInput(single("invalid", f"The body's id '{appt.get('id')}' is not {appointment_id}", "id"))
-        row = svc.flow.get(appointment_id)
-        if_match = request.headers.get("if-match")
-        if if_match and if_match.strip() not in (f'W/"{row.version}"', f'"{row.version}"'):
-            raise HubError(single("conflict", f"Version {row.version} is current, not {if_match}"), status=412)
-    except HubError as exc:
-        svc.flow.record_message(**{**inbound, "verdict": exc.outcome.to_fhir(), "status": "rejected",
-                                   "http_status": exc.status})
-        raise
-    req = fa.to_meeting_request(appt, row.source_key)
-    return svc.flow.update(appointment_id, req, _renderer(appt), inbound, fa.patient_search_keys(req))
-
-
 @router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
 async def update(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     operation = f"PUT /fhir/Appointment/{appointment_id}"
     body = await _receive(request, svc, operation)
-
-    def work() -> BookingResult:
-        appt, inbound = _accept(request, svc, body, operation)
-        return _update(request, svc, appointment_id, appt, inbound)
-
-    return _answer(request, svc, await run_in_threadpool(work), 200)
+    result = await run_in_threadpool(svc.appointments.update, appointment_id, body,
+                                     request.headers.get("content-type"), operation, request.headers.get("if-match"))
+    return _answer(request, svc, result, 200)
 
 
 @router.patch("/{appointment_id}", summary="JSON Patch an appointment (e.g. status → cancelled)")
 async def patch(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     operation = f"PATCH /fhir/Appointment/{appointment_id}"
     body = await _receive(request, svc, operation)
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
-    if content_type != "application/json-patch+json":
+    content_type = request.headers.get("content-type")
+    if (content_type or "").split(";")[0].strip() != "application/json-patch+json":
         raise InvalidInput(single("not-supported", "PATCH takes application/json-patch+json"), status=415)
-
-    def work() -> BookingResult:
-        row = svc.flow.get(appointment_id)
-        try:
-            patched = jsonpatch.apply_patch(row.resource, orjson.loads(body))
-        except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
-                TypeError) as exc:
-            outcome = single("invalid", f"The JSON Patch cannot be applied: {exc}")
-            svc.flow.record_message(direction="in", channel="fhir-rest", format="json-patch", operation=operation,
-                                    content_type=content_type, raw=body, verdict=outcome.to_fhir(),
-                                    status="rejected", http_status=400)
-            raise InvalidInput(outcome) from None
-        appt, inbound = _accept(request, svc, body, operation, parsed=patched)
-        return _update(request, svc, appointment_id, appt, inbound)
-
-    return _answer(request, svc, await run_in_threadpool(work), 200)
+    result = await run_in_threadpool(svc.appointments.patch, appointment_id, body, content_type, operation,
+                                     request.headers.get("if-match"))
+    return _answer(request, svc, result, 200)
 
 
 @router.get("", summary="Search appointments: patient, date, status, identifier")
