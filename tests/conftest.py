@@ -13,15 +13,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
 from hub.core import standards
 from hub.core.config import Settings
+from hub.core.routing import DELIVER_TOPIC
 from hub.fhir.validator import Validator
 from hub.medcom.schemas import OioxmlSchemas
 from hub.store.db import make_engine
+from hub.store.statements import OUTBOX
 from hub.video.local import create_vdx_app
 from tests.pgcluster import PgCluster
 
@@ -131,6 +133,21 @@ def hub(data_root: Path, tmp_path: Path, vdx: ServerThread) -> Iterator[Any]:
 
 
 # --- a receiving system, and the hub with a routing table to it ---------------------------------------------
+
+
+def outbox_settled(engine: Engine, topic: str = DELIVER_TOPIC, timeout: float = 15.0) -> list[str]:
+    """The statuses of the outbox's `topic` rows once none is waiting or being delivered: from then on what the
+    receivers got is all they will get (every delivery is an outbox row)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            statuses = list(conn.execute(select(OUTBOX.c.status).where(OUTBOX.c.topic == topic)
+                                         .order_by(OUTBOX.c.id)).scalars())
+        if not any(status in ("pending", "sending") for status in statuses):
+            return statuses
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the outbox's {topic} rows did not settle: {statuses}")
+        time.sleep(0.05)
 
 
 class Receiver:

@@ -49,7 +49,7 @@ What a script means here (written policy):
   evaluated at all; else `pass`. `warningOnly` asserts that fail are `warning` and do not fail the report. The
   score is the percentage of evaluated asserts that passed.
 
-Known defects of MedCom's material (the finding stands; `tests/test_testscript.py` records them):
+Known defects of MedCom's material (the finding stands; `tests/conformance/test_testscript.py` records them):
 
 - Variables the scripts use but do not define, so that assert is an `error` for every message:
   `carecommunication-send-forward-changetopic` (`${hospitalSOR-new-message}`, `${identifier-new-message-01}`),

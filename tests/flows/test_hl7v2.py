@@ -1,5 +1,5 @@
 """HL7 v2 in: reading what real senders write, the ACK for each case, ADT → encounter events, persisted before the
-ACK and not processed twice. (Over real TCP in tests/test_mllp_flow.py.)"""
+ACK and not processed twice. (Over real TCP in tests/flows/test_hl7v2_mllp.py.)"""
 
 from __future__ import annotations
 

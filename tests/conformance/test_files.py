@@ -16,7 +16,7 @@ from lxml import etree
 from hub.fhir import io
 from hub.medcom import vans
 from tests.conftest import SHARED, fut_appointment
-from tests.test_booking_api import FHIR, db_count
+from tests.flows.test_appointment import FHIR, db_count
 
 VIDEO = "http://ehealth.sundhed.dk/fhir/StructureDefinition/ehealth-videoappointment"
 

@@ -16,7 +16,7 @@ from hub.hl7v2.mllp import MllpClient, MllpServer, MllpServerThread, frame
 from hub.store.commit import GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate
 from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES
-from tests.test_hl7v2 import adt, segments
+from tests.flows.test_hl7v2 import adt, segments
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hub.api.server_thread import ServerThread
 from hub.store.db import make_engine, migrate
 from tests.appointments import iso, video_appointment
 from tests.conftest import hub_settings
-from tests.test_booking_api import FHIR
+from tests.flows.test_appointment import FHIR
 
 
 def test_migrations_create_every_table_and_are_repeatable(database_url: str) -> None:

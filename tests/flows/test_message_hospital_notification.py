@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tests.conftest import SHARED
-from tests.test_messaging import JSON, header_of, receivers_of
+from tests.flows.test_message import JSON, header_of, receivers_of
 
 EXAMPLES = SHARED / "medcom/fhir/medcom.fhir.dk.hospitalnotification/3.0.2/package/example"
 CPR = "urn:oid:1.2.208.176.1.2|2509479989"

@@ -15,9 +15,9 @@ import httpx
 from hub.api.server_thread import free_port, wait_until_healthy
 from hub.hl7v2.mllp import send
 from tests.appointments import video_appointment
-from tests.test_booking_api import FHIR
-from tests.test_hl7v2 import CPR as CPR_ADT
-from tests.test_hl7v2 import adt
+from tests.flows.test_appointment import FHIR
+from tests.flows.test_hl7v2 import CPR as CPR_ADT
+from tests.flows.test_hl7v2 import adt
 
 CPR = "0101804321"
 

@@ -18,7 +18,7 @@ from hub.sdi.contract import request_schema
 from hub.sdi.local.service import REQUEST_HEADER, SOAP, create_sdi_app
 from hub.sdi.rules import NS, roles
 from tests.conftest import SHARED
-from tests.test_sdi_rules import (
+from tests.sdi.test_rules import (
     DECLARATIONS,
     DOCUMENT,
     ROLE,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +24,7 @@ from hub.medcom.receipts import NEGATIVE, POSITIVE, Receipt, ReceiptWriter, Refu
 from hub.medcom.schemas import OioxmlSchemas
 from hub.store.conversions import ConversionStore
 from hub.store.statements import CONVERSIONS, MESSAGES, PENDING_LETTERS
-from tests.conftest import SHARED, Receiver
+from tests.conftest import SHARED, Receiver, outbox_settled
 
 EXAMPLES = SHARED / "medcom/xml/examples/carecommunication-conversion"
 XDIS91 = (EXAMPLES / "Flow1-XDIS91_Ex_to_FHIR.xml").read_bytes()
@@ -234,7 +233,7 @@ def test_a_carecommunication_for_an_oioxml_receiver_goes_as_letters_and_their_re
     xdis91 = next(b for b in letters if b"ClinicalEmail" in b)
     answer_letters(hub, [xdis91], schemas)
     (waiting,) = store.unanswered("to-oioxml")  # a receipt, and more to come: the housekeeping looks at it
-    time.sleep(0.5)
+    outbox_settled(hub.engine)  # whatever the receipt made due is in the outbox once the hub has answered
     assert receiver.got == []  # the XBIN01 asked for a receipt too: not answered yet
     answer_letters(hub, [b for b in letters if b is not xdis91], schemas)
     (delivered,) = receiver.wait_for(1)
@@ -264,7 +263,7 @@ def test_a_negative_receipt_becomes_a_fatal_error_at_once_and_later_receipts_are
     assert issue["code"] == "not-found"
     assert issue["details"]["coding"][0]["code"] == "MSG_Receiver_Identifier_UNKNOWN"
     assert "kender ikke afdelingen" in issue["details"]["text"]
-    time.sleep(0.5)
+    outbox_settled(hub.engine)
     assert len(receiver.got) == 1  # the XBIN01's positive receipt came after: no second Acknowledgement
 
 
@@ -305,5 +304,5 @@ def test_broken_base64_in_a_carecommunication_is_a_fatal_error_and_nothing_is_co
         assert conn.execute(select(CONVERSIONS.c.id)).all() == []
         kept = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
     assert kept == ["rejected"]
-    time.sleep(0.3)
+    outbox_settled(hub.engine)
     assert mailbox.got == []

@@ -13,7 +13,7 @@ from hub.api.app import create_app
 from hub.api.server_thread import ServerThread, free_port
 from tests.appointments import video_appointment
 from tests.conftest import fut_example, hub_settings
-from tests.test_booking_api import FHIR, book, db_count, vdx_meetings
+from tests.flows.test_appointment import FHIR, book, db_count, vdx_meetings
 
 
 def rules_of(r: httpx.Response) -> set[str]:

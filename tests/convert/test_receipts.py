@@ -1,5 +1,6 @@
 """MedCom's XCTL ⇄ Acknowledgement table (`Mapning-XCTL-Acknowledgement.xlsx`): every row accounted for in
-`mappings/medcom-xctl-acknowledgement.json`, and, by behaviour, the rows test_convert.py's receipt tests leave out
+`mappings/medcom-xctl-acknowledgement.json`, and, by behaviour, the rows the converter's receipt tests
+(`tests/convert/test_service.py`) leave out
 (negative receipts both ways, every RefuseCode, the parties, endpoints and times of an Acknowledgement)."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from hub.medcom.receipts import (
     Refusal,
 )
 from hub.medcom.schemas import OioxmlSchemas
-from tests.test_convert import DIRECTORY, EXAMPLES, TABLES, flow1_roots, one, send_examples, table_rows
+from tests.convert.test_service import DIRECTORY, EXAMPLES, TABLES, flow1_roots, one, send_examples, table_rows
 
 TABLE = TABLES / "Mapning-XCTL-Acknowledgement.xlsx"
 MAPPING = MAPPINGS / "medcom-xctl-acknowledgement.json"

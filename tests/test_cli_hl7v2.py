@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.fhir.validator import Validator
-from tests.test_hl7v2 import CPR, adt
-from tests.test_siu import siu
+from tests.flows.test_hl7v2 import CPR, adt
+from tests.flows.test_hl7v2_siu import siu
 
 
 def hub(data_root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import tarfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from hub.fhir.messaging import read_message
 from hub.fhir.validator import Validator
 from hub.store.db import make_engine, migrate
 from hub.store.statements import INSERT_MESSAGE, INSERT_OUTBOX, MESSAGES, OUTBOX
-from tests.conftest import SHARED, Receiver
+from tests.conftest import SHARED, Receiver, outbox_settled
 
 SEND_EXAMPLES = SHARED / "medcom/fhir/medcom.fhir.dk.carecommunication/examples/SendExamples"
 ACK_EXAMPLES = SHARED / "medcom/fhir/medcom.fhir.dk.acknowledgement/2.0.3/package/example"
@@ -64,9 +63,8 @@ def test_every_send_example_is_acknowledged_and_delivered(messaging_hub: Any, re
         assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
         assert ACK_PROFILE in ack["meta"]["profile"]
         assert receiver.wait_for(n)[-1] == raw  # delivered unchanged, through the outbox
-    with hub.engine.connect() as conn:
-        delivered = conn.execute(select(OUTBOX.c.status)).scalars().all()
-    assert delivered == ["delivered"] * len(paths)
+    # the receiver has the message before the worker records the delivery: wait for that, never for a time
+    assert outbox_settled(hub.engine) == ["delivered"] * len(paths)
 
 
 def test_a_message_sent_again_gets_the_same_acknowledgement_and_is_not_delivered_twice(
@@ -78,7 +76,7 @@ def test_a_message_sent_again_gets_the_same_acknowledgement_and_is_not_delivered
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json() and again.headers.get("x-duplicate-message") == "true"
     receiver.wait_for(1)
-    time.sleep(0.5)
+    assert outbox_settled(hub.engine) == ["delivered"]
     assert len(receiver.got) == 1
     with hub.engine.connect() as conn:
         statuses = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")
@@ -100,7 +98,7 @@ def test_medcom_resend_fixtures_get_the_first_acknowledgement_again(messaging_hu
     assert header_of(acks[0].json())["response"]["code"] == "ok"
     assert acks[1].json() == acks[0].json() and acks[1].headers["x-duplicate-message"] == "true"
     assert receiver.wait_for(1) == [first]
-    time.sleep(0.3)
+    assert outbox_settled(hub.engine) == ["delivered"]
     assert len(receiver.got) == 1
 
 
@@ -143,7 +141,7 @@ def test_refusals_name_medcom_error_codes_and_deliver_nothing(messaging_hub: Any
     details = ack_details(ack)
     assert any("no-such-category" in d["text"] for d in details)
     assert any(c["code"] == "MSG_VALUESET_VALUE_UNKNOWN" for d in details for c in d.get("coding", []))
-    time.sleep(0.3)
+    assert outbox_settled(hub.engine) == []
     assert receiver.got == []
 
 

@@ -24,7 +24,7 @@ from hub.hl7v2.siu import VideoPolicy, meeting_request
 from hub.store.db import make_engine, session_factory
 from hub.wiring import booking_flow
 from tests.appointments import video_appointment
-from tests.test_hl7v2 import CPR, segments
+from tests.flows.test_hl7v2 import CPR, segments
 
 VDX_MEETING = "http://vdx.medcom.dk/meeting"
 

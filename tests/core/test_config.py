@@ -1,0 +1,52 @@
+"""Composite settings are read once, by the settings' validators, not where they are used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from hub.core.config import Settings
+
+
+def test_hl7v2_settings_are_parsed_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_HL7V2_RECEIVER", "epj.example:2575")
+    monkeypatch.setenv("HUB_HL7V2_ACK_ADDRESSES", "EPJ^OUH=127.0.0.1:2576; LAB^RH=lab:2577;")
+    monkeypatch.setenv("HUB_HL7V2_VIDEO_CODES", "VIDEO, VIDEOKONS,,")
+    monkeypatch.setenv("HUB_HL7V2_RECEIVER_APPLICATION", "EPJ")
+    settings = Settings()
+    assert settings.hl7v2_receiver == ("epj.example", 2575)
+    assert settings.hl7v2_ack_addresses == {"EPJ^OUH": ("127.0.0.1", 2576), "LAB^RH": ("lab", 2577)}
+    assert settings.hl7v2_video_codes == frozenset({"VIDEO", "VIDEOKONS"})
+    assert settings.hl7v2_receiver_application == ("EPJ", "")  # a facility left out is empty
+    assert settings.hl7v2_sending_application == ("HUB", "HUB")
+
+
+def test_defaults() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.hl7v2_receiver is None and settings.hl7v2_ack_addresses == {}
+    assert settings.hl7v2_video_codes == frozenset({"VIDEO"})
+    assert settings.routing.routes == ()
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("hl7v2_receiver", "no-port", "HUB_HL7V2_RECEIVER"),
+    ("hl7v2_receiver", "host:port", "HUB_HL7V2_RECEIVER"),
+    ("hl7v2_ack_addresses", "EPJ^OUH", "APP^FACILITY=host:port"),
+    ("hl7v2_ack_addresses", "=host:1", "APP^FACILITY=host:port"),
+    ("hl7v2_ack_addresses", "EPJ^OUH=host", "APP^FACILITY=host:port"),
+])
+def test_a_broken_setting_is_refused_at_start_saying_which(name: str, value: str, said: str) -> None:
+    with pytest.raises(ValidationError, match=said.replace("^", r"\^")):
+        Settings(**{name: value})
+
+
+def test_the_routing_table_is_read_with_the_settings(tmp_path: Path) -> None:
+    table = tmp_path / "routes.json"
+    table.write_text(json.dumps({"receivers": [{"name": "OUH", "sor": "123", "endpoint": "http://127.0.0.1:9/"}]}))
+    assert Settings(routes=table).routing.find(("sor:123",)) is not None
+    table.write_text("{not json")
+    with pytest.raises(ValidationError, match="routing table"):
+        Settings(routes=table)
