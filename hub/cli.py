@@ -200,13 +200,12 @@ def validate(
     from rich.progress import Progress
 
     from hub.conformance import files, report
-    from hub.core import standards
-    from hub.fhir.packages import PackageSet
     from hub.fhir.validator import Validator
     from hub.medcom.schemas import OioxmlSchemas
+    from hub.wiring import packages as package_set
 
     settings = Settings()
-    packages = PackageSet(standards.package_dirs(settings.standards_store))
+    packages = package_set(settings)
     loaded = {f"{name}#{version}" for name, version in packages.packages}
     if package is not None and package not in loaded:
         raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
@@ -243,8 +242,8 @@ def testscript(
     from hub.core import standards
     from hub.core.errors import HubError
     from hub.fhir.io import parse
-    from hub.fhir.packages import PackageSet
     from hub.fhir.validator import Validator
+    from hub.wiring import packages as package_set
 
     settings = Settings()
     try:
@@ -256,7 +255,7 @@ def testscript(
             except HubError as exc:
                 raise typer.BadParameter(f"{path} is not a FHIR resource: {exc}", param_hint="MESSAGES") from None
         scripts.bind(found, sent)
-        validator = Validator(PackageSet(standards.package_dirs(settings.standards_store)))
+        validator = Validator(package_set(settings))
     except (scripts.ScriptNotFound, standards.SyncError) as exc:
         raise typer.BadParameter(str(exc), param_hint="SCRIPT") from None
     except ValueError as exc:

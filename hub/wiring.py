@@ -20,7 +20,7 @@ from hub.core import standards
 from hub.core.config import Settings
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.routing import DELIVER_TOPIC
-from hub.delivery import application_ack
+from hub.delivery.application_ack import TOPIC as APPLICATION_ACK
 from hub.delivery.application_ack import ApplicationAckDelivery
 from hub.delivery.http import HttpDelivery, VansWrapper
 from hub.delivery.mllp import MllpDelivery
@@ -88,6 +88,7 @@ def fhir_base(settings: Settings) -> str:
 
 
 def packages(settings: Settings) -> PackageSet:
+    """The official FHIR packages of the standards store, indexed (`hub schemas sync` fills the store)."""
     return PackageSet(standards.package_dirs(settings.standards_store))
 
 
@@ -152,7 +153,7 @@ def hl7v2_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
     senders; meetings booked through FHIR as SIU to the configured receiver."""
     handlers: dict[str, Handler] = {}
     if settings.hl7v2_ack_addresses:
-        handlers[application_ack.TOPIC] = ApplicationAckDelivery(engine, settings.hl7v2_ack_addresses)
+        handlers[APPLICATION_ACK] = ApplicationAckDelivery(engine, settings.hl7v2_ack_addresses)
     if settings.hl7v2_receiver is None:
         return handlers
     host, port = settings.hl7v2_receiver
