@@ -1,0 +1,188 @@
+"""The HL7 validator's own regression suite, run on the hub's validator: where do the verdicts agree?
+
+`../shared/reference/fhir-test-cases/validator/` holds the R4 cases of HL7's `fhir-test-cases` with the Java
+reference validator's outcome for each (`manifest-r4.json`, `outcomes/java/`). Each case is an instance, the
+conformance resources to load first (`supporting`, `profiles`, and the profile of `profile.source`), and the
+expected outcome: of the instance alone, and, for a case with `profile`, of the instance against that profile too.
+A case's resources go into a package of their own (depending on R4 core), so they resolve as the Java validator
+loads them.
+
+What is compared: the verdict (any `error` or `fatal` issue, or none) first, then, where both have errors, their
+places (`expression`, with the Java validator's `.ofType(T)` written as FHIR's element names). Terminology cases
+(`tx`, `tx-advanced`) are reported apart: the reference had a full terminology server, the hub has the packages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.core.errors import HubError
+from hub.fhir import io
+from hub.fhir.packages import PackageSet
+from hub.fhir.validator import Validator
+
+MANIFEST = "manifest-r4.json"
+TERMINOLOGY = frozenset({"tx", "tx-advanced"})
+_OF_TYPE = re.compile(r"\.(?!resource\.)(\w+)\.ofType\((\w)(\w*)\)")  # `resource` holds a resource, no choice
+
+
+@dataclass(frozen=True)
+class Result:
+    """One comparison: a case's instance alone (`against` None), or against the case's profile."""
+
+    name: str
+    module: str
+    against: str | None
+    expected: bool  # the reference found an error
+    got: bool | None  # the hub found an error; None when it failed to answer (a defect)
+    expected_places: frozenset[str]
+    got_places: frozenset[str]
+    detail: str = ""  # the hub's first error, or why it could not answer
+
+    @property
+    def agrees(self) -> bool:
+        return self.got is self.expected
+
+    @property
+    def same_places(self) -> bool:
+        return self.agrees and self.expected_places == self.got_places
+
+
+def place(expression: str) -> str:
+    """A Java validator's expression in FHIR's element names: `Observation.value.ofType(integer)` is
+    `Observation.valueInteger` (a choice element); `entry[0].resource.ofType(Patient)` stays as it is."""
+    return _OF_TYPE.sub(lambda m: f".{m.group(1)}{m.group(2).upper()}{m.group(3)}", expression)
+
+
+def _expected(suite: Path, java: Any) -> tuple[bool, frozenset[str]]:
+    if isinstance(java, dict):  # an inline outcome: its count of errors
+        return int(java.get("errorCount", 0)) > 0, frozenset()
+    outcome = json.loads((suite / "outcomes" / java).read_text(encoding="utf-8"))
+    errors = [i for i in outcome.get("issue", []) if i.get("severity") in ("error", "fatal")]
+    return bool(errors), frozenset(place(e["expression"][0]) for e in errors if e.get("expression"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    kind = "application/fhir+xml" if path.suffix == ".xml" else "application/fhir+json"
+    return io.parse(path.read_bytes(), kind)
+
+
+class Suite:
+    """The suite at `suite` (the `validator/` folder), validated with R4 core from `core` (its package folder)."""
+
+    def __init__(self, suite: Path, core: Path) -> None:
+        self.suite = suite
+        self.core = core
+        self.manifest = json.loads((suite / MANIFEST).read_text(encoding="utf-8"))
+        self._base = Validator(PackageSet([core]))
+
+    @property
+    def cases(self) -> list[dict[str, Any]]:
+        return list(self.manifest["test-cases"])
+
+    def run(self) -> list[Result]:
+        results: list[Result] = []
+        for case in self.cases:
+            results.extend(self.case(case))
+        return results
+
+    def case(self, case: dict[str, Any]) -> Iterator[Result]:
+        with tempfile.TemporaryDirectory() as folder:
+            validator, profile_url = self._validator(case, Path(folder))
+            yield self._compare(case, validator, None, case["java"])
+            if case.get("profile"):
+                yield self._compare(case, validator, profile_url, case["profile"]["java"])
+
+    def _validator(self, case: dict[str, Any], folder: Path) -> tuple[Validator, str | None]:
+        """The validator seeing the case's own conformance resources, and the url of its profile."""
+        names = [*case.get("supporting", []), *case.get("profiles", [])]
+        source = (case.get("profile") or {}).get("source")
+        if source:
+            names.append(source)
+        if not names:
+            return self._base, None
+        files, profile_url = [], None
+        for n, name in enumerate(dict.fromkeys(names)):
+            try:
+                resource = _read(self.suite / name)
+            except (HubError, OSError):
+                continue  # reported where it is used: the profile is then unknown
+            if name == source:
+                profile_url = resource.get("url")
+            filename = f"{n}.json"
+            (folder / filename).write_text(json.dumps(resource), encoding="utf-8")
+            files.append({"filename": filename, "resourceType": resource.get("resourceType"),
+                          "url": resource.get("url"), "version": resource.get("version")})
+        (folder / "package.json").write_text(json.dumps({"name": "reference.case", "version": "1.0.0",
+                                                         "dependencies": {"hl7.fhir.r4.core": "4.0.1"}}))
+        (folder / ".index.json").write_text(json.dumps({"files": files}))
+        return Validator(PackageSet([self.core, folder])), profile_url
+
+    def _compare(self, case: dict[str, Any], validator: Validator, profile: str | None, java: Any) -> Result:
+        expected, expected_places = _expected(self.suite, java)
+        got: bool | None
+        try:
+            outcome = validator.validate(_read(self.suite / case["file"]), [profile] if profile else [])
+            errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
+            got, places = bool(errors), frozenset(i.expression for i in errors if i.expression)
+            detail = errors[0].diagnostics or "" if errors else ""
+        except HubError as exc:  # not readable at all: the reader's error is the verdict
+            got, places, detail = True, frozenset(), str(exc)
+        except Exception as exc:  # noqa: BLE001 - a defect of the hub's validator, counted as one
+            got, places, detail = None, frozenset(), f"{type(exc).__name__}: {exc}"
+        return Result(case["name"], case["module"], profile, expected, got, expected_places, places, detail)
+
+
+def table(results: list[Result]) -> dict[str, Counter[str]]:
+    """Per module: agree, disagree, and of those that agree with errors, at the same places."""
+    counts: dict[str, Counter[str]] = {}
+    for r in results:
+        c = counts.setdefault(r.module, Counter())
+        c["agree" if r.agrees else "disagree"] += 1
+        if r.agrees and r.expected:
+            c["same places" if r.same_places else "other places"] += 1
+    return dict(sorted(counts.items()))
+
+
+def agreement(results: list[Result], terminology: bool = False) -> tuple[int, int]:
+    """(agreeing, all) of the comparisons outside the terminology modules (or of those only)."""
+    chosen = [r for r in results if (r.module in TERMINOLOGY) == terminology]
+    return sum(r.agrees for r in chosen), len(chosen)
+
+
+def main() -> None:  # pragma: no cover - a report for people: `python -m hub.conformance.reference`
+    import logging
+    import sys
+
+    from hub.core import standards
+    from hub.core.config import Settings
+
+    logging.disable(logging.WARNING)
+    settings = Settings()
+    suite = Path(sys.argv[1]) if len(sys.argv) > 1 else settings.standards_dir.parent / "reference" / \
+        "fhir-test-cases" / "validator"
+    core = next(d for d in standards.package_dirs(settings.standards_store) if "hl7.fhir.r4.core#4.0.1" in str(d))
+    results = Suite(suite, core).run()
+    print(f"{'module':<14}{'agree':>7}{'disagree':>10}{'same places':>13}{'other places':>14}")
+    for module, c in table(results).items():
+        print(f"{module:<14}{c['agree']:>7}{c['disagree']:>10}{c['same places']:>13}{c['other places']:>14}")
+    for terminology in (False, True):
+        agree, total = agreement(results, terminology)
+        print(f"{'terminology' if terminology else 'non-terminology'}: {agree}/{total} agree "
+              f"({100 * agree / max(total, 1):.1f}%)")
+    for r in results:
+        if not r.agrees:
+            against = f" against {r.against}" if r.against else ""
+            print(f"  {r.module}/{r.name}{against}: reference {'error' if r.expected else 'ok'}, hub "
+                  f"{'error' if r.got else 'ok' if r.got is False else 'failed'} {r.detail[:120]}")
+
+
+if __name__ == "__main__":
+    main()
