@@ -28,6 +28,21 @@ app.add_typer(sdi_app, name="sdi")
 app.add_typer(outbox_app, name="outbox")
 
 
+def _settings() -> Settings:
+    """The settings, or exit 2 saying which setting is wrong (a routing table that cannot be read, an address that
+    is not host:port) instead of a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            text = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"error: {'HUB_' + where.upper() + ': ' if where else ''}{text}", err=True)
+        raise typer.Exit(2) from None
+
+
 @schemas_app.command("sync")
 def schemas_sync(
     source: Annotated[Path | None, typer.Option(help="Standards directory (default $HUB_STANDARDS_DIR)")] = None,
@@ -36,7 +51,7 @@ def schemas_sync(
     """Copy the official packages and schemas into the hub's store, checking their checksums."""
     from hub.core import standards
 
-    settings = Settings()
+    settings = _settings()
     fetcher = _fetch if fetch else None
     try:
         synced = standards.sync(source or settings.standards_dir, settings.standards_store, fetch=fetcher,
@@ -134,7 +149,6 @@ def _medcom(bodies: list[bytes], to: Target) -> tuple[list[Output], list[str]]:
     import uuid
 
     from lxml import etree
-    from pydantic import ValidationError
 
     from hub.conformance.files import detect
     from hub.convert.receipts import KINDS
@@ -142,15 +156,10 @@ def _medcom(bodies: list[bytes], to: Target) -> tuple[list[Output], list[str]]:
     from hub.fhir.io import parse, parse_xml_root
     from hub.fhir.messaging import ErrorCodes, ack_event, read_message
     from hub.medcom.schemas import OioxmlSchemas
-    from hub.wiring import converter_factory
-    from hub.wiring import packages as package_set
+    from hub.wiring import converter_factory, load_packages
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:  # a routing table (HUB_ROUTES) that cannot be read, among others
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    packages = package_set(settings)
+    settings = _settings()
+    packages = load_packages(settings)
     converter = converter_factory(settings, packages, OioxmlSchemas(settings.standards_store))()
     roots = [parse_xml_root(b) for b in bodies if detect(b) == "oioxml"]
     fhir = [parse(b, f"application/{detect(b)}") for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
@@ -202,10 +211,10 @@ def validate(
     from hub.conformance import files, report
     from hub.fhir.validator import Validator
     from hub.medcom.schemas import OioxmlSchemas
-    from hub.wiring import packages as package_set
+    from hub.wiring import load_packages
 
-    settings = Settings()
-    packages = package_set(settings)
+    settings = _settings()
+    packages = load_packages(settings)
     loaded = {f"{name}#{version}" for name, version in packages.packages}
     if package is not None and package not in loaded:
         raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
@@ -243,9 +252,9 @@ def testscript(
     from hub.core.errors import HubError
     from hub.fhir.io import parse
     from hub.fhir.validator import Validator
-    from hub.wiring import packages as package_set
+    from hub.wiring import load_packages
 
-    settings = Settings()
+    settings = _settings()
     try:
         found = scripts.load(script, settings.standards_store)
         sent = []
@@ -255,7 +264,7 @@ def testscript(
             except HubError as exc:
                 raise typer.BadParameter(f"{path} is not a FHIR resource: {exc}", param_hint="MESSAGES") from None
         scripts.bind(found, sent)
-        validator = Validator(package_set(settings))
+        validator = Validator(load_packages(settings))
     except (scripts.ScriptNotFound, standards.SyncError) as exc:
         raise typer.BadParameter(str(exc), param_hint="SCRIPT") from None
     except ValueError as exc:
@@ -287,7 +296,7 @@ def serve(
     from hub.store.db import make_engine, migrate
     from hub.store.writer import WriterProcess
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)  # once, before any worker starts
@@ -365,7 +374,7 @@ def mllp(
     from hub.store.db import make_engine, migrate
     from hub.wiring import hl7v2_flow, hl7v2_handlers, outbox_worker, sdi_handlers
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
@@ -395,7 +404,7 @@ def outbox_list(
     from hub.delivery.worker import rows
     from hub.store.db import make_engine
 
-    engine = make_engine(Settings().effective_database_url)
+    engine = make_engine(_settings().effective_database_url)
     for row in rows(engine, status, topic, limit):
         error = mask_text(row.last_error or "")
         typer.echo(f"{row.id}\t{row.topic}\t{row.status}\t{row.attempts}\t{row.next_attempt_at:%Y-%m-%d %H:%M:%S}"
@@ -412,7 +421,7 @@ def outbox_replay(
     from hub.delivery.worker import OutboxWorker, rows
     from hub.store.db import make_engine
 
-    engine = make_engine(Settings().effective_database_url)
+    engine = make_engine(_settings().effective_database_url)
     chosen = list(ids or []) + ([r.id for r in rows(engine, "dead", topic, None)] if dead else [])
     if not chosen:
         typer.echo("error: name rows, or --dead", err=True)
@@ -438,7 +447,7 @@ def sdi_serve(
     from hub.core.logging import configure
     from hub.sdi.local.app import LocalCredentials, create_local_app
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     credentials = None
     if (security or settings.sdi_security) == "oioidws":
@@ -460,7 +469,7 @@ def vdx_serve(
     from hub.core.logging import configure
     from hub.video.local import create_vdx_app
 
-    configure(Settings().log_level)
+    configure(_settings().log_level)
     vdx = create_vdx_app(vmr_available_before=vmr_available_before, enable_test_clock=test_clock)
     uvicorn.run(vdx, host=host, port=port, log_config=None, access_log=False)
 

@@ -1,14 +1,15 @@
 """The composition root: what the settings ask for, built once — store, packages, clients, flows, deliveries.
 
-`hub serve`'s API workers (`hub.api.app`), `hub mllp` and the CLI's commands all build their parts here, so a
-part is made one way wherever it runs, and nothing below this module reads settings to decide what to build.
+`hub serve`'s API workers (`hub.api.app`), `hub mllp` and the CLI's commands build their services, flows and
+deliveries here, so each is made one way wherever it runs; the flows and deliveries take what they need as
+arguments, never the settings.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from hub.core.cpr import CPR_SYSTEM
 from hub.core.routing import DELIVER_TOPIC
 from hub.delivery.application_ack import TOPIC as APPLICATION_ACK
 from hub.delivery.application_ack import ApplicationAckDelivery
+from hub.delivery.case_index import CaseIndexDelivery
 from hub.delivery.http import HttpDelivery, VansWrapper
 from hub.delivery.mllp import MllpDelivery
 from hub.delivery.worker import Handler, OutboxWorker
@@ -45,6 +47,10 @@ from hub.hl7v2.siu import VideoPolicy
 from hub.medcom.booking_confirmation import Xdis13Policy
 from hub.medcom.schemas import OioxmlSchemas
 from hub.medcom.vans import StatisticalCodes
+from hub.sdi.client import SdiClient
+from hub.sdi.config import index_config
+from hub.sdi.kle import KleList
+from hub.sdi.security import security
 from hub.store.commit import Committer, GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate, session_factory
 from hub.store.writer import WriterClient
@@ -87,7 +93,7 @@ def fhir_base(settings: Settings) -> str:
     return f"{(settings.public_base_url or 'http://localhost').rstrip('/')}/fhir"
 
 
-def packages(settings: Settings) -> PackageSet:
+def load_packages(settings: Settings) -> PackageSet:
     """The official FHIR packages of the standards store, indexed (`hub schemas sync` fills the store)."""
     return PackageSet(standards.package_dirs(settings.standards_store))
 
@@ -119,7 +125,7 @@ def build_services(settings: Settings) -> Services:
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     sessions = session_factory(engine)
-    package_set = packages(settings)
+    package_set = load_packages(settings)
     flow = booking_flow(settings, engine, sessions)
     structure = StructureValidator(package_set)
     validator = Validator(package_set, structure)
@@ -165,12 +171,6 @@ def sdi_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
     """The case index's deliveries, when the index is on and has an address (`hub serve` starts the local one)."""
     if not (settings.sdi_enabled and settings.sdi_url):
         return {}
-    from hub.delivery.case_index import CaseIndexDelivery
-    from hub.sdi.client import SdiClient
-    from hub.sdi.config import index_config
-    from hub.sdi.kle import KleList
-    from hub.sdi.security import security
-
     client = SdiClient(settings.standards_store, settings.sdi_url, security=security(settings),
                        liberty=settings.sdi_liberty, timeout=settings.sdi_timeout_seconds)
     return CaseIndexDelivery(engine, client, KleList.load(settings.standards_store), index_config(settings),
@@ -188,13 +188,15 @@ class Background:
 
     keeper: HousekeepingFlow
     outbox: OutboxWorker
-    closers: list[Callable[[], None]] = field(default_factory=list)
+    delivery: HttpDelivery
+    flow: BookingFlow
 
     def stop(self) -> None:
+        """Deliveries first (a row in hand is finished), then housekeeping, then the booking flow's commits."""
         self.outbox.stop()
+        self.delivery.close()
         self.keeper.stop()
-        for close in self.closers:
-            close()
+        self.flow.close()
 
 
 def start_background(settings: Settings, services: Services) -> Background:
@@ -213,4 +215,4 @@ def start_background(settings: Settings, services: Services) -> Background:
                                     **sdi_handlers(settings, flow.engine)}
     outbox = outbox_worker(settings, flow.engine, handlers)
     outbox.start()
-    return Background(keeper, outbox, [delivery.close, flow.close])
+    return Background(keeper, outbox, delivery, flow)

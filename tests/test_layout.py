@@ -2,7 +2,8 @@
 
 The kernel imports nothing of the hub outside itself; the format adapters import the kernel and each other (where a
 standard defines a direct conversion), never a flow, delivery, the store, the wiring, the API or the CLI; the store
-imports only the kernel; the local stand-in services are started by the CLI alone. DESIGN.md, "Layout".
+imports only the kernel; the local stand-in services are started by the CLI alone (`../shared/DESIGN.md` and the
+README, "Layout").
 """
 
 from __future__ import annotations

@@ -109,12 +109,14 @@ class Settings(BaseSettings):
     sdi_openings: dict[str, dict[str, date]] = Field(default_factory=dict, description="CVR → KLE prefix → the "
                                                      "date from which Borgerblikket shows its cases (JSON)")
 
-    _routing: RoutingTable = PrivateAttr()
+    _routing: tuple[Path | None, RoutingTable] | None = PrivateAttr(None)
 
     @field_validator("hl7v2_receiver", mode="before")
     @classmethod
     def _address(cls, value: Any) -> Any:
-        return _address(value, f"HUB_HL7V2_RECEIVER: {value!r} is not host:port") if isinstance(value, str) else value
+        if isinstance(value, str):  # empty: no receiver
+            return _address(value, f"HUB_HL7V2_RECEIVER: {value!r} is not host:port") if value.strip() else None
+        return value
 
     @field_validator("hl7v2_receiver_application", "hl7v2_sending_application", mode="before")
     @classmethod
@@ -147,14 +149,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _load_routing(self) -> Settings:
-        """The routing table is read once, with the settings: a broken file stops the hub at start."""
-        self._routing = RoutingTable.load(self.routes)
+        """The routing table is read with the settings: a broken file stops the hub at start."""
+        self._routing = (self.routes, RoutingTable.load(self.routes))
         return self
 
     @property
     def routing(self) -> RoutingTable:
-        """The MedCom receivers of `HUB_ROUTES` (empty without it)."""
-        return self._routing
+        """The MedCom receivers of `HUB_ROUTES` (empty without it); read again if `routes` was changed since
+        (`model_copy(update=…)` skips the validators)."""
+        if self._routing is None or self._routing[0] != self.routes:
+            self._routing = (self.routes, RoutingTable.load(self.routes))
+        return self._routing[1]
 
     @property
     def standards_store(self) -> Path:

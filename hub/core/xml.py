@@ -53,8 +53,6 @@ def untrusted(data: bytes, *, huge: bool = False) -> etree._Element:
         root = etree.fromstring(data, parser(huge=huge))
     except etree.XMLSyntaxError as exc:
         raise XmlRefused("structure", f"not well-formed XML: {exc}") from None
-    if root is None:
-        raise XmlRefused("structure", "not well-formed XML: no root element")
     if root.getroottree().docinfo.doctype:
         raise XmlRefused("security", DOCTYPE_REFUSED)
     return root

@@ -1,6 +1,6 @@
 """FHIR REST appointments: what an EOJ sends to `/fhir/Appointment`, taken from its bytes to a booking.
 
-The channel's edge step is the FHIR adapter's (`hub.fhir.videoappointment.AppointmentEdge`: parse, then
+The channel's edge step is the FHIR adapter's (`hub.fhir.edge.AppointmentEdge`: parse, then
 structure, FUT's profile and the hub's rules); this flow calls it, keeps every refused message with its verdict,
 and hands what passes to the booking flow as a canonical meeting request, which stores the message in the same
 transaction as its effect. The router only reads the body and writes the answer.
@@ -66,7 +66,7 @@ class AppointmentFlow:
         except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
                 TypeError) as exc:
             outcome = single("invalid", f"The JSON Patch cannot be applied: {exc}")
-            self.refused(operation, content_type, body, outcome, 400, "json-patch")
+            self.refused(operation, (content_type or "").split(";")[0].strip(), body, outcome, 400, "json-patch")
             raise InvalidInput(outcome) from None
         appt, inbound = self._accept(body, content_type, operation, parsed=patched)
         return self._update(appointment_id, appt, inbound, if_match)

@@ -1,4 +1,4 @@
-"""HousekeepingFlow: work no request waits for, run on a timer in each API process.
+"""Housekeeping: work no request waits for, run on a timer in each API process.
 
 For now that is settling bookings a stopped process left pending (BookingFlow.settle_pending). Every worker
 process runs it; the work is idempotent (a claim is settled only while it is still pending), so two workers

@@ -1,5 +1,6 @@
-"""MedCom FHIR messages in VANS envelopes (`hub.medcom.vans`): received, unwrapped and answered in VANS terms;
-delivered wrapped to receivers whose route says `"envelope": "vans"`.
+"""MedCom FHIR messages in VANS envelopes (`hub.medcom.vans`): received, unwrapped and answered in VANS terms
+(the envelope's edge step is `hub.medcom.vans.unwrap`, then the message's own); the delivery to a receiver whose
+route says `"envelope": "vans"` wraps it again (`hub.delivery.http.VansWrapper`).
 
 In: the envelope's raw bytes are kept (channel `vans`), its FHIR message goes through the message flow as if
 posted to `$process-message`, and the answer goes back from the envelope's receiver to its sender:

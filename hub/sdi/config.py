@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from hub.core import mappings
 from hub.core.config import Settings
-from hub.core.mappings import MAPPINGS
 from hub.sdi.borgerblikket import VISNING_UNDTAGET, AgePolicy, Openings
 from hub.sdi.case import IndexConfig, Klasse
 from hub.sdi.rules import roles
@@ -56,7 +56,7 @@ def index_config(settings: Settings) -> IndexConfig:
         log.warning("the local case index gets stand-in class UUIDs (no HUB_SDI_CLASSES)")
     local = settings.sdi_classes is None
     role_uuids = {name: key for key, name in roles().items()} | classes.get("roles", {})
-    types = json.loads((MAPPINGS / "sf1470-types.json").read_text(encoding="utf-8"))["types"] | classes.get("types", {})
+    types = mappings.table("sf1470-types.json")["types"] | classes.get("types", {})
     for found, section, names in ((role_uuids, "roles", NEEDED_ROLES), (types, "types", NEEDED_TYPES)):
         for name in names:
             if local:

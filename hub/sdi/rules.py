@@ -53,7 +53,6 @@ content (referenced documents exist, a Master never changes) is checked by the i
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from functools import cache
 
 from lxml import etree
 
-from hub.core.mappings import MAPPINGS
+from hub.core import mappings
 
 NS = {"sdi": "urn:oio:sts:sagdok:sagdokumentindeks:6", "sag": "urn:oio:sts:sagdok:sag:6",
       "si": "urn:oio:sts:sagdok:sagindeks:6", "di": "urn:oio:sts:sagdok:dokumentindeks:6",
@@ -93,7 +92,7 @@ class Finding:
 @cache
 def roles() -> dict[str, str]:
     """Role UUID → role name."""
-    data = json.loads((MAPPINGS / "sf1470-roles.json").read_text(encoding="utf-8"))
+    data = mappings.table("sf1470-roles.json")
     return {uuid: name for name, uuid in data["roles"].items()}
 
 

@@ -91,14 +91,14 @@ class StsError(Exception):
         self.status = status
 
 
-def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None, **attrib: str) -> etree._Element:
+def sub(parent: etree._Element, ns: str, name: str, text: str | None = None, **attrib: str) -> etree._Element:
     element = etree.SubElement(parent, f"{{{ns}}}{name}", attrib)
     if text is not None:
         element.text = text
     return element
 
 
-def _serialise(envelope: etree._Element) -> bytes:
+def serialise(envelope: etree._Element) -> bytes:
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 
 
@@ -113,20 +113,20 @@ def build_request(*, url: str, audience: str, cvr: str, credential: Credential) 
     `cvr`, bound to `credential`'s certificate."""
     envelope = etree.Element(f"{{{SOAP12}}}Envelope", nsmap={"s": SOAP12, "wsa": WSA, "wsu": WSU, "wst": WST,
                                                               "wsp": WSP, "wsse": WSSE, "auth": AUTH})
-    header = _sub(envelope, SOAP12, "Header")
-    _sub(header, WSA, "Action", ACTION_ISSUE).set(f"{{{SOAP12}}}mustUnderstand", "1")
-    _sub(header, WSA, "MessageID", f"urn:uuid:{uuid.uuid4()}")
-    _sub(header, WSA, "To", url)
-    _sub(_sub(header, WSA, "ReplyTo"), WSA, "Address", ANONYMOUS)
-    rst = _sub(_sub(envelope, SOAP12, "Body"), WST, "RequestSecurityToken", Context=f"urn:uuid:{uuid.uuid4()}")
-    _sub(rst, WST, "TokenType", SAML_TOKEN_TYPE)
-    _sub(rst, WST, "RequestType", ISSUE)
-    _sub(_sub(_sub(rst, WSP, "AppliesTo"), WSA, "EndpointReference"), WSA, "Address", audience)
-    _sub(rst, WST, "KeyType", PUBLIC_KEY)
-    _sub(_sub(rst, WST, "UseKey"), WSSE, "BinarySecurityToken", credential.cert_b64, ValueType=X509V3,
+    header = sub(envelope, SOAP12, "Header")
+    sub(header, WSA, "Action", ACTION_ISSUE).set(f"{{{SOAP12}}}mustUnderstand", "1")
+    sub(header, WSA, "MessageID", f"urn:uuid:{uuid.uuid4()}")
+    sub(header, WSA, "To", url)
+    sub(sub(header, WSA, "ReplyTo"), WSA, "Address", ANONYMOUS)
+    rst = sub(sub(envelope, SOAP12, "Body"), WST, "RequestSecurityToken", Context=f"urn:uuid:{uuid.uuid4()}")
+    sub(rst, WST, "TokenType", SAML_TOKEN_TYPE)
+    sub(rst, WST, "RequestType", ISSUE)
+    sub(sub(sub(rst, WSP, "AppliesTo"), WSA, "EndpointReference"), WSA, "Address", audience)
+    sub(rst, WST, "KeyType", PUBLIC_KEY)
+    sub(sub(rst, WST, "UseKey"), WSSE, "BinarySecurityToken", credential.cert_b64, ValueType=X509V3,
          EncodingType=BASE64_BINARY)
-    claim = _sub(_sub(rst, WST, "Claims", Dialect=CLAIMS_DIALECT), AUTH, "ClaimType", Uri=CVR_ATTRIBUTE)
-    _sub(claim, AUTH, "Value", cvr)
+    claim = sub(sub(rst, WST, "Claims", Dialect=CLAIMS_DIALECT), AUTH, "ClaimType", Uri=CVR_ATTRIBUTE)
+    sub(claim, AUTH, "Value", cvr)
     return envelope
 
 
@@ -169,9 +169,9 @@ class StsClient:
         try:
             if self._http is None:
                 with httpx.Client(timeout=30) as http:
-                    response = http.post(self.url, content=_serialise(signed), headers=headers)
+                    response = http.post(self.url, content=serialise(signed), headers=headers)
             else:
-                response = self._http.post(self.url, content=_serialise(signed), headers=headers)
+                response = self._http.post(self.url, content=serialise(signed), headers=headers)
         except httpx.HTTPError as exc:
             raise StsError(f"the STS at {self.url} could not be reached: {exc}") from exc
         return self._token(response, now)

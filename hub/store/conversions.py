@@ -114,7 +114,7 @@ class ConversionStore:
                                                CONVERSIONS.c.answered_at.is_(None))).values(answered_at=now)
 
     def unanswered(self, direction: str) -> list[str]:
-        """ConversionFlow not yet answered though a receipt has come for one of their letters (what the housekeeping
+        """Conversions not yet answered though a receipt has come for one of their letters (what the housekeeping
         settles: a process that stopped between storing a receipt and converting it); those no receipt has come
         for have nothing to settle, however many there are."""
         with self.engine.connect() as conn:

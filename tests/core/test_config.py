@@ -50,3 +50,27 @@ def test_the_routing_table_is_read_with_the_settings(tmp_path: Path) -> None:
     table.write_text("{not json")
     with pytest.raises(ValidationError, match="routing table"):
         Settings(routes=table)
+
+
+def test_the_routing_follows_its_file_even_when_the_settings_are_copied(tmp_path: Path) -> None:
+    table = tmp_path / "routes.json"
+    table.write_text(json.dumps({"receivers": [{"name": "OUH", "sor": "123", "endpoint": "http://127.0.0.1:9/"}]}))
+    copied = Settings(_env_file=None).model_copy(update={"routes": table})  # model_copy skips the validators
+    assert copied.routing.find(("sor:123",)) is not None
+
+
+def test_an_empty_receiver_is_no_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_HL7V2_RECEIVER", "")
+    assert Settings().hl7v2_receiver is None
+
+
+def test_the_cli_says_which_setting_is_wrong_and_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    monkeypatch.setenv("HUB_ROUTES", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["outbox", "list"])
+    assert result.exit_code == 2
+    assert "routing table" in result.output and "missing.json" in result.output and "Traceback" not in result.output

@@ -29,7 +29,6 @@ from hub.store import appointments as appointment_store
 from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
-FORMATS = {"json": "fhir+json", "xml": "fhir+xml"}
 
 
 async def _receive(request: Request, svc: Services, operation: str) -> bytes:

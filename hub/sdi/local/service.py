@@ -76,7 +76,7 @@ def create_sdi_app(store: Path, index: CaseIndex | None = None, *, check_securit
         try:
             envelope = xml.untrusted(await request.body())
         except xml.XmlRefused as exc:
-            return _fault(f"Not XML: {exc}")
+            return _fault(f"Not XML: {exc.text.removeprefix('not well-formed XML: ')}")
         refusal = check_security(envelope) if check_security is not None else None
         if refusal is not None:
             return _fault(refusal, "wsse:FailedAuthentication", 500, {"wsse": WSSE})

@@ -76,8 +76,8 @@ from hub.sdi.sts import (
     WSP,
     WST,
     XSI,
-    _serialise,
-    _sub,
+    serialise,
+    sub,
 )
 
 __all__ = ["create_sts_app"]
@@ -138,13 +138,13 @@ class _Sts:
 
     def answer(self, data: bytes) -> tuple[int, bytes]:
         try:
-            return 200, _serialise(self.issue(data))
+            return 200, serialise(self.issue(data))
         except _Fault as fault:
-            return fault.status, _serialise(_fault_envelope(fault))
+            return fault.status, serialise(_fault_envelope(fault))
         except Exception:  # the STS must answer, never crash: a Receiver fault says it was our failure
             log.exception("the STS failed on a request")
             failure = _Fault("RequestFailed", "the STS could not process the request", code="Receiver")
-            return failure.status, _serialise(_fault_envelope(failure))
+            return failure.status, serialise(_fault_envelope(failure))
 
     def issue(self, data: bytes) -> etree._Element:
         now = self.clock()
@@ -206,24 +206,24 @@ class _Sts:
         assertion = self._assertion(request, now, expires)
         envelope = etree.Element(f"{{{SOAP12}}}Envelope",
                                  nsmap={"s": SOAP12, "wsa": WSA, "wst": WST, "wsu": WSU, "wsp": WSP})
-        header = _sub(envelope, SOAP12, "Header")
-        _sub(header, WSA, "Action", ACTION_ISSUE_FINAL).set(f"{{{SOAP12}}}mustUnderstand", "1")
+        header = sub(envelope, SOAP12, "Header")
+        sub(header, WSA, "Action", ACTION_ISSUE_FINAL).set(f"{{{SOAP12}}}mustUnderstand", "1")
         if request.message_id:
-            _sub(header, WSA, "RelatesTo", request.message_id.strip())
-        collection = _sub(_sub(envelope, SOAP12, "Body"), WST, "RequestSecurityTokenResponseCollection")
-        response = _sub(collection, WST, "RequestSecurityTokenResponse")
+            sub(header, WSA, "RelatesTo", request.message_id.strip())
+        collection = sub(sub(envelope, SOAP12, "Body"), WST, "RequestSecurityTokenResponseCollection")
+        response = sub(collection, WST, "RequestSecurityTokenResponse")
         if request.context is not None:
             response.set("Context", request.context)
-        _sub(response, WST, "TokenType", SAML_TOKEN_TYPE)
-        _sub(response, WST, "RequestedSecurityToken").append(assertion)
+        sub(response, WST, "TokenType", SAML_TOKEN_TYPE)
+        sub(response, WST, "RequestedSecurityToken").append(assertion)
         for name in ("RequestedAttachedReference", "RequestedUnattachedReference"):
-            _sub(response, WST, name).append(saml_reference(str(assertion.get("ID"))))
-        applies_to = _sub(_sub(response, WSP, "AppliesTo"), WSA, "EndpointReference")
-        _sub(applies_to, WSA, "Address", request.audience)
-        lifetime = _sub(response, WST, "Lifetime")
-        _sub(lifetime, WSU, "Created", xml_time(now))
-        _sub(lifetime, WSU, "Expires", xml_time(expires))
-        _sub(response, WST, "KeyType", PUBLIC_KEY)
+            sub(response, WST, name).append(saml_reference(str(assertion.get("ID"))))
+        applies_to = sub(sub(response, WSP, "AppliesTo"), WSA, "EndpointReference")
+        sub(applies_to, WSA, "Address", request.audience)
+        lifetime = sub(response, WST, "Lifetime")
+        sub(lifetime, WSU, "Created", xml_time(now))
+        sub(lifetime, WSU, "Expires", xml_time(expires))
+        sub(response, WST, "KeyType", PUBLIC_KEY)
         return envelope
 
     def _assertion(self, request: _Request, now: datetime, expires: datetime) -> etree._Element:
@@ -232,28 +232,28 @@ class _Sts:
         issued, until = xml_time(now), xml_time(expires)
         assertion = etree.Element(f"{{{SAML}}}Assertion", nsmap={"saml": SAML, "xsi": XSI},
                                   ID=assertion_id, IssueInstant=issued, Version="2.0")
-        _sub(assertion, SAML, "Issuer", self.issuer, Format="urn:oasis:names:tc:SAML:2.0:nameid-format:entity")
+        sub(assertion, SAML, "Issuer", self.issuer, Format="urn:oasis:names:tc:SAML:2.0:nameid-format:entity")
         etree.SubElement(assertion, f"{{{DS}}}Signature", Id="placeholder", nsmap={"ds": DS})
-        subject = _sub(assertion, SAML, "Subject")
-        _sub(subject, SAML, "NameID", _subject_name(request.client),
+        subject = sub(assertion, SAML, "Subject")
+        sub(subject, SAML, "NameID", _subject_name(request.client),
              Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName")
-        confirmation = _sub(subject, SAML, "SubjectConfirmation", Method=HOLDER_OF_KEY)
-        data = _sub(confirmation, SAML, "SubjectConfirmationData", NotBefore=issued, NotOnOrAfter=until,
+        confirmation = sub(subject, SAML, "SubjectConfirmation", Method=HOLDER_OF_KEY)
+        data = sub(confirmation, SAML, "SubjectConfirmationData", NotBefore=issued, NotOnOrAfter=until,
                     Recipient=request.audience)
         data.set(f"{{{XSI}}}type", "saml:KeyInfoConfirmationDataType")
         key_info = etree.SubElement(data, f"{{{DS}}}KeyInfo", nsmap={"ds": DS})
-        _sub(_sub(key_info, DS, "X509Data"), DS, "X509Certificate", _cert_b64(request.client))
-        conditions = _sub(assertion, SAML, "Conditions", NotBefore=issued, NotOnOrAfter=until)
-        _sub(_sub(conditions, SAML, "AudienceRestriction"), SAML, "Audience", request.audience)
-        statement = _sub(assertion, SAML, "AttributeStatement")
+        sub(sub(key_info, DS, "X509Data"), DS, "X509Certificate", _cert_b64(request.client))
+        conditions = sub(assertion, SAML, "Conditions", NotBefore=issued, NotOnOrAfter=until)
+        sub(sub(conditions, SAML, "AudienceRestriction"), SAML, "Audience", request.audience)
+        statement = sub(assertion, SAML, "AttributeStatement")
         for name, value in ((CVR_ATTRIBUTE, request.cvr), ("dk:gov:saml:attribute:AssuranceLevel", "3"),
                             ("dk:gov:saml:attribute:SpecVer", "DK-SAML-2.0"),
                             ("dk:gov:saml:attribute:KombitSpecVer", "1.0")):
-            element = _sub(statement, SAML, "Attribute", Name=name,
+            element = sub(statement, SAML, "Attribute", Name=name,
                            NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic")
-            _sub(element, SAML, "AttributeValue", value)
-        authn = _sub(_sub(assertion, SAML, "AuthnStatement", AuthnInstant=issued), SAML, "AuthnContext")
-        _sub(authn, SAML, "AuthnContextClassRef", "urn:oasis:names:tc:SAML:2.0:ac:classes:X509")
+            sub(element, SAML, "AttributeValue", value)
+        authn = sub(sub(assertion, SAML, "AuthnStatement", AuthnInstant=issued), SAML, "AuthnContext")
+        sub(authn, SAML, "AuthnContextClassRef", "urn:oasis:names:tc:SAML:2.0:ac:classes:X509")
         signer = XMLSigner(
             method=SignatureConstructionMethod.enveloped,
             signature_algorithm=SignatureMethod.RSA_SHA256,
@@ -311,12 +311,12 @@ def _cvr_claim(rst: etree._Element) -> str:
 
 def _fault_envelope(fault: _Fault) -> etree._Element:
     envelope = etree.Element(f"{{{SOAP12}}}Envelope", nsmap={"s": SOAP12, "wst": WST})
-    element = _sub(_sub(envelope, SOAP12, "Body"), SOAP12, "Fault")
-    code = _sub(element, SOAP12, "Code")
-    _sub(code, SOAP12, "Value", f"s:{fault.code}")
+    element = sub(sub(envelope, SOAP12, "Body"), SOAP12, "Fault")
+    code = sub(element, SOAP12, "Code")
+    sub(code, SOAP12, "Value", f"s:{fault.code}")
     if fault.subcode is not None:
-        _sub(_sub(code, SOAP12, "Subcode"), SOAP12, "Value", f"wst:{fault.subcode}")
-    text = _sub(_sub(element, SOAP12, "Reason"), SOAP12, "Text", fault.reason)
+        sub(sub(code, SOAP12, "Subcode"), SOAP12, "Value", f"wst:{fault.subcode}")
+    text = sub(sub(element, SOAP12, "Reason"), SOAP12, "Text", fault.reason)
     text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
     return envelope
 
