@@ -118,7 +118,7 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
 
 def _fhir(validator: Validator, body: bytes, kind: str, profiles: tuple[str, ...], context: str | None) -> Outcome:
     try:
-        resource = io.parse(body, "application/" + kind)
+        resource = validator.parse(body, "application/" + kind)
     except HubError as exc:
         return exc.outcome
     return validator.validate(resource, profiles, context=context)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from hub.core.errors import HubError
-from hub.fhir import io
 from hub.fhir.packages import PackageSet
 from hub.fhir.validator import Validator
 
@@ -69,9 +68,9 @@ def _expected(suite: Path, java: Any) -> tuple[bool, frozenset[str]]:
     return bool(errors), frozenset(place(e["expression"][0]) for e in errors if e.get("expression"))
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, validator: Validator) -> dict[str, Any]:
     kind = "application/fhir+xml" if path.suffix == ".xml" else "application/fhir+json"
-    return io.parse(path.read_bytes(), kind)
+    return validator.parse(path.read_bytes(), kind)
 
 
 class Suite:
@@ -111,7 +110,7 @@ class Suite:
         files, profile_url = [], None
         for n, name in enumerate(dict.fromkeys(names)):
             try:
-                resource = _read(self.suite / name)
+                resource = _read(self.suite / name, self._base)
             except (HubError, OSError):
                 continue  # reported where it is used: the profile is then unknown
             if name == source:
@@ -129,7 +128,7 @@ class Suite:
         expected, expected_places = _expected(self.suite, java)
         got: bool | None
         try:
-            outcome = validator.validate(_read(self.suite / case["file"]), [profile] if profile else [])
+            outcome = validator.validate(_read(self.suite / case["file"], validator), [profile] if profile else [])
             errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
             got, places = bool(errors), frozenset(i.expression for i in errors if i.expression)
             detail = errors[0].diagnostics or "" if errors else ""

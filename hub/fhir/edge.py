@@ -15,6 +15,7 @@ from hub.fhir.messaging import MessageInfo, NotAMessage, read_message
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
+from hub.fhir.xml_reader import XmlReader
 
 
 class AppointmentEdge:
@@ -26,9 +27,10 @@ class AppointmentEdge:
     def __init__(self, structure: StructureValidator, rules: VideoAppointmentRules) -> None:
         self.structure = structure
         self.rules = rules
+        self.reader = XmlReader(structure)
 
     def read(self, body: bytes, content_type: str | None) -> dict[str, Any]:
-        return io.parse(body, content_type)
+        return io.parse(body, content_type, self.reader)
 
     def check(self, appt: dict[str, Any]) -> Outcome:
         structure = self.structure.check(appt, "Appointment")
@@ -51,7 +53,7 @@ class MessageEdge:
 
     def read(self, raw: bytes, content_type: str | None) -> MessageInfo:
         try:
-            return read_message(io.parse(raw, content_type))
+            return read_message(self.validator.parse(raw, content_type))
         except NotAMessage as exc:
             raise InvalidInput(single("invalid", str(exc))) from None
 

@@ -11,7 +11,7 @@ XML is parsed with DTDs, entity expansion and network access off; a document wit
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
@@ -94,14 +94,22 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     return orjson.loads(resource.model_dump_json())  # type: ignore[no-any-return]
 
 
-def parse(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """Bytes of the given media type → dict. JSON when the type says nothing, sniffing `<` as XML."""
+class XmlRead(Protocol):
+    def read(self, body: bytes) -> dict[str, Any]: ...
+
+
+def parse(body: bytes, content_type: str | None, reader: XmlRead | None = None) -> dict[str, Any]:
+    """Bytes of the given media type → dict. JSON when the type says nothing, sniffing `<` as XML. XML is read by
+    `reader` when given (the hub's own, `hub.fhir.xml_reader`, on every validation path), else through
+    fhir.resources' models."""
     kind = media_kind(content_type)
     if kind is None:
         if content_type and content_type.split(";")[0].strip():
             raise InvalidInput(single("not-supported", f"Unsupported media type {content_type}"), status=415)
         kind = "xml" if body.lstrip()[:1] == b"<" else "json"
-    return parse_xml(body) if kind == "xml" else parse_json(body)
+    if kind == "xml":
+        return reader.read(body) if reader is not None else parse_xml(body)
+    return parse_json(body)
 
 
 def _model_class(resource_type: str, where: str) -> Any:

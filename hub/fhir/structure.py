@@ -113,7 +113,7 @@ class StructureValidator:
 
     # --- compiling --------------------------------------------------------------------------------------
 
-    def _definition(self, type_code: str) -> Node | _Primitive | None:
+    def definition(self, type_code: str) -> Node | _Primitive | None:
         found = self._types.get(type_code)
         if found is not None or type_code in self._types:
             return found
@@ -194,7 +194,7 @@ class StructureValidator:
 
     def _resource(self, value: dict[str, Any], where: str, out: Outcome) -> None:
         rtype = value.get("resourceType")
-        node = self._definition(rtype) if isinstance(rtype, str) else None
+        node = self.definition(rtype) if isinstance(rtype, str) else None
         if not isinstance(node, Node) or not node.is_resource:
             out.error("structure", f"Unknown resource type '{rtype}'", where, rule="structure")
             return
@@ -264,7 +264,7 @@ class StructureValidator:
                 out.error("structure", "Expected a resource (JSON object)", where, rule=f.element)
             return
         if not f.resolved:
-            f.definition, f.resolved = self._definition(f.type), True
+            f.definition, f.resolved = self.definition(f.type), True
         definition = f.definition
         if isinstance(definition, Node):
             if isinstance(item, dict):
@@ -315,7 +315,7 @@ class StructureValidator:
 
     def _primitive_extras(self, extras: Any, f: Field, where: str, out: Outcome) -> None:
         """A primitive's `_name` object: its id and extensions (the Element type)."""
-        element = self._definition("Element")
+        element = self.definition("Element")
         if not isinstance(extras, dict) or not isinstance(element, Node):
             out.error("structure", "Expected a JSON object with the value's id or extensions", where,
                       rule=f.element)

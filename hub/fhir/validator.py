@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.outcome import Outcome, Severity
+from hub.fhir import io
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import Constraint, ElementDef, Profile, compile_profile
 from hub.fhir.structure import CORE, StructureValidator, choice_name
+from hub.fhir.xml_reader import XmlReader
 
 
 def _contained_referenced(resource: Any) -> bool:
@@ -116,6 +118,12 @@ class Validator:
         self._lock = threading.Lock()
         self._plan_lock = threading.RLock()
         self._elements_at: dict[tuple[int, str], ElementDef | None] = {}  # ids of long-lived compiled profiles
+        self.reader = XmlReader(self.structure)
+
+    def parse(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+        """A resource's bytes read as this validator sees FHIR: XML by the hub's own reader, into the same form as
+        JSON (`hub.fhir.xml_reader`)."""
+        return io.parse(body, content_type, self.reader)
 
     # --- profiles -----------------------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ def test_not_a_resource(structure: StructureValidator) -> None:
 
 def test_base64_is_checked_natively_in_the_language_of_its_regex(structure: StructureValidator) -> None:
     """base64Binary's native check (the written policy) accepts exactly what R4's own regex accepts."""
-    definition = structure._definition("base64Binary")
+    definition = structure.definition("base64Binary")
     assert isinstance(definition, _Primitive) and definition.regex is not None
     assert definition.native is is_base64
     rng = random.Random(7)

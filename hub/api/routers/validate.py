@@ -45,7 +45,7 @@ def _validate(svc: Services, request: Request, body: bytes, resource_type: str |
     fields: dict[str, Any] = {"direction": "in", "channel": "fhir-rest", "operation": operation,
                               "content_type": request.headers.get("content-type"), "raw": body}
     try:
-        parsed = io.parse(body, request.headers.get("content-type"))
+        parsed = svc.validator.parse(body, request.headers.get("content-type"))
         resource = _unwrap(parsed, profiles)
         if resource_type and resource.get("resourceType") != resource_type:
             raise InvalidInput(single("invalid", f"Expected a {resource_type} resource, got "
