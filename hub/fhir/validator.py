@@ -24,6 +24,7 @@ Written policies (README, "Validation policy"):
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -35,8 +36,11 @@ from hub.fhir import io
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import Constraint, ElementDef, Profile, compile_profile
+from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.structure import CORE, StructureValidator, choice_name
 from hub.fhir.xml_reader import XmlReader
+
+log = logging.getLogger("hub.validator")
 
 
 def _contained_referenced(resource: Any) -> bool:
@@ -135,11 +139,23 @@ class Validator:
         if found is None and key not in self._profiles:
             located = self.packages.locate(canonical, "StructureDefinition", context)
             compiled = None
-            if located is not None and located[0].get("snapshot"):
-                compiled = compile_profile(located[0], located[1])
+            if located is not None:
+                compiled = self._compile(located[0], located[1])
             with self._lock:
                 self._profiles[key] = found = compiled
         return found
+
+    def _compile(self, sd: dict[str, Any], package: str) -> Profile | None:
+        """The profile's element tree; one published with its differential only gets its snapshot made first
+        (`hub.fhir.snapshot`). None when that cannot be done: the profile is then reported as unusable."""
+        if sd.get("snapshot", {}).get("element"):
+            return compile_profile(sd, package)
+        try:
+            elements = snapshot(sd, self.packages, package)
+        except SnapshotError as exc:
+            log.warning("no snapshot can be made for %s: %s", sd.get("url"), exc)
+            return None
+        return compile_profile({**sd, "snapshot": {"element": elements}}, package)
 
     # --- entry point --------------------------------------------------------------------------------------
 
