@@ -33,6 +33,7 @@ from typing import Any
 
 from hub.core.outcome import Outcome, Severity
 from hub.fhir import io
+from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import Constraint, ElementDef, Profile, compile_profile
@@ -123,6 +124,7 @@ class Validator:
         self._plan_lock = threading.RLock()
         self._elements_at: dict[tuple[int, str], ElementDef | None] = {}  # ids of long-lived compiled profiles
         self.reader = XmlReader(self.structure)
+        self.extension_contexts = ExtensionContexts(packages, self.structure, self.invariants)
 
     def parse(self, body: bytes, content_type: str | None) -> dict[str, Any]:
         """A resource's bytes read as this validator sees FHIR: XML by the hub's own reader, into the same form as
@@ -177,6 +179,7 @@ class Validator:
         out = out if out is not None else Outcome()
         run = _Run(out, resource)
         self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
+        self.extension_contexts.check(resource, out, context)
         # A rule the profile restates from its base (a binding, a cardinality) is one finding, not two.
         out.issues = list(dict.fromkeys(out.issues))
         return out
