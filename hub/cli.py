@@ -189,6 +189,7 @@ class ReportFormat(StrEnum):
     text = "text"
     json = "json"
     junit = "junit"
+    html = "html"
 
 
 class FailOn(StrEnum):
@@ -204,6 +205,7 @@ def validate(
     fail_on: Annotated[FailOn, typer.Option(help="Lowest severity that fails a file")] = FailOn.error,
     package: Annotated[str | None, typer.Option(help="Resolve canonicals as this loaded package (name#version) "
                                                 "sees them; default: the package a file sits in, else newest")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout")] = None,
 ) -> None:
     """Validate messages against the official packages; exit 0 when all pass, 1 when any fails."""
     from rich.progress import Progress
@@ -230,7 +232,13 @@ def validate(
             context = package or files.package_context(path, loaded)
             results.append(files.validate_file(validator, path, tuple(profile or ()), context, oioxml))
             bar.advance(task)
-    typer.echo(report.FORMATS[format.value](results, fail_on.value))
+    written = report.FORMATS[format.value](results, fail_on.value)
+    if output is None:
+        typer.echo(written)
+    else:
+        output.write_text(written + "\n", encoding="utf-8")
+        failed = sum(not r.valid(fail_on.value) for r in results)
+        typer.echo(f"{len(results)} files, {len(results) - failed} passed, {failed} failed: {output}", err=True)
     if not all(r.valid(fail_on.value) for r in results):
         raise typer.Exit(1)
 

@@ -33,13 +33,19 @@ class AppointmentEdge:
         return io.parse(body, content_type, self.reader)
 
     def check(self, appt: dict[str, Any]) -> Outcome:
+        """The verdict, raised when it refuses: 400 for structure, 422 for the profile and the rules."""
+        outcome, structure_ok = self.verdict(appt)
+        if not outcome.ok:
+            raise InvalidInput(outcome, status=422 if structure_ok else 400)
+        return outcome
+
+    def verdict(self, appt: dict[str, Any]) -> tuple[Outcome, bool]:
+        """What booking would say of the Appointment (and whether its structure holds), without refusing:
+        `$validate` answers with it, so validating and booking never disagree."""
         structure = self.structure.check(appt, "Appointment")
         if not structure.ok:
-            raise InvalidInput(structure, status=400)
-        outcome = self.rules.check(appt, structure)
-        if not outcome.ok:
-            raise InvalidInput(outcome, status=422)
-        return outcome
+            return structure, False
+        return self.rules.check(appt, structure), True
 
 
 class MessageEdge:
