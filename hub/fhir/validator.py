@@ -167,9 +167,25 @@ class Validator:
         canonicals as that package sees them; without it, the newest loaded version is used, and the resources
         inside a Bundle or contained resolve as the package of their container's profile sees them."""
         out = self.structure.check(resource, expected_type)
-        if not out.ok:
-            return out  # the profile walk assumes the JSON shapes the structure check guarantees
-        return self.check_profiles(resource, profiles, context, out)
+        if out.ok:
+            return self.check_profiles(resource, profiles, context, out)
+        return self._one_pass(resource, profiles, context, out)
+
+    def _one_pass(self, resource: Any, profiles: list[str] | tuple[str, ...], context: str | None,
+                  out: Outcome) -> Outcome:
+        """A resource the structure check faults still gets the profile checks (bindings, invariants, slicing),
+        so every error is reported at once; a finding at a place the structure check has spoken for is its, and
+        only values the walk cannot read (a property of the wrong JSON type) keep the rest from being checked."""
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            return out
+        try:
+            more = self.check_profiles(resource, profiles, context)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # shapes the walk cannot read
+            return out
+        faulted = {i.expression for i in out.issues if i.severity in ("error", "fatal")}
+        out.issues.extend(i for i in more.issues if i.expression not in faulted)
+        out.issues.sort(key=lambda i: _location(i.expression))
+        return out
 
     def check_profiles(self, resource: dict[str, Any], profiles: list[str] | tuple[str, ...] = (),
                        context: str | None = None, out: Outcome | None = None) -> Outcome:
@@ -635,6 +651,17 @@ _STEP = re.compile(r"[^.(]+(?:\([^)]*\))?")
 
 
 @functools.lru_cache(maxsize=1024)
+def _location(expression: str | None) -> tuple[tuple[str, int], ...]:
+    """An issue's place as a sort key: by element, list indexes as numbers (`entry[10]` after `entry[9]`)."""
+    if not expression:
+        return ()
+    key = []
+    for step in expression.split("."):
+        name, _, index = step.partition("[")
+        key.append((name, int(index.rstrip("]")) if index.rstrip("]").isdigit() else -1))
+    return tuple(key)
+
+
 def _steps(path: str) -> tuple[str, ...]:
     """A discriminator path's steps: `$this` dropped, `extension('http://…')` kept whole despite its dots."""
     return tuple(s for s in _STEP.findall(path) if s != "$this")

@@ -131,10 +131,20 @@ def test_unknown_profile_is_a_warning_said_once(validator: Validator, video: dic
     assert outcome.ok
 
 
-def test_structure_errors_come_first(validator: Validator, video: dict[str, Any]) -> None:
+def test_structure_errors_and_the_profiles_findings_come_in_one_pass(validator: Validator,
+                                                                    video: dict[str, Any]) -> None:
     video["start"] = "tomorrow"
     outcome = validator.validate(video)
-    assert [i.rule for i in outcome.issues] == ["Appointment.start"]
+    rules = [i.rule for i in outcome.issues]
+    assert "Appointment.start" in rules and "dom-6" in rules  # the profile's checks ran although structure failed
+    assert [i.expression for i in outcome.issues].count("Appointment.start") == 1  # its place is said once
+
+
+def test_independent_errors_are_all_reported_at_once_in_order_of_place(validator: Validator) -> None:
+    outcome = validator.validate({"resourceType": "Patient", "gender": "x", "birthDate": "2020-13-01", "foo": 1})
+    errors = [i.expression for i in outcome.issues if i.severity == "error"]
+    # the binding error too, not only once the other two are fixed
+    assert errors == ["Patient.birthDate", "Patient.foo", "Patient.gender"]
 
 
 def test_a_message_bundle_is_checked_against_its_message_definition(validator: Validator) -> None:
