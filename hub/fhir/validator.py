@@ -33,12 +33,13 @@ from typing import Any
 
 from hub.core.outcome import Outcome, Severity
 from hub.fhir import io
+from hub.fhir.bundle import check_bundle
 from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.profile import Constraint, ElementDef, Profile, compile_profile
 from hub.fhir.snapshot import SnapshotError, snapshot
-from hub.fhir.structure import CORE, StructureValidator, choice_name
+from hub.fhir.structure import CORE, Node, StructureValidator, choice_name
 from hub.fhir.xml_reader import XmlReader
 
 log = logging.getLogger("hub.validator")
@@ -159,6 +160,10 @@ class Validator:
             return None
         return compile_profile({**sd, "snapshot": {"element": elements}}, package)
 
+    def _is_resource_type(self, name: str) -> bool:
+        node = self.structure.definition(name)
+        return isinstance(node, Node) and node.is_resource
+
     # --- entry point --------------------------------------------------------------------------------------
 
     def validate(self, resource: Any, profiles: list[str] | tuple[str, ...] = (),
@@ -196,6 +201,7 @@ class Validator:
         run = _Run(out, resource)
         self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
         self.extension_contexts.check(resource, out, context)
+        check_bundle(resource, out, self._is_resource_type)
         # A rule the profile restates from its base (a binding, a cardinality) is one finding, not two.
         out.issues = list(dict.fromkeys(out.issues))
         return out

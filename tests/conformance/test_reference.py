@@ -18,7 +18,7 @@ from tests.conftest import SHARED
 
 SUITE = SHARED.parent / "reference" / "fhir-test-cases" / "validator"
 # Agreeing comparisons per module, as reached (a case with a profile is compared twice: alone and against it).
-FLOOR = {"bundle": 4, "extensions": 18, "fmt": 3, "general": 24, "invariants": 2, "profile": 156, "references": 10,
+FLOOR = {"bundle": 5, "extensions": 18, "fmt": 3, "general": 24, "invariants": 2, "profile": 156, "references": 10,
          "security": 2, "tx": 18, "tx-advanced": 2, "xhtml": 15}
 # Cases where the hub disagrees with the reference on purpose, with the reason.
 ON_PURPOSE: dict[str, str] = {
@@ -29,6 +29,9 @@ ON_PURPOSE: dict[str, str] = {
                                         "an id)",
     "aggregation-apart-good4": "its expected outcome is the R5 validator's (`java/R5.…`), where Encounter.class is "
                                "0..*; in R4 it is 1..1, and the hub applies R4",
+    "bundle-india": "its fullUrls are relative (`Composition/1`): a warning by the hub's written policy "
+                    "(`hub.fhir.bundle`: MedCom's own fixtures write them), the reference's error; and its other "
+                    "error is a SNOMED CT display the hub cannot check",
 }
 
 

@@ -110,7 +110,9 @@ def test_refusals_name_medcom_error_codes_and_deliver_nothing(messaging_hub: Any
     hub = messaging_hub([{"name": "closed", "sor": sor, "open": False}])
 
     def send(variant: dict[str, Any], header_id: str) -> dict[str, Any]:
-        header_of(variant)["id"] = header_id
+        old = header_of(variant)["id"]
+        header_of(variant)["id"] = header_id  # a new message: its MessageHeader's fullUrl and references follow
+        variant.update(json.loads(json.dumps(variant).replace(old, header_id)))
         answer = hub.client.post("/fhir/$process-message", content=json.dumps(variant), headers=JSON)
         assert answer.status_code == 200, answer.text
         ack = answer.json()
