@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.core.errors import HubError
-from hub.fhir.packages import PackageSet
+from hub.fhir.packages import PackageSet, write_package
 from hub.fhir.validator import Validator
 
 MANIFEST = "manifest-r4.json"
+CORE_DEPENDENCY = {"hl7.fhir.r4.core": "4.0.1"}
 TERMINOLOGY = frozenset({"tx", "tx-advanced"})
 _OF_TYPE = re.compile(r"\.(?!resource\.)(\w+)\.ofType\((\w)(\w*)\)")  # `resource` holds a resource, no choice
 
@@ -107,21 +108,16 @@ class Suite:
             names.append(source)
         if not names:
             return self._base, None
-        files, profile_url = [], None
-        for n, name in enumerate(dict.fromkeys(names)):
+        resources, profile_url = [], None
+        for name in dict.fromkeys(names):
             try:
                 resource = _read(self.suite / name, self._base)
             except (HubError, OSError):
                 continue  # reported where it is used: the profile is then unknown
             if name == source:
                 profile_url = resource.get("url")
-            filename = f"{n}.json"
-            (folder / filename).write_text(json.dumps(resource), encoding="utf-8")
-            files.append({"filename": filename, "resourceType": resource.get("resourceType"),
-                          "url": resource.get("url"), "version": resource.get("version")})
-        (folder / "package.json").write_text(json.dumps({"name": "reference.case", "version": "1.0.0",
-                                                         "dependencies": {"hl7.fhir.r4.core": "4.0.1"}}))
-        (folder / ".index.json").write_text(json.dumps({"files": files}))
+            resources.append(resource)
+        write_package(folder, "reference.case", resources, CORE_DEPENDENCY)
         return Validator(PackageSet([self.core, folder])), profile_url
 
     def _compare(self, case: dict[str, Any], validator: Validator, profile: str | None, java: Any) -> Result:

@@ -15,7 +15,6 @@ from hub.fhir.messaging import MessageInfo, NotAMessage, read_message
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
-from hub.fhir.xml_reader import XmlReader
 
 
 class AppointmentEdge:
@@ -27,7 +26,7 @@ class AppointmentEdge:
     def __init__(self, structure: StructureValidator, rules: VideoAppointmentRules) -> None:
         self.structure = structure
         self.rules = rules
-        self.reader = XmlReader(structure)
+        self.reader = rules.validator.reader  # the validator's own: XML is read one way
 
     def read(self, body: bytes, content_type: str | None) -> dict[str, Any]:
         return io.parse(body, content_type, self.reader)

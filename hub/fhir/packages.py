@@ -39,6 +39,22 @@ def version_key(version: str | None) -> tuple[int, ...]:
     return (*(int(p) if p.isdigit() else 0 for p in head.split(".")), 0 if pre else 1)
 
 
+def write_package(folder: Path, name: str, resources: list[dict[str, Any]],
+                  dependencies: dict[str, str] | None = None, version: str = "1.0.0") -> Path:
+    """Conformance resources laid out as an unpacked package (`package.json`, `.index.json`, a file each), so a
+    `PackageSet` loads them beside the official ones: the reference suite's cases, a tester's own profiles."""
+    files = []
+    for n, resource in enumerate(resources):
+        filename = f"{n}.json"
+        (folder / filename).write_text(json.dumps(resource), encoding="utf-8")
+        files.append({"filename": filename, "resourceType": resource.get("resourceType"), "url": resource.get("url"),
+                      "version": resource.get("version")})
+    (folder / "package.json").write_text(json.dumps({"name": name, "version": version,
+                                                     "dependencies": dependencies or {}}), encoding="utf-8")
+    (folder / ".index.json").write_text(json.dumps({"files": files}), encoding="utf-8")
+    return folder
+
+
 class PackageSet:
     """All conformance resources of a list of unpacked packages, looked up by canonical URL.
 

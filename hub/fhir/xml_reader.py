@@ -22,9 +22,9 @@ from typing import Any
 
 from lxml import etree
 
-from hub.core import xml
 from hub.core.errors import InvalidInput
 from hub.core.outcome import Outcome, single
+from hub.fhir import io
 from hub.fhir.structure import Field, Node, StructureValidator
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -56,11 +56,7 @@ class XmlReader:
     def read(self, body: bytes) -> dict[str, Any]:
         """The resource as FHIR JSON would give it; `InvalidInput` for what is not FHIR XML, or breaks a rule only
         XML can break."""
-        try:
-            root = xml.untrusted(body)
-        except xml.XmlRefused as exc:
-            raise InvalidInput(single(exc.code, exc.text if exc.code == "security" else f"The body is {exc.text}")) \
-                from None
+        root = io.parse_xml_root(body)
         if etree.QName(root).namespace != FHIR_NS:
             raise InvalidInput(single("structure", f"The root element is not in the FHIR namespace {FHIR_NS}"))
         out = Outcome()

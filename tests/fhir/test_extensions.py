@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hub.core import standards
-from hub.fhir.packages import PackageSet
+from hub.fhir.packages import PackageSet, write_package
 from hub.fhir.validator import Validator
 
 BASE = "http://example.org/fhir/StructureDefinition/"
@@ -40,13 +39,7 @@ DEFINITIONS = [
 @pytest.fixture(scope="module")
 def validator(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Validator:
     folder = tmp_path_factory.mktemp("extensions")
-    files = []
-    for n, sd in enumerate(DEFINITIONS):
-        (folder / f"{n}.json").write_text(json.dumps(sd))
-        files.append({"filename": f"{n}.json", "resourceType": "StructureDefinition", "url": sd["url"]})
-    (folder / "package.json").write_text(json.dumps({"name": "example.extensions", "version": "1.0.0",
-                                                     "dependencies": {"hl7.fhir.r4.core": "4.0.1"}}))
-    (folder / ".index.json").write_text(json.dumps({"files": files}))
+    write_package(folder, "example.extensions", list(DEFINITIONS), {"hl7.fhir.r4.core": "4.0.1"})
     core = next(d for d in standards.package_dirs(data_root / "standards") if "hl7.fhir.r4.core#4.0.1" in str(d))
     return Validator(PackageSet([core, folder]))
 

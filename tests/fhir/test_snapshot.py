@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hub.core import standards
-from hub.fhir.packages import PackageSet
+from hub.fhir.packages import PackageSet, write_package
 from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.validator import Validator
 
@@ -45,13 +44,7 @@ OBSERVATION = profile("quantity-observation", "http://hl7.org/fhir/StructureDefi
 @pytest.fixture(scope="module")
 def profiles(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[PackageSet, Validator]:
     folder = tmp_path_factory.mktemp("profiles")
-    files = []
-    for n, sd in enumerate((PATIENT, STRICTER, OBSERVATION)):
-        (folder / f"{n}.json").write_text(json.dumps(sd))
-        files.append({"filename": f"{n}.json", "resourceType": "StructureDefinition", "url": sd["url"]})
-    (folder / "package.json").write_text(json.dumps({"name": "example.profiles", "version": "1.0.0",
-                                                     "dependencies": {"hl7.fhir.r4.core": "4.0.1"}}))
-    (folder / ".index.json").write_text(json.dumps({"files": files}))
+    write_package(folder, "example.profiles", [PATIENT, STRICTER, OBSERVATION], {"hl7.fhir.r4.core": "4.0.1"})
     core = next(d for d in standards.package_dirs(data_root / "standards") if "hl7.fhir.r4.core#4.0.1" in str(d))
     packages = PackageSet([core, folder])
     return packages, Validator(packages)
