@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.core.errors import HubError
+from hub.core.outcome import Severity
 from hub.fhir.packages import PackageSet, write_package
 from hub.fhir.validator import Validator
 
@@ -69,9 +70,11 @@ def _expected(suite: Path, java: Any) -> tuple[bool, frozenset[str]]:
     return bool(errors), frozenset(place(e["expression"][0]) for e in errors if e.get("expression"))
 
 
-def _read(path: Path, validator: Validator) -> dict[str, Any]:
-    kind = "application/fhir+xml" if path.suffix == ".xml" else "application/fhir+json"
-    return validator.parse(path.read_bytes(), kind)
+def _read(path: Path, validator: Validator, definition: bool = False) -> dict[str, Any]:
+    """A case's file; a `definition` (a profile, a value set) read as the Java validator loads one, leniently."""
+    if path.suffix == ".xml":
+        return validator.reader.read(path.read_bytes(), lenient=definition)
+    return validator.parse(path.read_bytes(), "application/fhir+json")
 
 
 class Suite:
@@ -106,19 +109,24 @@ class Suite:
         source = (case.get("profile") or {}).get("source")
         if source:
             names.append(source)
+        security = bool(case.get("security-checks"))
+        markdown: Severity = "error" if case.get("noHtmlInMarkdown") else "warning"
         if not names:
-            return self._base, None
+            if not security and markdown == "warning":
+                return self._base, None
+            return Validator(PackageSet([self.core]), security_checks=security, html_in_markdown=markdown), None
         resources, profile_url = [], None
         for name in dict.fromkeys(names):
             try:
-                resource = _read(self.suite / name, self._base)
+                resource = _read(self.suite / name, self._base, definition=True)
             except (HubError, OSError):
                 continue  # reported where it is used: the profile is then unknown
             if name == source:
                 profile_url = resource.get("url")
             resources.append(resource)
         write_package(folder, "reference.case", resources, CORE_DEPENDENCY)
-        return Validator(PackageSet([self.core, folder])), profile_url
+        return Validator(PackageSet([self.core, folder]), security_checks=security,
+                         html_in_markdown=markdown), profile_url
 
     def _compare(self, case: dict[str, Any], validator: Validator, profile: str | None, java: Any) -> Result:
         expected, expected_places = _expected(self.suite, java)

@@ -3,7 +3,8 @@
 fhirpathpy implements FHIRPath's normative part. The FHIR-specific functions constraints use are added through
 its user invocation table: `hasValue()`, `resolve()` (contained `#id`, and inside a Bundle by `fullUrl`,
 `Type/id` and `urn:uuid:`), `memberOf()` (the hub's terminology), `conformsTo()` (the validator's own profile
-check) and `htmlChecks()` (the narrative's XHTML rules, checked by `hub.fhir.structure` already, so true here).
+check) and `htmlChecks()` (true here: `txt-1` and `txt-2`, the only constraints that call it, are checked natively by
+the validator, `hub.fhir.narrative`).
 
 Most invariants run as closures compiled by `hub.fhir.fhirpath_compiled`, with the same functions; what that
 compiler leaves out, at compile or at run time, is evaluated by fhirpathpy.
@@ -90,7 +91,7 @@ class InvariantEngine:
 
     def always_holds(self, expression: str) -> bool:
         """Whether the expression holds on any focus without evaluating it (its compiled form is a constant:
-        `htmlChecks()`, whose rules the structure check enforces)."""
+        `htmlChecks()`, whose rules the validator checks natively)."""
         found = self.closure(expression) if self.use_compiled else None
         return found is not None and found[0].constant is not None and found[0].constant != [False]
 

@@ -33,6 +33,25 @@ class Slicing:
     ordered: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds an element's values keep: `(JSON name, value)` of minValue[x] / maxValue[x], and lengths."""
+
+    min_value: tuple[str, Any] | None = None
+    max_value: tuple[str, Any] | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+
+# What R4's ElementDefinition says only by extension: a string's minimum length, and a narrative's languages.
+MIN_LENGTH = "http://hl7.org/fhir/StructureDefinition/minLength"
+LANGUAGE_CONTROL = "http://hl7.org/fhir/StructureDefinition/narrative-language-control"
+
+
+def _extension(e: dict[str, Any], url: str, value: str) -> Any:
+    return next((x.get(value) for x in e.get("extension", ()) if isinstance(x, dict) and x.get("url") == url), None)
+
+
 @dataclass(slots=True)
 class ElementDef:
     id: str
@@ -52,6 +71,8 @@ class ElementDef:
     content_reference: str | None = None
     package: str | None = None  # where the definition comes from: the context its canonicals resolve in
     base_max: int | None = None  # the max of the base definition (the structure check enforces 0..1 vs 0..*)
+    limits: Limits | None = None  # minValue[x], maxValue[x], maxLength and the minLength extension
+    language_control: str | None = None  # a Narrative's language sections (`hub.fhir.narrative`)
     plan: Any = None  # the validator's walk plan, made on first use (`hub.fhir.validator`)
 
 
@@ -69,6 +90,14 @@ def _typed(element: dict[str, Any], prefix: str) -> tuple[str, Any] | None:
         if key.startswith(prefix) and key != prefix:
             return key, value
     return None
+
+
+def _limits(e: dict[str, Any]) -> Limits | None:
+    min_length = _extension(e, MIN_LENGTH, "valueInteger")
+    limits = Limits(_typed(e, "minValue"), _typed(e, "maxValue"),
+                    min_length if isinstance(min_length, int) else None,
+                    e["maxLength"] if isinstance(e.get("maxLength"), int) else None)
+    return None if limits == Limits() else limits
 
 
 def _max(raw: str) -> int | None:
@@ -99,6 +128,8 @@ def _element(e: dict[str, Any], package: str | None) -> ElementDef:
         content_reference=e.get("contentReference"),
         package=package,
         base_max=_max(e.get("base", {}).get("max", max_raw)),
+        limits=_limits(e),
+        language_control=_extension(e, LANGUAGE_CONTROL, "valueCode"),
     )
 
 

@@ -12,6 +12,10 @@ Types are compiled from the snapshots on first use and kept; the walk over a res
 several times cheaper than building a model of it. Profiles, bindings and invariants are the profile
 validator's part (issue 3 of the hub), layered on this.
 
+Markup where none belongs, as the HL7 Java validator reports it: `markdown` holding what looks like an HTML tag
+is a warning (it will, or should, be escaped when shown), or an error where `html_in_markdown` says so; with
+`security_checks`, a `string` holding HTML tags is an error (a stored-script risk for whoever shows it).
+
 Written policy: R4 4.0.1 declares `Resource.id` (and so every resource's `id`) with the FHIR type `string`
 (extension `structuredefinition-fhir-type`), while the specification's text and the HL7 Java validator hold it
 to the `id` type; the hub checks it as `id` too.
@@ -25,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.core.outcome import Outcome, single
+from hub.core.outcome import Outcome, Severity, single
+from hub.fhir import narrative
 from hub.fhir.packages import PackageSet
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
@@ -106,8 +111,11 @@ def choice_name(base: str, type_code: str) -> str:
 class StructureValidator:
     """Checks resources against the core definitions of their types. Thread-safe; build one per process."""
 
-    def __init__(self, packages: PackageSet) -> None:
+    def __init__(self, packages: PackageSet, security_checks: bool = False,
+                 html_in_markdown: Severity = "warning") -> None:
         self.packages = packages
+        self.security_checks = security_checks
+        self.html_in_markdown = html_in_markdown
         self._types: dict[str, Node | _Primitive | None] = {}
         self._lock = threading.Lock()
 
@@ -293,6 +301,8 @@ class StructureValidator:
             if not item.strip():
                 out.error("value", "Invalid value: a string must not be empty", where, rule=f.element)
                 return
+            if t == "markdown" or (t == "string" and self.security_checks):
+                self._markup(item, t, where, out)
             if definition is None:
                 return
             valid = definition.native(item) if definition.native is not None else (
@@ -301,6 +311,16 @@ class StructureValidator:
                 out.error("value", f"Invalid value: '{_short(item)}' is not a valid {t}", where, rule=f.element)
         elif t in _JSON_INT and not (_INT_MIN.get(t, -(2**31)) <= item < 2**31):
             out.error("value", f"Invalid value: {item} is not a valid {t}", where, rule=f.element)
+
+    def _markup(self, item: str, t: str, where: str, out: Outcome) -> None:
+        if t == "markdown":
+            tag = narrative.tag_in_markdown(item)
+            if tag is not None:
+                out.add(self.html_in_markdown, "value", f"The markdown holds what looks like an HTML tag ('{tag}'); "
+                        "it will be escaped when shown, so check that it is meant", where, rule="markdown-html")
+        elif tags := narrative.tags_in_text(item):
+            out.error("security", f"The string holds HTML tags ({', '.join(dict.fromkeys(tags))}), which are not "
+                      "allowed in it", where, rule="security-string")
 
     def _extras_alone(self, extras: Any, f: Field, where: str, out: Outcome) -> None:
         """`_name` without `name`: the values are absent, only their ids or extensions are given."""

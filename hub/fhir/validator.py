@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.outcome import Outcome, Severity
-from hub.fhir import io
+from hub.fhir import io, narrative
 from hub.fhir.bundle import check_bundle
 from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
+from hub.fhir.limits import Unchecked
+from hub.fhir.limits import check as limits_check
 from hub.fhir.packages import PackageSet, Terminology
-from hub.fhir.profile import Constraint, ElementDef, Profile, compile_profile
+from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile
 from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.structure import CORE, Node, StructureValidator, choice_name
 from hub.fhir.xml_reader import XmlReader
@@ -45,15 +47,24 @@ from hub.fhir.xml_reader import XmlReader
 log = logging.getLogger("hub.validator")
 
 
-def _contained_referenced(resource: Any) -> bool:
+def _contained_referenced(resource: Any) -> list[str]:
     """dom-3, natively: each contained resource is referred to from elsewhere in the resource (a `#id` string:
     a reference, canonical or uri), or refers to its container (`#`). fhirpathpy cannot evaluate the official
     expression (`descendants().as(canonical)` needs the type of every primitive)."""
     contained = [c for c in resource.get("contained", []) or [] if isinstance(c, dict)]
     if not contained:
-        return True
+        return []
     strings = set(_strings(resource))
-    return all(f"#{c.get('id')}" in strings or "#" in set(_strings(c)) for c in contained)
+    return [f"#{c.get('id')} is not referred to" for c in contained
+            if f"#{c.get('id')}" not in strings and "#" not in set(_strings(c))]
+
+
+def _txt_1(div: Any) -> list[str]:
+    return narrative.faults(div) if isinstance(div, str) else []
+
+
+def _txt_2(div: Any) -> list[str]:
+    return [] if narrative.keeps_txt_2(div) else ["the narrative is empty"]
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -68,8 +79,9 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 # Invariants checked natively (module docstring): ele-1 by the structure check, ext-1 where an Extension is
-# walked, and these, with their own functions.
-NATIVE_CHECKS: dict[str, Callable[[Any], bool]] = {"dom-3": _contained_referenced}
+# walked, and these, with their own functions, each saying what breaks the rule (nothing when it holds).
+NATIVE_CHECKS: dict[str, Callable[[Any], list[str]]] = {"dom-3": _contained_referenced, "txt-1": _txt_1,
+                                                        "txt-2": _txt_2}
 NATIVE_RULES = frozenset({"ele-1", "ext-1", *NATIVE_CHECKS})
 
 
@@ -101,7 +113,7 @@ class _Run:
     out: Outcome
     root: Any
     said: set[str] = field(default_factory=set)
-    evaluated: set[tuple[str, str]] = field(default_factory=set)
+    evaluated: set[tuple[str, str, str]] = field(default_factory=set)
 
     def once(self, key: str, severity: Severity, code: str, text: str, where: str, rule: str) -> None:
         """A finding about the validation itself (a profile or value set missing), said once per input."""
@@ -114,9 +126,12 @@ class Validator:
     """Validates resources against the loaded packages. Thread-safe; build one per process."""
 
     def __init__(self, packages: PackageSet, structure: StructureValidator | None = None,
-                 terminology: Terminology | None = None, compiled_invariants: bool = True) -> None:
+                 terminology: Terminology | None = None, compiled_invariants: bool = True,
+                 security_checks: bool = False, html_in_markdown: Severity = "warning") -> None:
+        """`security_checks` and `html_in_markdown`: the structure check's options for markup in strings
+        (`hub.fhir.structure`), used when no `structure` is given."""
         self.packages = packages
-        self.structure = structure or StructureValidator(packages)
+        self.structure = structure or StructureValidator(packages, security_checks, html_in_markdown)
         self.terminology = terminology or Terminology(packages)
         self.invariants = InvariantEngine(self.terminology, compiled_invariants)
         self.invariants.conforms = lambda resource, canonical: self._conforms(resource, canonical, None)
@@ -361,7 +376,7 @@ class Validator:
                         roots.append(prof.root)
                 type_roots[t.code] = tuple(roots)
         inert = not (constraints or keys or ed.fixed or ed.pattern
-                     or ed.binding is not None
+                     or ed.binding is not None or ed.limits is not None or ed.language_control is not None
                      or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
                      or any(type_roots.values()))
         return _Plan(constraints, keys, tuple(counted), type_roots, inert)
@@ -521,6 +536,12 @@ class Validator:
             run.out.error("value", f"{ed.path}: must match the pattern {_show(ed.pattern[1])}", where, rule=ed.id)
         if ed.binding is not None:
             self._binding(ed, item, where, run)
+        if ed.limits is not None:
+            self._limits(ed, ed.limits, item, where, run)
+        if ed.language_control is not None and isinstance(item, dict) and isinstance(item.get("div"), str):
+            broken = narrative.language_control(ed.language_control, item["div"], resource.get("language"))
+            if broken is not None:
+                run.out.error("business-rule", f"{ed.path}: {broken}", where, rule=ed.id)
         type_code = choice_type or (ed.types[0].code if len(ed.types) == 1 else "")
         if type_code == "Reference" and isinstance(item, dict):
             self._reference(ed, item, where, run)
@@ -552,14 +573,16 @@ class Validator:
             if needs is not None and type(node) is dict and needs.isdisjoint(node):
                 continue  # an object without the names it reads: it holds, as on an empty object
             # The core definition and the profiles restate the same invariants: each is evaluated once a place.
-            done = (c.expression or c.key, where)
+            done = (c.key, c.expression or "", where)
             if done in run.evaluated:
                 continue
             run.evaluated.add(done)
             native = NATIVE_CHECKS.get(c.key)
+            faults: list[str] = []
             try:
                 if native is not None:
-                    holds = native(node)
+                    faults = native(node)
+                    holds = not faults
                 else:
                     assert c.expression is not None
                     holds = self.invariants.holds(c.expression, node, resource, run.root, ed.path)
@@ -572,10 +595,19 @@ class Validator:
                          f"not be evaluated ({type(exc).__name__}: {_show(str(exc))}); not checked", where, c.key)
                 continue
             if not holds:
-                if c.severity == "warning":
-                    run.out.add("warning", "invariant", f"{c.key}: {c.human}", where, rule=c.key)
-                else:
-                    run.out.error("invariant", f"{c.key}: {c.human}", where, rule=c.key)
+                text = f"{c.key}: {c.human}" + (f" ({'; '.join(faults)})" if faults else "")
+                run.out.add("warning" if c.severity == "warning" else "error", "invariant", text, where, rule=c.key)
+
+    @staticmethod
+    def _limits(ed: ElementDef, limits: Limits, item: Any, where: str, run: _Run) -> None:
+        try:
+            broken = limits_check(limits, item)
+        except Unchecked as exc:
+            run.out.add("warning", "not-supported", f"{ed.path}: the bounds are not checked: {exc}", where,
+                        rule=ed.id)
+            return
+        for text in broken:
+            run.out.error("value", f"{ed.path}: {text}", where, rule=ed.id)
 
     def _binding(self, ed: ElementDef, item: Any, where: str, run: _Run) -> None:
         assert ed.binding is not None
