@@ -45,13 +45,15 @@ def snapshot(sd: dict[str, Any], packages: PackageSet, context: str | None = Non
     if located is None:
         raise SnapshotError(f"the base {sd['baseDefinition']} of {url} is not loaded")
     elements = copy.deepcopy(snapshot(located[0], packages, located[1], _seen | {url}))
-    for diff in sd.get("differential", {}).get("element", []):
-        _apply(elements, diff, packages, context)
+    differential = sd.get("differential", {}).get("element", [])
+    for diff, element_id in zip(differential, _ids(differential), strict=True):
+        _apply(elements, diff, element_id, packages, context)
     return elements
 
 
-def _apply(elements: list[dict[str, Any]], diff: dict[str, Any], packages: PackageSet, context: str | None) -> None:
-    wanted = _choice_ids(elements, str(diff.get("id") or _id_of(diff)), diff)
+def _apply(elements: list[dict[str, Any]], diff: dict[str, Any], element_id: str, packages: PackageSet,
+           context: str | None) -> None:
+    wanted = _choice_ids(elements, element_id, diff)
     index = _find(elements, wanted)
     if index is None:
         parent, _, last = wanted.rpartition(".")
@@ -65,10 +67,27 @@ def _apply(elements: list[dict[str, Any]], diff: dict[str, Any], packages: Packa
     _merge(elements[index], diff)
 
 
-def _id_of(diff: dict[str, Any]) -> str:
-    """The id of a differential element written without one: its path, with its slice name."""
-    path = str(diff["path"])
-    return f"{path}:{diff['sliceName']}" if diff.get("sliceName") else path
+def _ids(differential: list[dict[str, Any]]) -> list[str]:
+    """The id of each differential element. One written without an id belongs to the slice opened last on any of
+    its ancestors' paths (`Observation.category` with `sliceName` slice1, then `Observation.category.coding`, is
+    `Observation.category:slice1.coding`), until that path comes again without a slice name."""
+    open_slices: dict[str, str] = {}  # path → the slice its later descendants belong to
+    ids = []
+    for diff in differential:
+        path = str(diff.get("path", ""))
+        if diff.get("id"):
+            ids.append(str(diff["id"]))
+            continue
+        for opened in [p for p in open_slices if p == path or p.startswith(path + ".")]:
+            del open_slices[opened]  # the path again (a new slice, or the base element): its slice is closed
+        parts = path.split(".")
+        id_parts = [f"{part}:{open_slices[p]}" if (p := ".".join(parts[:i + 1])) in open_slices else part
+                    for i, part in enumerate(parts)]
+        if diff.get("sliceName"):
+            id_parts[-1] += f":{diff['sliceName']}"
+            open_slices[path] = str(diff["sliceName"])
+        ids.append(".".join(id_parts))
+    return ids
 
 
 def _choice_ids(elements: list[dict[str, Any]], wanted: str, diff: dict[str, Any]) -> str:

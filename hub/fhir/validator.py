@@ -139,6 +139,7 @@ class Validator:
         self._lock = threading.Lock()
         self._plan_lock = threading.RLock()
         self._elements_at: dict[tuple[int, str], ElementDef | None] = {}  # ids of long-lived compiled profiles
+        self._checking = threading.local()  # the (item, profile) conformance checks under way in this thread
         self.reader = XmlReader(self.structure)
         self.extension_contexts = ExtensionContexts(packages, self.structure, self.invariants)
 
@@ -448,6 +449,8 @@ class Validator:
             if target.fixed is not None or target.pattern is not None:
                 expected = target.fixed[1] if target.fixed is not None else target.pattern[1]  # type: ignore[index]
                 return any(_matches_pattern(v, expected) for v in found)
+            if target.max == 0:  # a value the slice prohibits: its slice is the values without one
+                return not found
             if target.binding is not None and target.binding[0] == "required":
                 try:
                     codes = self.terminology.codes(target.binding[1], target.package)
@@ -468,18 +471,37 @@ class Validator:
             # `contentString` spells the type `string` with a capital: compare both spellings
             return any(t is not None and (t in type_codes or t[:1].lower() + t[1:] in type_codes) for t in found)
         if kind == "profile":
+            # The values at the path conform to a profile the slice gives them; a slice that gives none there
+            # sets no condition by this discriminator.
             ed = self._element_at(slice_ed, path) or slice_ed
             targets = [p for t in ed.types for p in t.profiles]
-            return any(self._conforms(item, p, ed.package) for p in targets)
+            if not targets:
+                return True
+            values = _values_at(item, path, root) if _steps(path) else [item]
+            return any(self._conforms(v, p, ed.package, root) for v in values for p in targets)
         return False
 
-    def _conforms(self, item: Any, canonical: str, context: str | None) -> bool:
+    def _conforms(self, item: Any, canonical: str, context: str | None, root: Any = None) -> bool:
+        """Whether `item` conforms to the profile; `root` is what its references resolve in (the Bundle around
+        it). A check already under way for the same item and profile (a patient linked to a patient linked back)
+        counts as conforming: the check that began it decides."""
         prof = self.profile(canonical, context)
-        if prof is None or not isinstance(item, dict):
+        if prof is None:
             return False
-        run = _Run(Outcome(), item)
-        self._object(prof.root, item, "", item, run)
-        return run.out.ok
+        key = (id(item), canonical)
+        checking: set[tuple[int, str]] = self._checking.__dict__.setdefault("keys", set())
+        if key in checking:
+            return True
+        checking.add(key)
+        try:
+            run = _Run(Outcome(), item if root is None else root)
+            if isinstance(item, dict):
+                self._object(prof.root, item, "", item, run)
+            else:  # a primitive against a profile of its type (`string` with a fixed value)
+                self._value(prof.root, item, "", {}, run)
+            return run.out.ok
+        finally:
+            checking.discard(key)
 
     def _element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
         """The definition a discriminator path leads to, through inline children, type profiles, choice
@@ -680,6 +702,16 @@ class Validator:
         if rtype is not None and rtype not in allowed:
             run.out.error("structure", f"{ed.path}: a reference to {rtype} is not allowed here (allowed: "
                           f"{', '.join(sorted(allowed))})", f"{where}.reference", rule=ed.id)
+            return
+        profiled = [c for c in targets if not c.startswith(CORE)]
+        if profiled and found is None and isinstance(run.root, dict) and run.root.get("resourceType") == "Bundle":
+            found = resolve_reference(run.root, ref)
+        if found is not None and profiled:
+            # A target in the input is checked against the target profiles: it must conform to one of them.
+            of_type = [c for c in profiled if (p := self.profile(c, ed.package)) is not None and p.type == rtype]
+            if of_type and not any(self._conforms(found, c, ed.package, run.root) for c in of_type):
+                run.out.error("structure", f"{ed.path}: {ref} conforms to none of the target profiles "
+                              f"{', '.join(of_type)}", where, rule=ed.id)
 
 
 # --- helpers over JSON values ---------------------------------------------------------------------------------
