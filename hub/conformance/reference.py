@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from hub.core.errors import HubError
 from hub.core.outcome import Severity
@@ -77,6 +77,28 @@ def _read(path: Path, validator: Validator, definition: bool = False) -> dict[st
     return validator.parse(path.read_bytes(), "application/fhir+json")
 
 
+class Options(TypedDict, total=False):
+    security_checks: bool
+    html_in_markdown: Severity
+    rest_types: bool
+
+
+def _options(case: dict[str, Any]) -> Options:
+    """The Java validator's options a case sets, as the hub's validator takes them; the hub's defaults where they
+    differ from the Java validator's (RESTful references' types are checked, `assumeValidRestReferences`)."""
+    options = Options()
+    if case.get("security-checks"):
+        options["security_checks"] = True
+    if case.get("noHtmlInMarkdown"):
+        options["html_in_markdown"] = "error"
+    if not (case.get("profile") or {}).get("assumeValidRestReferences", case.get("assumeValidRestReferences")):
+        options["rest_types"] = False
+    return options
+
+
+_PLAIN = Options(rest_types=False)  # the Java validator's defaults
+
+
 class Suite:
     """The suite at `suite` (the `validator/` folder), validated with R4 core from `core` (its package folder)."""
 
@@ -84,7 +106,7 @@ class Suite:
         self.suite = suite
         self.core = core
         self.manifest = json.loads((suite / MANIFEST).read_text(encoding="utf-8"))
-        self._base = Validator(PackageSet([core]))
+        self._base = Validator(PackageSet([core]), **_PLAIN)  # for the cases with no resources and options of their own
 
     @property
     def cases(self) -> list[dict[str, Any]]:
@@ -105,16 +127,13 @@ class Suite:
 
     def _validator(self, case: dict[str, Any], folder: Path) -> tuple[Validator, str | None]:
         """The validator seeing the case's own conformance resources, and the url of its profile."""
-        names = [*case.get("supporting", []), *case.get("profiles", [])]
+        names = [*case.get("supporting", []), *case.get("supporting5", []), *case.get("profiles", [])]
         source = (case.get("profile") or {}).get("source")
         if source:
             names.append(source)
-        security = bool(case.get("security-checks"))
-        markdown: Severity = "error" if case.get("noHtmlInMarkdown") else "warning"
+        options = _options(case)
         if not names:
-            if not security and markdown == "warning":
-                return self._base, None
-            return Validator(PackageSet([self.core]), security_checks=security, html_in_markdown=markdown), None
+            return (Validator(PackageSet([self.core]), **options) if options != _PLAIN else self._base), None
         resources, profile_url = [], None
         for name in dict.fromkeys(names):
             try:
@@ -125,8 +144,7 @@ class Suite:
                 profile_url = resource.get("url")
             resources.append(resource)
         write_package(folder, "reference.case", resources, CORE_DEPENDENCY)
-        return Validator(PackageSet([self.core, folder]), security_checks=security,
-                         html_in_markdown=markdown), profile_url
+        return Validator(PackageSet([self.core, folder]), **options), profile_url
 
     def _compare(self, case: dict[str, Any], validator: Validator, profile: str | None, java: Any) -> Result:
         expected, expected_places = _expected(self.suite, java)

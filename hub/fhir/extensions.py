@@ -10,7 +10,13 @@ definition is loaded is checked against the places its definition allows:
 - `fhirpath` contexts are evaluated on the resource: the extension's element must be among the results;
 - each `contextInvariant` must hold on the extension's element.
 A use nowhere allowed is an error at the element that carries the extension (the reference's place), with the
-reference's wording. An extension whose definition is not loaded is the profile walk's concern, not this.
+reference's wording. An extension whose definition is not loaded is an error, as the HL7 validator has it by default
+("could not be found, so is not allowed here"), unless its url lies in a domain allowed any extension (those
+configured, and the example domains the HL7 validator allows: `EXAMPLE_DOMAINS`), or names another FHIR version's
+element (`http://hl7.org/fhir/5.0/StructureDefinition/extension-DocumentReference.version`: the HL7 validator makes
+those definitions itself). Written policy: an unknown extension in HL7's own namespace (`http://hl7.org/fhir/…`) is a
+warning that it was not checked, since HL7's extension pack and tools package, where the HL7 validator finds most of
+them, are not in the store.
 
 Written policy: R4 core's own conformance resources use several of R4 core's extensions outside the contexts those
 extensions declare (`structuredefinition-fhir-type` on `ElementDefinition.type`, declared for `.type.code`;
@@ -21,11 +27,12 @@ The contexts of R4 core's extensions are therefore not checked inside conformanc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hub.core.outcome import Outcome
+from hub.core.outcome import Outcome, Severity
 from hub.fhir.fhirpath import InvariantEngine
 from hub.fhir.packages import PackageSet
 from hub.fhir.structure import Field, Node, StructureValidator
@@ -33,6 +40,11 @@ from hub.fhir.structure import Field, Node, StructureValidator
 _EXTENSIONS = ("extension", "modifierExtension")
 _RESOURCE_BASES = ("Resource", "DomainResource")
 CORE_PACKAGE = "hl7.fhir.r4.core#"
+# Where the HL7 validator takes any extension unseen: the domains of examples
+EXAMPLE_DOMAINS = ("http://example.org/", "http://acme.com/", "http://nema.org/")
+_HL7 = "http://hl7.org/fhir/"
+# Another FHIR version's element as an R4 extension: the HL7 validator makes their definitions itself, none is loaded
+_CROSS_VERSION = re.compile(r"http://hl7\.org/fhir/\d\.\d/StructureDefinition/extension-[A-Za-z]")
 _CANONICAL_BASES = ("CanonicalResource", "MetadataResource")
 
 
@@ -58,16 +70,31 @@ class ExtensionContexts:
     Most of a resource carries no extension, so the walk only collects where extensions are (a plain scan of the
     JSON); what carries each is worked out from the definitions for those places alone."""
 
-    def __init__(self, packages: PackageSet, structure: StructureValidator, invariants: InvariantEngine) -> None:
+    def __init__(self, packages: PackageSet, structure: StructureValidator, invariants: InvariantEngine,
+                 unknown: Severity | None = "error", domains: tuple[str, ...] = ()) -> None:
+        """`unknown`: how an extension whose definition is not loaded is reported (None: not at all); `domains`:
+        url prefixes whose extensions are allowed unseen (the Java validator's extension domains)."""
         self.packages = packages
         self.structure = structure
         self.invariants = invariants
+        self.unknown = unknown
+        self.domains = domains
         self._definitions: dict[tuple[str, str | None], tuple[dict[str, Any], str] | None] = {}
+        self._unknowns: dict[tuple[str, str | None], bool] = {}
 
     def check(self, resource: dict[str, Any], out: Outcome, context: str | None = None) -> None:
         for extension, trail in _extensions(resource, []):
             url = extension.get("url")
             if not isinstance(url, str):
+                continue
+            if self.unknown is not None and self._unknown(url, context):
+                if url.startswith(_HL7):
+                    out.add("warning", "not-found", f"The extension {url} is not in the loaded packages (HL7's "
+                            "extension and tools packages are not in the store); not checked",
+                            _where(resource, trail), rule="extension-unknown")
+                else:
+                    out.add(self.unknown, "structure", f"The extension {url} could not be found, so it is not "
+                            "allowed here", _where(resource, trail), rule="extension-unknown")
                 continue
             located = self._definition(url, context)
             if located is None:
@@ -76,6 +103,18 @@ class ExtensionContexts:
             if host is None or (located[1].startswith(CORE_PACKAGE) and self._canonical(host.root)):
                 continue
             self._allowed(url, located[0], host, out)
+
+    def _unknown(self, url: str, context: str | None) -> bool:
+        """An absolute extension url no loaded package defines, outside the domains allowed any extension (a
+        complex extension's parts have relative urls: their extension's definition says what they are)."""
+        key = (url, context)
+        found = self._unknowns.get(key)
+        if found is None:
+            found = self._unknowns[key] = (
+                ("://" in url or url.startswith("urn:")) and not url.startswith(self.domains + EXAMPLE_DOMAINS)
+                and not _CROSS_VERSION.match(url)
+                and self.packages.locate(url, "StructureDefinition", context) is None)
+        return found
 
     def _definition(self, url: str, context: str | None) -> tuple[dict[str, Any], str] | None:
         """The extension's definition and its package, when it restricts where it is used; found once."""
@@ -192,6 +231,13 @@ def _extensions(value: Any, trail: list[tuple[str, int | None]]) -> Iterator[tup
             trail.append((key, None))
             yield from _extensions(item, trail)
             trail.pop()
+
+
+def _where(resource: dict[str, Any], trail: Trail) -> str:
+    """The FHIRPath place at the end of a trail (`Medication.extension[0]`)."""
+    steps = "".join(f".{key[1:] if key.startswith('_') else key}" + (f"[{index}]" if index is not None else "")
+                    for key, index in trail)
+    return f"{resource.get('resourceType')}{steps}"
 
 
 def _names(path: str, field: Field, name: str) -> tuple[str, ...]:

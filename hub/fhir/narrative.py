@@ -83,6 +83,15 @@ def keeps_txt_2(div: object) -> bool:
         isinstance(e.tag, str) and etree.QName(e).localname == "img" for e in root.iter())
 
 
+def local_links(div: str) -> list[str]:
+    """The links within the resource the div makes (`href` or `src` of `#id`)."""
+    root = _parsed(div)
+    if isinstance(root, str):
+        return []
+    return [value for e in root.iter() if isinstance(e.tag, str) for name in ("href", "src")
+            if (value := e.get(name, "")).startswith("#")]
+
+
 def language_sections(div: str) -> list[str]:
     """The languages of the div's sections: its child elements with `lang` or `xml:lang`, in order."""
     root = _parsed(div)

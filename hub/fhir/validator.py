@@ -49,12 +49,15 @@ log = logging.getLogger("hub.validator")
 
 def _contained_referenced(resource: Any) -> list[str]:
     """dom-3, natively: each contained resource is referred to from elsewhere in the resource (a `#id` string:
-    a reference, canonical or uri), or refers to its container (`#`). fhirpathpy cannot evaluate the official
-    expression (`descendants().as(canonical)` needs the type of every primitive)."""
+    a reference, canonical or uri, or a narrative's `<img src="#id">` or `<a href="#id">`, as the HL7 validator
+    counts them), or refers to its container (`#`). fhirpathpy cannot evaluate the official expression
+    (`descendants().as(canonical)` needs the type of every primitive)."""
     contained = [c for c in resource.get("contained", []) or [] if isinstance(c, dict)]
     if not contained:
         return []
     strings = set(_strings(resource))
+    strings |= {link for text in strings if text.startswith("<div") and "#" in text
+                for link in narrative.local_links(text)}
     return [f"#{c.get('id')} is not referred to" for c in contained
             if f"#{c.get('id')}" not in strings and "#" not in set(_strings(c))]
 
@@ -127,10 +130,14 @@ class Validator:
 
     def __init__(self, packages: PackageSet, structure: StructureValidator | None = None,
                  terminology: Terminology | None = None, compiled_invariants: bool = True,
-                 security_checks: bool = False, html_in_markdown: Severity = "warning") -> None:
+                 security_checks: bool = False, html_in_markdown: Severity = "warning",
+                 rest_types: bool = True) -> None:
         """`security_checks` and `html_in_markdown`: the structure check's options for markup in strings
-        (`hub.fhir.structure`), used when no `structure` is given."""
+        (`hub.fhir.structure`), used when no `structure` is given. `rest_types`: a RESTful reference not in the
+        input (`Group/12345`) is taken to point at the type it names, and checked against the types allowed
+        (the HL7 validator's `assumeValidRestReferences`; without it, only references resolved are)."""
         self.packages = packages
+        self.rest_types = rest_types
         self.structure = structure or StructureValidator(packages, security_checks, html_in_markdown)
         self.terminology = terminology or Terminology(packages)
         self.invariants = InvariantEngine(self.terminology, compiled_invariants)
@@ -691,11 +698,13 @@ class Validator:
         allowed: set[str] = set()
         for canonical in targets:
             prof = self.profile(canonical, ed.package)
+            if prof is None and not canonical.startswith(CORE):
+                return  # a target profile not loaded: the types it allows are not known (said where it is used)
             allowed.add(prof.type if prof is not None else canonical.rsplit("/", 1)[-1])
         if "Resource" in allowed:
             return
         found = resolve_reference(run.root, ref) if ref.startswith("#") or ref.startswith("urn:") else None
-        rtype = found.get("resourceType") if found else _type_in_reference(ref)
+        rtype = found.get("resourceType") if found else _type_in_reference(ref) if self.rest_types else None
         if rtype is None and isinstance(run.root, dict) and run.root.get("resourceType") == "Bundle":
             found = resolve_reference(run.root, ref)
             rtype = found.get("resourceType") if found else None
