@@ -211,12 +211,12 @@ def validate(
     from rich.progress import Progress
 
     from hub.conformance import files, report
+    from hub.fhir.packages import load_store
     from hub.fhir.validator import Validator
     from hub.medcom.schemas import OioxmlSchemas
-    from hub.wiring import load_packages
 
     settings = _settings()
-    packages = load_packages(settings)
+    packages = load_store(settings.standards_store)
     loaded = {f"{name}#{version}" for name, version in packages.packages}
     if package is not None and package not in loaded:
         raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
@@ -259,8 +259,8 @@ def testscript(
     from hub.core import standards
     from hub.core.errors import HubError
     from hub.fhir.io import parse
+    from hub.fhir.packages import load_store
     from hub.fhir.validator import Validator
-    from hub.wiring import load_packages
 
     settings = _settings()
     try:
@@ -272,7 +272,7 @@ def testscript(
             except HubError as exc:
                 raise typer.BadParameter(f"{path} is not a FHIR resource: {exc}", param_hint="MESSAGES") from None
         scripts.bind(found, sent)
-        validator = Validator(load_packages(settings))
+        validator = Validator(load_store(settings.standards_store))
     except (scripts.ScriptNotFound, standards.SyncError) as exc:
         raise typer.BadParameter(str(exc), param_hint="SCRIPT") from None
     except ValueError as exc:

@@ -17,7 +17,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.convert.service import Converter, danish_display
-from hub.core import standards
 from hub.core.config import Settings
 from hub.core.cpr import CPR_SYSTEM
 from hub.core.routing import DELIVER_TOPIC
@@ -29,7 +28,7 @@ from hub.delivery.mllp import MllpDelivery
 from hub.delivery.worker import Handler, OutboxWorker
 from hub.fhir.edge import AppointmentEdge
 from hub.fhir.messaging import ErrorCodes, ack_event
-from hub.fhir.packages import PackageSet
+from hub.fhir.packages import PackageSet, load_store
 from hub.fhir.structure import StructureValidator
 from hub.fhir.validator import Validator
 from hub.fhir.videoappointment import VideoAppointmentRules
@@ -95,7 +94,7 @@ def fhir_base(settings: Settings) -> str:
 
 def load_packages(settings: Settings) -> PackageSet:
     """The official FHIR packages of the standards store, indexed (`hub schemas sync` fills the store)."""
-    return PackageSet(standards.package_dirs(settings.standards_store))
+    return load_store(settings.standards_store)
 
 
 def converter_factory(settings: Settings, packages: PackageSet, schemas: OioxmlSchemas) -> Callable[[], Converter]:

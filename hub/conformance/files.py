@@ -24,7 +24,6 @@ from hub.hl7v2 import message as hl7v2
 from hub.hl7v2.structure import structure_findings
 from hub.medcom import vans
 from hub.medcom.schemas import NAMESPACE, OioxmlSchemas, UnknownNamespace, schema_outcome
-from hub.sdi.contract import validation_outcome
 
 SUFFIXES = {".json", ".xml", ".hl7"}
 
@@ -99,6 +98,8 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
         return FileResult(str(path), kind, _hl7v2(body))
     if kind == "sf1470" and oioxml is not None:
         try:
+            from hub.sdi.contract import validation_outcome  # zeep: loaded only for an SF1470 file
+
             return FileResult(str(path), kind, validation_outcome(body, oioxml.store))
         except HubError as exc:
             return FileResult(str(path), kind, exc.outcome)

@@ -4,8 +4,9 @@
 reference validator's outcome for each (`manifest-r4.json`, `outcomes/java/`). Each case is an instance, the
 conformance resources to load first (`supporting`, `profiles`, and the profile of `profile.source`), and the
 expected outcome: of the instance alone, and, for a case with `profile`, of the instance against that profile too.
-A case's resources go into a package of their own (depending on R4 core), so they resolve as the Java validator
-loads them.
+The profile and its own `profile.supporting` are loaded for the check against the profile only, as the Java
+validator's runner loads them. A case's resources go into a package of their own (depending on R4 core), so they
+resolve as the Java validator loads them.
 
 What is compared: the verdict (any `error` or `fatal` issue, or none) first, then, where both have errors, their
 places (`expression`, with the Java validator's `.ofType(T)` written as FHIR's element names). Terminology cases
@@ -120,17 +121,20 @@ class Suite:
 
     def case(self, case: dict[str, Any]) -> Iterator[Result]:
         with tempfile.TemporaryDirectory() as folder:
-            validator, profile_url = self._validator(case, Path(folder))
+            validator, _ = self._validator(case, Path(folder) / "alone", with_profile=False)
             yield self._compare(case, validator, None, case["java"])
             if case.get("profile"):
+                validator, profile_url = self._validator(case, Path(folder) / "profile", with_profile=True)
                 yield self._compare(case, validator, profile_url, case["profile"]["java"])
 
-    def _validator(self, case: dict[str, Any], folder: Path) -> tuple[Validator, str | None]:
-        """The validator seeing the case's own conformance resources, and the url of its profile."""
+    def _validator(self, case: dict[str, Any], folder: Path, with_profile: bool) -> tuple[Validator, str | None]:
+        """The validator seeing the case's own conformance resources, and the url of its profile. As the Java
+        validator's runner does, the profile (`profile.source`) and what it needs (`profile.supporting`) are
+        loaded only for the check against the profile (`with_profile`), not for the instance alone."""
         names = [*case.get("supporting", []), *case.get("supporting5", []), *case.get("profiles", [])]
-        source = (case.get("profile") or {}).get("source")
+        source = (case.get("profile") or {}).get("source") if with_profile else None
         if source:
-            names.append(source)
+            names.extend([*case["profile"].get("supporting", []), source])
         options = _options(case)
         if not names:
             return (Validator(PackageSet([self.core]), **options) if options != _PLAIN else self._base), None
@@ -143,6 +147,7 @@ class Suite:
             if name == source:
                 profile_url = resource.get("url")
             resources.append(resource)
+        folder.mkdir(parents=True, exist_ok=True)
         write_package(folder, "reference.case", resources, CORE_DEPENDENCY)
         return Validator(PackageSet([self.core, folder]), **options), profile_url
 

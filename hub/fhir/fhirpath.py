@@ -179,7 +179,8 @@ class InvariantEngine:
 
 
 def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:
-    """The resource `ref` points at within `root`: a contained `#id`, or a Bundle entry by fullUrl or Type/id."""
+    """The resource `ref` points at within `root`: a contained `#id`, or a Bundle entry by fullUrl, by the
+    `Type/id` a fullUrl ends with, or by its resource's `Type/id` (the first entry that matches, in order)."""
     if not isinstance(root, dict):
         return None
     if ref.startswith("#"):
@@ -187,13 +188,40 @@ def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:
             if isinstance(c, dict) and c.get("id") == ref[1:]:
                 return c
         return None
-    for entry in root.get("entry", []) or [] if root.get("resourceType") == "Bundle" else []:
+    if root.get("resourceType") != "Bundle":
+        return None
+    hit = _bundle_index(root).get(ref)
+    return hit[1] if hit is not None else None
+
+
+_indexes = threading.local()  # the entry index of the last Bundles resolved in, per thread
+
+
+def _bundle_index(bundle: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Each entry by its fullUrl, the `Type/id` its fullUrl ends with, and its resource's `Type/id`; the first
+    entry for each key. Kept for the few Bundles last validated (a 10,000-entry Bundle has as many references,
+    which would otherwise each scan it), and made anew when the Bundle's entries change."""
+    kept: dict[int, tuple[Any, int, dict[str, tuple[int, dict[str, Any]]]]] = _indexes.__dict__.setdefault("kept", {})
+    entries = bundle.get("entry") or []
+    held = kept.get(id(bundle))
+    if held is not None and held[0] is bundle and held[1] == len(entries):
+        return held[2]
+    index: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
             continue
         res = entry["resource"]
         full = entry.get("fullUrl")
-        if full == ref or (isinstance(full, str) and full.endswith("/" + ref)):
-            return res  # type: ignore[no-any-return]
-        if ref == f"{res.get('resourceType')}/{res.get('id')}":
-            return res  # type: ignore[no-any-return]
-    return None
+        for key in (full, _tail(full) if isinstance(full, str) else None, f"{res.get('resourceType')}/{res.get('id')}"):
+            if isinstance(key, str) and key not in index:
+                index[key] = (i, res)
+    if len(kept) >= 4:
+        kept.clear()
+    kept[id(bundle)] = (bundle, len(entries), index)
+    return index
+
+
+def _tail(url: str) -> str | None:
+    """The `Type/id` an absolute RESTful url ends with (`http://x/fhir/Patient/1` → `Patient/1`)."""
+    parts = url.rsplit("/", 2)
+    return f"{parts[1]}/{parts[2]}" if len(parts) == 3 and "://" in parts[0] + "/" else None

@@ -31,6 +31,9 @@ class _Entry:
     package: str  # name#version of the package it is in
 
 
+_PARTIAL = re.compile(r"\d+(\.\d+)?")  # a SemVer version without its patch (or minor) part
+
+
 def version_key(version: str | None) -> tuple[int, ...]:
     """Order of versions like 4.0.2 and 5.3.0-ballot-tc1 (the numeric part; a pre-release sorts first)."""
     if not version:
@@ -60,7 +63,8 @@ class PackageSet:
 
     Several versions of a package may be loaded side by side (MedCom's current packages pin older versions of
     their dependencies). A canonical is resolved:
-    - with `|version`: that version;
+    - with `|version`: that version; a partial SemVer version (`|0.2`, `|1`) names the newest release it is the
+      start of (`0.2.1`), as FHIR's canonical references allow;
     - in the context of a package (the package of the profile that refers to it): from that package or its
       dependencies at the versions it pins, nearest first, as the IG Publisher resolved it when it built them;
     - otherwise: the newest version loaded.
@@ -75,6 +79,7 @@ class PackageSet:
         self.packages: list[tuple[str, str]] = []
         self._pins: dict[str, dict[str, str]] = {}
         self._closures: dict[str, tuple[str, ...]] = {}
+        self._globals: dict[str, tuple[str, ...]] | None = None
         for pdir in package_dirs:
             self._index(pdir)
         loaded = {f"{n}#{v}" for n, v in self.packages}
@@ -132,7 +137,9 @@ class PackageSet:
         url, _, version = canonical.partition("|")
         entries = [e for e in self._by_url.get(url, []) if resource_type in (None, e.resource_type)]
         if version:
-            entries = [e for e in entries if e.version == version]
+            exact = [e for e in entries if e.version == version]
+            entries = exact or [e for e in entries if _PARTIAL.fullmatch(version) and (e.version or "").startswith(
+                version + ".")]
         entries = [e for e in entries if not e.supplement] or entries
         if not entries:
             return None
@@ -145,6 +152,21 @@ class PackageSet:
         if chosen is None:
             chosen = max(entries, key=lambda e: (version_key(e.version), version_key(e.package.split("#")[1])))
         return self._read(chosen), chosen.package
+
+    def global_profiles(self, resource_type: str) -> tuple[str, ...]:
+        """The profiles the loaded ImplementationGuides declare `global` for a type: every resource of that
+        type they cover must conform to them (ImplementationGuide.global)."""
+        if self._globals is None:
+            found: dict[str, list[str]] = {}
+            for entries in list(self._by_url.values()):
+                for entry in entries:
+                    if entry.resource_type == "ImplementationGuide":
+                        for g in self._read(entry).get("global", []) or []:
+                            if isinstance(g, dict) and isinstance(g.get("type"), str) and isinstance(
+                                    g.get("profile"), str):
+                                found.setdefault(g["type"], []).append(g["profile"])
+            self._globals = {t: tuple(dict.fromkeys(p)) for t, p in found.items()}
+        return self._globals.get(resource_type, ())
 
     def get(self, canonical: str, resource_type: str | None = None,
             context: str | None = None) -> dict[str, Any] | None:
@@ -310,3 +332,10 @@ class Terminology:
             return None if tree.fragment else (False, set())
         found = {concept["display"]} if concept.get("display") else set()
         return True, found | {d["value"] for d in concept.get("designation", []) or [] if d.get("value")}
+
+
+def load_store(store: Path) -> PackageSet:
+    """The FHIR packages of the standards store, indexed (`hub schemas sync` fills the store)."""
+    from hub.core.standards import package_dirs
+
+    return PackageSet(package_dirs(store))

@@ -46,6 +46,11 @@ class Limits:
 # What R4's ElementDefinition says only by extension: a string's minimum length, and a narrative's languages.
 MIN_LENGTH = "http://hl7.org/fhir/StructureDefinition/minLength"
 LANGUAGE_CONTROL = "http://hl7.org/fhir/StructureDefinition/narrative-language-control"
+# R5's ElementDefinition.mustHaveValue and .valueAlternatives, in R4 by their cross-version extensions: a
+# primitive that must have a value, or whose value, when absent, must be replaced by one of these extensions.
+MUST_HAVE_VALUE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.mustHaveValue"
+ADDITIONAL_BINDING = "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.binding.additional"
+VALUE_ALTERNATIVES = "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.valueAlternatives"
 
 
 def _extension(e: dict[str, Any], url: str, value: str) -> Any:
@@ -73,6 +78,9 @@ class ElementDef:
     base_max: int | None = None  # the max of the base definition (the structure check enforces 0..1 vs 0..*)
     limits: Limits | None = None  # minValue[x], maxValue[x], maxLength and the minLength extension
     language_control: str | None = None  # a Narrative's language sections (`hub.fhir.narrative`)
+    must_have_value: bool = False  # a primitive with only extensions (no value) is not enough
+    value_alternatives: tuple[str, ...] | None = None  # the extensions that may stand for an absent value
+    additional_bindings: tuple[tuple[str, str], ...] = ()  # R5's additional bindings checked as bindings
     plan: Any = None  # the validator's walk plan, made on first use (`hub.fhir.validator`)
 
 
@@ -98,6 +106,20 @@ def _limits(e: dict[str, Any]) -> Limits | None:
                     min_length if isinstance(min_length, int) else None,
                     e["maxLength"] if isinstance(e.get("maxLength"), int) else None)
     return None if limits == Limits() else limits
+
+
+def _additional_bindings(binding: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """(strength, value set) of the additional bindings (R5, by their cross-version extension) whose purpose
+    is a binding strength: `required` codes must come from the value set, `extensible` ones should."""
+    found = []
+    for x in (binding or {}).get("extension", ()):
+        if isinstance(x, dict) and x.get("url") == ADDITIONAL_BINDING:
+            parts = {p.get("url"): p for p in x.get("extension", ()) if isinstance(p, dict)}
+            purpose = parts.get("purpose", {}).get("valueCode")
+            valueset = parts.get("valueSet", {}).get("valueCanonical")
+            if purpose in ("required", "extensible") and isinstance(valueset, str):
+                found.append((purpose, valueset))
+    return tuple(found)
 
 
 def _max(raw: str) -> int | None:
@@ -130,6 +152,11 @@ def _element(e: dict[str, Any], package: str | None) -> ElementDef:
         base_max=_max(e.get("base", {}).get("max", max_raw)),
         limits=_limits(e),
         language_control=_extension(e, LANGUAGE_CONTROL, "valueCode"),
+        must_have_value=_extension(e, MUST_HAVE_VALUE, "valueBoolean") is True,
+        value_alternatives=tuple(x["valueCanonical"] for x in e.get("extension", ())
+                                 if isinstance(x, dict) and x.get("url") == VALUE_ALTERNATIVES
+                                 and isinstance(x.get("valueCanonical"), str)) or None,
+        additional_bindings=_additional_bindings(binding),
     )
 
 

@@ -11,6 +11,8 @@ has none either), and each differential element, in order, then
   `Observation.value[x].code`): the type's own elements are unfolded under the element first.
 A choice element named by one of its types (`Observation.valueQuantity`) is `value[x]` restricted to that type.
 Only constraints are made (`derivation: constraint`): a new type (`specialization`) is not a profile to apply.
+A "specialization" of the very type it names (`type` Patient, base Patient) defines no new type: it is a
+constraint misdeclared (hand-written profiles do that), made as one, as the HL7 tools do.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def snapshot(sd: dict[str, Any], packages: PackageSet, context: str | None = Non
     """The snapshot elements of `sd`: its own when it has them, else made from its differential."""
     if sd.get("snapshot", {}).get("element"):
         return list(sd["snapshot"]["element"])
-    if sd.get("derivation", "constraint") != "constraint" or not sd.get("baseDefinition"):
+    if not sd.get("baseDefinition"):
         raise SnapshotError(f"{sd.get('url')} is not a constraint on a base definition")
     url = str(sd.get("url"))
     if url in _seen:
@@ -44,6 +46,8 @@ def snapshot(sd: dict[str, Any], packages: PackageSet, context: str | None = Non
     located = packages.locate(sd["baseDefinition"], "StructureDefinition", context)
     if located is None:
         raise SnapshotError(f"the base {sd['baseDefinition']} of {url} is not loaded")
+    if sd.get("derivation", "constraint") != "constraint" and located[0].get("type") != sd.get("type"):
+        raise SnapshotError(f"{url} is not a constraint on a base definition")
     elements = copy.deepcopy(snapshot(located[0], packages, located[1], _seen | {url}))
     differential = sd.get("differential", {}).get("element", [])
     for diff, element_id in zip(differential, _ids(differential), strict=True):

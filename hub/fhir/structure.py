@@ -6,7 +6,9 @@ What it checks, each finding with its FHIRPath location and the element it break
 - arrays exactly where the element repeats, and the core cardinalities (`min`, `max`);
 - the JSON type of every value (object, string, number, boolean), and the format of every primitive, by the
   regular expression its StructureDefinition gives (`date`, `dateTime`, `id`, `uri`, `decimal`, ...);
-- contained and nested resources (`Resource` typed elements) by their own `resourceType`.
+- contained and nested resources (`Resource` typed elements) by their own `resourceType`;
+- an Attachment's `size` against its `data`: R4 defines `size` as the number of bytes of the content, so
+  where the content is inline the two must agree.
 
 Types are compiled from the snapshots on first use and kept; the walk over a resource is plain dictionary work,
 several times cheaper than building a model of it. Profiles, bindings and invariants are the profile
@@ -23,6 +25,8 @@ to the `id` type; the hub checks it as `id` too.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import threading
 from collections.abc import Callable
@@ -84,6 +88,19 @@ def is_base64(text: str) -> bool:
         return False
     runs = text.split()  # only ASCII whitespace is left to split on
     return bool(runs) and all(len(run) % 4 == 0 for run in runs)
+
+
+def attachment_size_fault(value: dict[str, Any]) -> str | None:
+    """What is wrong with an Attachment's stated `size` given its inline `data` (the decoded bytes), if
+    anything; nothing to say when either is missing or the data is not base64 (reported as such)."""
+    data, size = value.get("data"), value.get("size")
+    if not isinstance(data, str) or not isinstance(size, int) or isinstance(size, bool) or not is_base64(data):
+        return None
+    try:
+        actual = len(base64.b64decode("".join(data.split()), validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    return None if actual == size else f"The stated size {size} is not the size of the data, {actual} bytes"
 
 
 # Primitives whose regex is checked natively (README, "Written policy"), with a test that both agree.
@@ -277,6 +294,8 @@ class StructureValidator:
         if isinstance(definition, Node):
             if isinstance(item, dict):
                 self._object(item, definition, where, out)
+                if f.type == "Attachment" and (fault := attachment_size_fault(item)) is not None:
+                    out.error("value", fault, where, rule="Attachment.size")
             else:
                 out.error("structure", f"Expected a JSON object ({f.type})", where, rule=f.element)
             return

@@ -2,10 +2,12 @@
 
 For each resource (and each Bundle entry and contained resource, by its own rights):
 1. structure against the R4 core definitions (`hub.fhir.structure`);
-2. every profile that applies: those in `meta.profile` and those asked for, always the core definition of the
-   type: cardinality, fixed and pattern values, slicing (value, pattern, type, profile and exists
-   discriminators; open and closed), extension profiles, the target types of references, required and
-   extensible bindings, and every constraint's FHIRPath expression (`hub.fhir.fhirpath`).
+2. every profile that applies: those in `meta.profile`, those a loaded ImplementationGuide declares `global`
+   for the type, and those asked for, always the core definition of the type: cardinality, fixed and pattern
+   values, slicing (value, pattern, type, profile and exists discriminators; open and closed), extension
+   profiles, type profiles (one of several is enough; also on nested resources, `Bundle.entry.resource`), the
+   target types of references, required and extensible bindings (and R5's additional ones), R5's
+   `mustHaveValue` and `valueAlternatives`, and every constraint's FHIRPath expression (`hub.fhir.fhirpath`).
 
 Each finding goes into one Outcome: severity, IssueType code, FHIRPath location, diagnostics, and the rule (the
 constraint key or the element id) that raised it.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.limits import Unchecked
 from hub.fhir.limits import check as limits_check
 from hub.fhir.packages import PackageSet, Terminology
+from hub.fhir.paths import step_parts, steps, typed_values_at, values_at
 from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile
 from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.structure import CORE, Node, StructureValidator, choice_name
@@ -93,16 +95,18 @@ class _Plan:
     """How the values of one element definition are walked, worked out once: the invariants to evaluate, the
     children that can yield a finding (the others, with no rule beyond what the structure check enforces, are
     not walked at all) and the JSON names that lead to them, and the type profiles walked for a value without
-    inline children. `inert`: a value of this element can yield no finding."""
+    inline children: all of them, but for a type naming several profiles (`alternatives`, with their urls),
+    one of which is enough. `inert`: a value of this element can yield no finding."""
 
     constraints: tuple[tuple[Constraint, frozenset[str] | None], ...]  # each with the names it needs to fail
     keys: dict[str, tuple[ElementDef, str | None, str]]  # JSON name → child, the type it says, the plain name
     counted: tuple[ElementDef, ...]  # the children whose number (or whose required slices) must be checked
     type_roots: dict[str, tuple[ElementDef, ...]]
+    alternatives: dict[str, tuple[str, ...]]
     inert: bool
 
 
-_CYCLE = _Plan((), {}, (), {}, False)
+_CYCLE = _Plan((), {}, (), {}, {}, False)
 
 # One value of an element in the instance: the value, where it is (relative to its parent) and its type if a
 # choice name says it. A plain tuple: the walk makes one for every value.
@@ -233,6 +237,7 @@ class Validator:
                   context: str | None) -> None:
         rtype = resource["resourceType"]
         declared = [p for p in resource.get("meta", {}).get("profile", []) if isinstance(p, str)]
+        declared.extend(self.packages.global_profiles(rtype))
         inner = context  # what nested resources resolve in: the package of this resource's own profile
         applied = 0
         for canonical in dict.fromkeys(declared + extra_profiles):
@@ -375,19 +380,27 @@ class Validator:
             else:
                 keys[child.name] = keys["_" + child.name] = (child, None, child.name)
         type_roots: dict[str, tuple[ElementDef, ...]] = {}
+        alternatives: dict[str, tuple[str, ...]] = {}
         if not ed.children:
             for t in ed.types:
                 roots = []
-                for canonical in t.profiles or ((CORE + t.code,) if t.code[:1].isupper() else ()):
+                canonicals = t.profiles or ((CORE + t.code,) if t.code[:1].isupper() else ())
+                for canonical in canonicals:
                     prof = self.profile(canonical, ed.package)
                     if prof is not None and not self._plan(prof.root, building).inert:
                         roots.append(prof.root)
+                if len(canonicals) > 1:  # a value conforms to one of the profiles (ElementDefinition.type.profile)
+                    if len(roots) < len(canonicals):
+                        roots = []  # one asks nothing of the value (or is unknown): nothing to choose
+                    elif roots:
+                        alternatives[t.code] = canonicals
                 type_roots[t.code] = tuple(roots)
         inert = not (constraints or keys or ed.fixed or ed.pattern
                      or ed.binding is not None or ed.limits is not None or ed.language_control is not None
+                     or ed.must_have_value or ed.value_alternatives is not None or bool(ed.additional_bindings)
                      or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
                      or any(type_roots.values()))
-        return _Plan(constraints, keys, tuple(counted), type_roots, inert)
+        return _Plan(constraints, keys, tuple(counted), type_roots, alternatives, inert)
 
     def _inert(self, ed: ElementDef, building: frozenset[int]) -> bool:
         return self._plan(ed, building).inert
@@ -448,7 +461,7 @@ class Validator:
             # The value is set by the element's fixed value, its pattern, or its required binding (FHIR's
             # definition of the value discriminator), found in the slice or in the profile of its type.
             target = self._element_at(slice_ed, path)
-            found = _values_at(item, path, root)
+            found = values_at(item, path, root)
             if target is None or (path == "url" and target.fixed is None):
                 # An extension slice whose definition is not loaded: its url is the definition's canonical.
                 urls = {p.split("|")[0] for t in slice_ed.types if t.code == "Extension" for p in t.profiles}
@@ -467,14 +480,14 @@ class Validator:
             return False
         if kind == "exists":
             target = self._element_at(slice_ed, path)
-            present = bool(_values_at(item, path, root))
+            present = bool(values_at(item, path, root))
             return present if target is None or target.min > 0 else (not present if target.max == 0 else True)
         if kind == "type":
             type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
-            if not _steps(path):
+            if not steps(path):
                 return one_type in type_codes if one_type is not None else True
             found = [t or (_json_type_of(v) if isinstance(v, dict) else None)
-                     for v, t in _typed_values_at(item, path, root)]
+                     for v, t in typed_values_at(item, path, root)]
             # `contentString` spells the type `string` with a capital: compare both spellings
             return any(t is not None and (t in type_codes or t[:1].lower() + t[1:] in type_codes) for t in found)
         if kind == "profile":
@@ -484,7 +497,7 @@ class Validator:
             targets = [p for t in ed.types for p in t.profiles]
             if not targets:
                 return True
-            values = _values_at(item, path, root) if _steps(path) else [item]
+            values = values_at(item, path, root) if steps(path) else [item]
             return any(self._conforms(v, p, ed.package, root) for v in values for p in targets)
         return False
 
@@ -522,7 +535,7 @@ class Validator:
 
     def _find_element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
         node: ElementDef | None = ed
-        for step in _steps(path):
+        for step in steps(path):
             if node is None:
                 return None
             if step == "resolve()":  # into the profile the reference must point to
@@ -530,7 +543,7 @@ class Validator:
                 profiles = [self.profile(p, node.package) for p in targets]
                 node = next((p.root for p in profiles if p is not None), None)
                 continue
-            name, url = _step_parts(step)
+            name, url = step_parts(step)
             if url is not None:
                 slices = node.children["extension"].slices if "extension" in node.children else []
                 node = next((s for s in slices if url in (p.split("|")[0] for t in s.types for p in t.profiles)
@@ -565,6 +578,8 @@ class Validator:
             run.out.error("value", f"{ed.path}: must match the pattern {_show(ed.pattern[1])}", where, rule=ed.id)
         if ed.binding is not None:
             self._binding(ed, item, where, run)
+        for strength, valueset in ed.additional_bindings:
+            self._binding(ed, item, where, run, (strength, valueset), ", additional")
         if ed.limits is not None:
             self._limits(ed, ed.limits, item, where, run)
         if ed.language_control is not None and isinstance(item, dict) and isinstance(item.get("div"), str):
@@ -572,6 +587,9 @@ class Validator:
             if broken is not None:
                 run.out.error("business-rule", f"{ed.path}: {broken}", where, rule=ed.id)
         type_code = choice_type or (ed.types[0].code if len(ed.types) == 1 else "")
+        if (ed.must_have_value or ed.value_alternatives is not None) and isinstance(item, dict) \
+                and type_code[:1].islower():
+            self._absent_value(ed, item, where, run)  # a primitive's `_name` alone: extensions, no value
         if type_code == "Reference" and isinstance(item, dict):
             self._reference(ed, item, where, run)
         if type_code == "Extension" and isinstance(item, dict):
@@ -584,7 +602,10 @@ class Validator:
                 self._constraints(ed, plan.constraints, item, where, resource, run)
             return
         if item.get("resourceType"):
-            return  # a nested resource: validated by its own rights (contained, Bundle entries)
+            # A nested resource is validated by its own rights (contained, Bundle entries, parameters); what is
+            # left is what this element's type profiles add (`Bundle.entry.resource` typed with a profile).
+            self._nested(ed, item, where, run)
+            return
         if ed.children:
             self._object(ed, item, where, resource, run)
             return
@@ -592,9 +613,61 @@ class Validator:
             self._constraints(ed, plan.constraints, item, where, resource, run)
         roots = plan.type_roots.get(type_code)
         if roots is None and ed.types:
-            roots = plan.type_roots.get(ed.types[0].code, ())
+            type_code = ed.types[0].code
+            roots = plan.type_roots.get(type_code, ())
+        if type_code in plan.alternatives and roots:
+            self._one_of(roots, plan.alternatives[type_code], item, where, resource, run)
+            return
         for root in roots or ():
             self._object(root, item, where, resource, run)
+
+    @staticmethod
+    def _absent_value(ed: ElementDef, item: dict[str, Any], where: str, run: _Run) -> None:
+        """A primitive without a value where the profile says it must have one (R5's `mustHaveValue`), or
+        where only the extensions of `valueAlternatives` may stand for it."""
+        if ed.must_have_value:
+            run.out.error("required", f"{ed.path}: the profile requires a value here, not only extensions",
+                          where, rule=ed.id)
+        elif ed.value_alternatives is not None:
+            urls = {x.get("url") for x in item.get("extension", []) if isinstance(x, dict)}
+            if urls.isdisjoint(ed.value_alternatives):
+                run.out.error("required", f"{ed.path}: without a value, the profile requires one of the extensions "
+                              f"{', '.join(ed.value_alternatives)}", where, rule=ed.id)
+
+    def _nested(self, ed: ElementDef, item: dict[str, Any], where: str, run: _Run) -> None:
+        """A resource inside a resource against the profiles its element's types name for its type (or for
+        `Resource`): one of them, when they are several, as for any type profile."""
+        rtype = item["resourceType"]
+        canonicals = [p for t in ed.types if t.code in (rtype, "Resource", "DomainResource") for p in t.profiles]
+        roots, named = [], []
+        for canonical in canonicals:
+            prof = self.profile(canonical, ed.package)
+            if prof is None:
+                run.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
+                         "not checked", where, "profile")
+            elif prof.type == rtype:
+                roots.append(prof.root)
+                named.append(canonical)
+        if len(roots) > 1:
+            self._one_of(tuple(roots), tuple(named), item, where, item, run)
+        elif roots:
+            self._object(roots[0], item, where, item, run)
+
+    def _one_of(self, roots: tuple[ElementDef, ...], canonicals: tuple[str, ...], item: dict[str, Any],
+                where: str, resource: dict[str, Any], run: _Run) -> None:
+        """A value of a type naming several profiles conforms to one of them: the findings of the first it
+        conforms to, or, when none, an error and each profile's findings (to say why)."""
+        tried = []
+        for root in roots:
+            trial = _Run(Outcome(), run.root, run.said)
+            self._object(root, item, where, resource, trial)
+            if trial.out.ok:
+                run.out.issues.extend(trial.out.issues)
+                return
+            tried.extend(trial.out.issues)
+        run.out.error("structure", f"{where} conforms to none of the profiles it may conform to: "
+                      f"{', '.join(canonicals)}", where, rule="profile")
+        run.out.issues.extend(tried)
 
     def _constraints(self, ed: ElementDef, constraints: tuple[tuple[Constraint, frozenset[str] | None], ...],
                      node: Any, where: str, resource: dict[str, Any], run: _Run) -> None:
@@ -638,10 +711,12 @@ class Validator:
         for text in broken:
             run.out.error("value", f"{ed.path}: {text}", where, rule=ed.id)
 
-    def _binding(self, ed: ElementDef, item: Any, where: str, run: _Run) -> None:
-        assert ed.binding is not None
-        strength, valueset = ed.binding
-        self._known_codes(ed, item, where, run)
+    def _binding(self, ed: ElementDef, item: Any, where: str, run: _Run,
+                 binding: tuple[str, str] | None = None, label: str = "") -> None:
+        """`item` against the element's binding, or against `binding` (one of its additional bindings)."""
+        strength, valueset = binding or ed.binding or ("", "")
+        if binding is None:
+            self._known_codes(ed, item, where, run)
         if strength not in ("required", "extensible"):
             return
         codings = _codings(item)
@@ -659,7 +734,7 @@ class Validator:
                  for system, code in codings)
         if not ok:
             shown = ", ".join(f"{s}#{c}" if s else c for s, c in codings)
-            text = f"{ed.path}: {shown} is not in the value set {valueset} ({strength} binding)"
+            text = f"{ed.path}: {shown} is not in the value set {valueset} ({strength} binding{label})"
             if strength == "required":
                 run.out.error("code-invalid", text, where, rule=ed.id)
             else:
@@ -726,9 +801,6 @@ class Validator:
 # --- helpers over JSON values ---------------------------------------------------------------------------------
 
 
-_STEP = re.compile(r"[^.(]+(?:\([^)]*\))?")
-
-
 @functools.lru_cache(maxsize=1024)
 def _location(expression: str | None) -> tuple[tuple[str, int], ...]:
     """An issue's place as a sort key: by element, list indexes as numbers (`entry[10]` after `entry[9]`)."""
@@ -739,59 +811,6 @@ def _location(expression: str | None) -> tuple[tuple[str, int], ...]:
         name, _, index = step.partition("[")
         key.append((name, int(index.rstrip("]")) if index.rstrip("]").isdigit() else -1))
     return tuple(key)
-
-
-def _steps(path: str) -> tuple[str, ...]:
-    """A discriminator path's steps: `$this` dropped, `extension('http://…')` kept whole despite its dots."""
-    return tuple(s for s in _STEP.findall(path) if s != "$this")
-
-
-def _step_parts(step: str) -> tuple[str, str | None]:
-    if step.startswith("extension(") and step.endswith(")"):
-        return "extension", step[len("extension("):-1].strip("'\"")
-    return step.removesuffix("[x]"), None
-
-
-def _named(v: dict[str, Any], name: str) -> list[tuple[Any, str | None]]:
-    """A property's values, each with the type a choice name gives it (`contentString` → `string`)."""
-    got = v.get(name)
-    type_code: str | None = None
-    if got is None:
-        key = next((k for k in v if k.startswith(name) and k[len(name):][:1].isupper()), None)
-        if key is None:
-            return []
-        got, type_code = v[key], key[len(name):]  # the type as the name spells it: `String`, `Attachment`
-    items = got if isinstance(got, list) else [got]
-    return [(g, type_code) for g in items if g is not None]
-
-
-def _typed_values_at(item: Any, path: str, root: Any) -> list[tuple[Any, str | None]]:
-    """The values a discriminator path leads to from `item`; `resolve()` follows references within `root`."""
-    values: list[tuple[Any, str | None]] = [(item, None)]
-    for step in _steps(path):
-        if step == "resolve()":
-            refs = [v.get("reference") if isinstance(v, dict) else v for v, _ in values]
-            values = [(r, None) for r in (resolve_reference(root, ref) for ref in refs if isinstance(ref, str))
-                      if r is not None]
-            continue
-        name, url = _step_parts(step)
-        nxt: list[tuple[Any, str | None]] = []
-        for v, _ in values:
-            if not isinstance(v, dict):
-                continue
-            found = _named(v, name)
-            if url is not None:
-                found = [(e, t) for e, t in found if isinstance(e, dict) and e.get("url") == url]
-            nxt.extend(found)
-        values = nxt
-    return values
-
-
-def _values_at(item: Any, path: str, root: Any) -> list[Any]:
-    steps = _steps(path)
-    if len(steps) == 1 and isinstance(item, dict) and (got := item.get(steps[0])) is not None:
-        return [g for g in got if g is not None] if isinstance(got, list) else [got]  # `url`, `system`: at hand
-    return [v for v, _ in _typed_values_at(item, path, root)]
 
 
 def _folded(text: str) -> str:

@@ -97,4 +97,8 @@ def test_what_cannot_be_made_is_said(profiles: tuple[PackageSet, Validator]) -> 
         snapshot(profile("nowhere", "http://hl7.org/fhir/StructureDefinition/Patient",
                          [{"id": "Patient.nothing", "path": "Patient.nothing"}]), profiles[0])
     with pytest.raises(SnapshotError, match="not a constraint"):
-        snapshot({**PATIENT, "derivation": "specialization"}, profiles[0])
+        snapshot({**PATIENT, "derivation": "specialization", "type": "MyPatient"}, profiles[0])
+
+
+def test_a_specialization_of_its_own_type_is_made_as_a_constraint(profiles: tuple[PackageSet, Validator]) -> None:
+    assert snapshot({**PATIENT, "derivation": "specialization"}, profiles[0]) == snapshot(PATIENT, profiles[0])
