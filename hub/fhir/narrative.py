@@ -92,6 +92,16 @@ def local_links(div: str) -> list[str]:
             if (value := e.get(name, "")).startswith("#")]
 
 
+def unresolved_links(div: str, targets: set[str]) -> list[str]:
+    """The div's links within the resource (`<a href="#x">`) that lead nowhere: to no anchor of the div (an
+    `id` or `name`) and to none of `targets` (the ids of the resource's contained resources)."""
+    root = _parsed(div)
+    if isinstance(root, str):
+        return []
+    anchors = {v for e in root.iter() if isinstance(e.tag, str) for n in ("id", "name") if (v := e.get(n))}
+    return [link for link in local_links(div) if link != "#" and link[1:] not in anchors | targets]
+
+
 def language_sections(div: str) -> list[str]:
     """The languages of the div's sections: its child elements with `lang` or `xml:lang`, in order."""
     root = _parsed(div)

@@ -7,6 +7,7 @@ slice names (`Appointment.extension:responsible.value[x]`), so the tree is built
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ class TypeRef:
     code: str
     profiles: tuple[str, ...] = ()
     target_profiles: tuple[str, ...] = ()
+    elements: tuple[tuple[str, str], ...] = ()  # (profile, element id): a profile's element, not its root, is meant
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Limits:
 # What R4's ElementDefinition says only by extension: a string's minimum length, and a narrative's languages.
 MIN_LENGTH = "http://hl7.org/fhir/StructureDefinition/minLength"
 LANGUAGE_CONTROL = "http://hl7.org/fhir/StructureDefinition/narrative-language-control"
+PROFILE_ELEMENT = "http://hl7.org/fhir/StructureDefinition/elementdefinition-profile-element"
 # R5's ElementDefinition.mustHaveValue and .valueAlternatives, in R4 by their cross-version extensions: a
 # primitive that must have a value, or whose value, when absent, must be replaced by one of these extensions.
 MUST_HAVE_VALUE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.mustHaveValue"
@@ -100,6 +103,13 @@ def _typed(element: dict[str, Any], prefix: str) -> tuple[str, Any] | None:
     return None
 
 
+def _type(t: dict[str, Any]) -> TypeRef:
+    profiles = tuple(t.get("profile", ()))
+    elements = tuple((p, str(element)) for p, extra in zip(profiles, t.get("_profile") or (), strict=False)
+                     if isinstance(extra, dict) and (element := _extension(extra, PROFILE_ELEMENT, "valueString")))
+    return TypeRef(t["code"], profiles, tuple(t.get("targetProfile", ())), elements)
+
+
 def _limits(e: dict[str, Any]) -> Limits | None:
     min_length = _extension(e, MIN_LENGTH, "valueInteger")
     limits = Limits(_typed(e, "minValue"), _typed(e, "maxValue"),
@@ -136,8 +146,7 @@ def _element(e: dict[str, Any], package: str | None) -> ElementDef:
         name=path.rsplit(".", 1)[-1],
         min=int(e.get("min", 0)),
         max=_max(max_raw),
-        types=tuple(TypeRef(t["code"], tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
-                    for t in e.get("type", ())),
+        types=tuple(_type(t) for t in e.get("type", ())),
         fixed=_typed(e, "fixed"),
         pattern=_typed(e, "pattern"),
         binding=(binding["strength"], binding["valueSet"]) if binding and binding.get("valueSet") else None,
@@ -195,3 +204,32 @@ def compile_profile(sd: dict[str, Any], package: str | None = None) -> Profile:
         if target is not None and not ed.children:
             ed.children = target.children
     return Profile(sd["url"], sd.get("version"), sd["type"], root, package)
+
+
+def element_by_id(root: ElementDef, element_id: str) -> ElementDef | None:
+    """The element of a compiled tree with that id (`Composition.section:codeA.code`), by its steps."""
+    steps = element_id.split(".")
+    if steps[0] != root.id:
+        return None
+    node: ElementDef | None = root
+    for step in steps[1:]:
+        name, _, slice_name = step.partition(":")
+        node = node.children.get(name) if node is not None else None
+        if node is not None and slice_name:
+            node = next((s for s in node.slices if s.slice_name == slice_name), None)
+        if node is None:
+            return None
+    return node
+
+
+def elements_of(root: ElementDef) -> Iterator[ElementDef]:
+    """Every element of a compiled tree once (the children of a `contentReference` are shared)."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        ed = todo.pop()
+        if id(ed) in seen:
+            continue
+        seen.add(id(ed))
+        yield ed
+        todo.extend([*ed.children.values(), *ed.slices])

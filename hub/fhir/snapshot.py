@@ -146,6 +146,7 @@ def _slice(elements: list[dict[str, Any]], parent: str, last: str) -> int:
     for made in copies:
         made["id"] = f"{sliced_id}:{slice_name}" + str(made["id"])[len(sliced_id):]
     copies[0].pop("slicing", None)  # the slice is not sliced itself unless the differential says so
+    copies[0]["min"] = 0  # the sliced element's minimum counts all its values: a slice needs none unless it says so
     copies[0]["sliceName"] = slice_name.rpartition("/")[2]
     at = _descendants_end(elements, sliced)
     elements[at:at] = copies

@@ -41,7 +41,7 @@ from hub.fhir.limits import Unchecked
 from hub.fhir.limits import check as limits_check
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.paths import step_parts, steps, typed_values_at, values_at
-from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile
+from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile, element_by_id, elements_of
 from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.structure import CORE, Node, StructureValidator, choice_name
 from hub.fhir.xml_reader import XmlReader
@@ -179,13 +179,33 @@ class Validator:
         """The profile's element tree; one published with its differential only gets its snapshot made first
         (`hub.fhir.snapshot`). None when that cannot be done: the profile is then reported as unusable."""
         if sd.get("snapshot", {}).get("element"):
-            return compile_profile(sd, package)
+            return self._linked(compile_profile(sd, package))
         try:
             elements = snapshot(sd, self.packages, package)
         except SnapshotError as exc:
             log.warning("no snapshot can be made for %s: %s", sd.get("url"), exc)
             return None
-        return compile_profile({**sd, "snapshot": {"element": elements}}, package)
+        return self._linked(compile_profile({**sd, "snapshot": {"element": elements}}, package))
+
+    def _linked(self, prof: Profile) -> Profile:
+        """An element whose type names an element of a profile (the `elementdefinition-profile-element`
+        extension: the section `Composition.section:codeA` of a library of sections) gets that element's
+        children. A profile being linked already in this thread (two naming each other) is not compiled again."""
+        linking: set[str] = self._checking.__dict__.setdefault("linking", set())
+        linking.add(prof.url)
+        try:
+            for ed in list(elements_of(prof.root)):
+                for canonical, element_id in (e for t in ed.types for e in t.elements):
+                    url = canonical.split("|")[0]
+                    other = prof if url == prof.url else None if url in linking else self.profile(canonical,
+                                                                                                  prof.package)
+                    target = element_by_id(other.root, element_id) if other is not None else None
+                    if target is not None and target is not ed:
+                        ed.children = target.children
+                        break
+        finally:
+            linking.discard(prof.url)
+        return prof
 
     def _is_resource_type(self, name: str) -> bool:
         node = self.structure.definition(name)
@@ -259,6 +279,7 @@ class Validator:
             core = self.profile(CORE + rtype)
             if core is not None:
                 self._object(core.root, resource, where, resource, run)
+        self._narrative_links(resource, where, run)
         for i, contained in enumerate(resource.get("contained", []) or []):
             self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
         if rtype == "Bundle" and resource.get("type") == "message":
@@ -267,6 +288,19 @@ class Validator:
             for i, entry in enumerate(resource.get("entry", []) or []):
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                     self._resource(entry["resource"], f"{where}.entry[{i}].resource", [], run, inner)
+
+    @staticmethod
+    def _narrative_links(resource: dict[str, Any], where: str, run: _Run) -> None:
+        """The narrative's links within the resource resolve, as the HL7 validator requires: each `#x` names an
+        anchor of the narrative or a contained resource."""
+        text = resource.get("text")
+        div = text.get("div") if isinstance(text, dict) else None
+        if not isinstance(div, str) or "#" not in div or "href" not in div:
+            return
+        targets = {str(c.get("id")) for c in resource.get("contained", []) or [] if isinstance(c, dict)}
+        for link in narrative.unresolved_links(div, targets):
+            run.out.error("structure", f"The narrative's link {link} does not resolve (no anchor or contained "
+                          "resource has that id)", f"{where}.text.div", rule="narrative-link")
 
     def _message(self, bundle: dict[str, Any], where: str, run: _Run, context: str | None) -> None:
         """A message Bundle against what its MessageHeader's definition requires: the MessageDefinition named
@@ -477,13 +511,18 @@ class Validator:
                 except Exception:
                     return False
                 return any(any(c == _code_of(v) for _, c in codes) for v in found)
-            return False
+            return True  # a slice that sets no value there sets no condition by this discriminator
         if kind == "exists":
             target = self._element_at(slice_ed, path)
             present = bool(values_at(item, path, root))
             return present if target is None or target.min > 0 else (not present if target.max == 0 else True)
         if kind == "type":
-            type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
+            if steps(path)[-1:] == ("resolve()",):  # the type of the resource referred to: its target profiles'
+                ref_ed = self._element_at(slice_ed, path.removesuffix("resolve()").rstrip(".")) or slice_ed
+                type_codes = {prof.type if (prof := self.profile(p, ref_ed.package)) else p.rsplit("/", 1)[-1]
+                              for t in ref_ed.types for p in t.target_profiles}
+            else:
+                type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
             if not steps(path):
                 return one_type in type_codes if one_type is not None else True
             found = [t or (_json_type_of(v) if isinstance(v, dict) else None)
@@ -508,6 +547,8 @@ class Validator:
         prof = self.profile(canonical, context)
         if prof is None:
             return False
+        if isinstance(item, dict) and isinstance(item.get("resourceType"), str) and item["resourceType"] != prof.type:
+            return False  # a resource conforms only to profiles of its own type (a Practitioner to no Patient's)
         key = (id(item), canonical)
         checking: set[tuple[int, str]] = self._checking.__dict__.setdefault("keys", set())
         if key in checking:
