@@ -206,11 +206,18 @@ def validate(
     package: Annotated[str | None, typer.Option(help="Resolve canonicals as this loaded package (name#version) "
                                                 "sees them; default: the package a file sits in, else newest")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout")] = None,
+    security_checks: Annotated[bool, typer.Option(help="HTML tags in strings are errors")] = False,
+    example_urls: Annotated[bool, typer.Option(help="Allow URLs of example domains (example.org, …)")] = True,
+    resolve_references: Annotated[bool, typer.Option(help="Every relative reference must resolve in the input")
+                                  ] = False,
+    bundle_profile: Annotated[list[str] | None, typer.Option(
+        help="TYPE:INDEX=PROFILE (or TYPE:*=PROFILE): validate those Bundle entries against PROFILE too")] = None,
 ) -> None:
     """Validate messages against the official packages; exit 0 when all pass, 1 when any fails."""
     from rich.progress import Progress
 
     from hub.conformance import files, report
+    from hub.fhir.options import ValidationOptions
     from hub.fhir.packages import load_store
     from hub.fhir.validator import Validator
     from hub.medcom.schemas import OioxmlSchemas
@@ -220,7 +227,13 @@ def validate(
     loaded = {f"{name}#{version}" for name, version in packages.packages}
     if package is not None and package not in loaded:
         raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
-    validator = Validator(packages)
+    rules = [tuple(b.split("=", 1)) for b in bundle_profile or ()]
+    if any(len(r) != 2 or ":" not in r[0] for r in rules):
+        raise typer.BadParameter("expected TYPE:INDEX=PROFILE", param_hint="--bundle-profile")
+    options = ValidationOptions(security_checks=security_checks, example_urls=example_urls,
+                                resolve_references=resolve_references,
+                                bundle_profiles=tuple((r[0], r[1]) for r in rules))
+    validator = Validator(packages, options=options)
     oioxml = OioxmlSchemas(settings.standards_store)
     todo = list(files.collect(paths))
     results = []

@@ -22,10 +22,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from hub.core.errors import HubError
-from hub.core.outcome import Severity
+from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet, write_package
 from hub.fhir.validator import Validator
 
@@ -78,26 +78,22 @@ def _read(path: Path, validator: Validator, definition: bool = False) -> dict[st
     return validator.parse(path.read_bytes(), "application/fhir+json")
 
 
-class Options(TypedDict, total=False):
-    security_checks: bool
-    html_in_markdown: Severity
-    rest_types: bool
+def _options(case: dict[str, Any]) -> ValidationOptions:
+    """The Java validator's options a case sets, as the hub's validator takes them (`hub.fhir.options`); where
+    the hub's defaults differ from the Java validator's, the Java validator's."""
+    profile = case.get("profile") or {}
+    bundle = case.get("bundle-param") or {}
+    return ValidationOptions(
+        security_checks=bool(case.get("security-checks")),
+        html_in_markdown="error" if case.get("noHtmlInMarkdown") else "warning",
+        example_urls=case.get("examples", True) is not False,
+        rest_types=bool(profile.get("assumeValidRestReferences", case.get("assumeValidRestReferences"))),
+        resolve_references=str(case.get("validateReference", "")).startswith("CHECK_EXISTS"),
+        bundle_profiles=((bundle["rule"], bundle["profile"]),) if bundle.get("rule") else (),
+    )
 
 
-def _options(case: dict[str, Any]) -> Options:
-    """The Java validator's options a case sets, as the hub's validator takes them; the hub's defaults where they
-    differ from the Java validator's (RESTful references' types are checked, `assumeValidRestReferences`)."""
-    options = Options()
-    if case.get("security-checks"):
-        options["security_checks"] = True
-    if case.get("noHtmlInMarkdown"):
-        options["html_in_markdown"] = "error"
-    if not (case.get("profile") or {}).get("assumeValidRestReferences", case.get("assumeValidRestReferences")):
-        options["rest_types"] = False
-    return options
-
-
-_PLAIN = Options(rest_types=False)  # the Java validator's defaults
+_PLAIN = ValidationOptions(rest_types=False)  # the Java validator's defaults
 
 
 class Suite:
@@ -107,7 +103,7 @@ class Suite:
         self.suite = suite
         self.core = core
         self.manifest = json.loads((suite / MANIFEST).read_text(encoding="utf-8"))
-        self._base = Validator(PackageSet([core]), **_PLAIN)  # for the cases with no resources and options of their own
+        self._base = Validator(PackageSet([core]), options=_PLAIN)  # cases with no resources or options of their own
 
     @property
     def cases(self) -> list[dict[str, Any]]:
@@ -137,7 +133,7 @@ class Suite:
             names.extend([*case["profile"].get("supporting", []), source])
         options = _options(case)
         if not names:
-            return (Validator(PackageSet([self.core]), **options) if options != _PLAIN else self._base), None
+            return (Validator(PackageSet([self.core]), options=options) if options != _PLAIN else self._base), None
         resources, profile_url = [], None
         for name in dict.fromkeys(names):
             try:
@@ -149,7 +145,7 @@ class Suite:
             resources.append(resource)
         folder.mkdir(parents=True, exist_ok=True)
         write_package(folder, "reference.case", resources, CORE_DEPENDENCY)
-        return Validator(PackageSet([self.core, folder]), **options), profile_url
+        return Validator(PackageSet([self.core, folder]), options=options), profile_url
 
     def _compare(self, case: dict[str, Any], validator: Validator, profile: str | None, java: Any) -> Result:
         expected, expected_places = _expected(self.suite, java)

@@ -13,7 +13,7 @@ compiler leaves out, at compile or at run time, is evaluated by fhirpathpy.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fhirpathpy
@@ -104,22 +104,25 @@ class InvariantEngine:
             return None
         return found[0].guard
 
-    def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> bool:
+    def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None,
+              within: Any = None) -> bool:
         """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written).
+        `root` is `%rootResource`; `within` the input `resolve()` looks in (a Bundle), `root` if not given.
 
         Raises `Unresolvable` when it does not hold but `resolve()` met references to resources that are not
         in the input: then the verdict is unknown, not false.
         """
-        result = self.evaluate(expression, node, resource, root, path)
+        result = self.evaluate(expression, node, resource, root, path, within)
         holds = not (len(result) == 1 and result[0] is False)
         if not holds and self._local.unresolved:
             raise Unresolvable(self._local.unresolved)
         return holds
 
-    def evaluate(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None) -> list[Any]:
+    def evaluate(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None,
+                 within: Any = None) -> list[Any]:
         """The expression's result on `node`: by its compiled closure, else (or where the closure falls back)
         by fhirpathpy. `path` is the node's element path, which fhirpathpy needs to type it."""
-        self._local.root = root
+        self._local.root = root if within is None else within
         self._local.unresolved = []
         found = self.closure(expression) if self.use_compiled else None
         if found is not None:
@@ -179,8 +182,9 @@ class InvariantEngine:
 
 
 def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:
-    """The resource `ref` points at within `root`: a contained `#id`, or a Bundle entry by fullUrl, by the
-    `Type/id` a fullUrl ends with, or by its resource's `Type/id` (the first entry that matches, in order)."""
+    """The resource `ref` points at within `root`: a contained `#id`, a Bundle entry by fullUrl, by the `Type/id`
+    a fullUrl ends with, or by its resource's `Type/id` (the first entry that matches, in order), or a resource
+    of a Parameters by its `Type/id`."""
     if not isinstance(root, dict):
         return None
     if ref.startswith("#"):
@@ -188,10 +192,22 @@ def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:
             if isinstance(c, dict) and c.get("id") == ref[1:]:
                 return c
         return None
+    if root.get("resourceType") == "Parameters":
+        return next((r for r in _parameter_resources(root.get("parameter")) if ref == f"{r.get('resourceType')}/"
+                     f"{r.get('id')}"), None)
     if root.get("resourceType") != "Bundle":
         return None
     hit = _bundle_index(root).get(ref)
     return hit[1] if hit is not None else None
+
+
+def _parameter_resources(parameters: Any) -> Iterator[dict[str, Any]]:
+    """The resources of a Parameters' parameters and their parts, in order."""
+    for p in parameters if isinstance(parameters, list) else []:
+        if isinstance(p, dict):
+            if isinstance(p.get("resource"), dict):
+                yield p["resource"]
+            yield from _parameter_resources(p.get("part"))
 
 
 _indexes = threading.local()  # the entry index of the last Bundles resolved in, per thread

@@ -16,7 +16,8 @@ validator's part (issue 3 of the hub), layered on this.
 
 Markup where none belongs, as the HL7 Java validator reports it: `markdown` holding what looks like an HTML tag
 is a warning (it will, or should, be escaped when shown), or an error where `html_in_markdown` says so; with
-`security_checks`, a `string` holding HTML tags is an error (a stored-script risk for whoever shows it).
+`security_checks`, a `string` holding HTML tags is an error (a stored-script risk for whoever shows it). Without
+`example_urls`, a URL of an example domain (`http://example.org/…`) is an error (`hub.fhir.options`).
 
 Written policy: R4 4.0.1 declares `Resource.id` (and so every resource's `id`) with the FHIR type `string`
 (extension `structuredefinition-fhir-type`), while the specification's text and the HL7 Java validator hold it
@@ -33,8 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.core.outcome import Outcome, Severity, single
+from hub.core.outcome import Outcome, single
 from hub.fhir import narrative
+from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
@@ -45,6 +47,8 @@ _SYSTEM = "http://hl7.org/fhirpath/System."
 _JSON_BOOL = {"boolean"}
 _JSON_INT = {"integer", "positiveInt", "unsignedInt"}
 _JSON_NUMBER = {"decimal"}
+_URLS = frozenset({"uri", "url", "canonical"})
+_EXAMPLE_URL = re.compile(r"https?://([^/]*\.)?(example\.(org|com|net)|acme\.(com|org))([:/]|$)")
 _INT_MIN = {"positiveInt": 1, "unsignedInt": 0}  # and all of them 32-bit
 
 
@@ -128,11 +132,11 @@ def choice_name(base: str, type_code: str) -> str:
 class StructureValidator:
     """Checks resources against the core definitions of their types. Thread-safe; build one per process."""
 
-    def __init__(self, packages: PackageSet, security_checks: bool = False,
-                 html_in_markdown: Severity = "warning") -> None:
+    def __init__(self, packages: PackageSet, options: ValidationOptions = ValidationOptions()) -> None:
         self.packages = packages
-        self.security_checks = security_checks
-        self.html_in_markdown = html_in_markdown
+        self.security_checks = options.security_checks
+        self.html_in_markdown = options.html_in_markdown
+        self.example_urls = options.example_urls
         self._types: dict[str, Node | _Primitive | None] = {}
         self._lock = threading.Lock()
 
@@ -322,6 +326,8 @@ class StructureValidator:
                 return
             if t == "markdown" or (t == "string" and self.security_checks):
                 self._markup(item, t, where, out)
+            elif not self.example_urls and t in _URLS and _EXAMPLE_URL.match(item):
+                out.error("value", f"Example URLs are not allowed here ({_short(item)})", where, rule="example-url")
             if definition is None:
                 return
             valid = definition.native(item) if definition.native is not None else (

@@ -39,6 +39,7 @@ from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.limits import Unchecked
 from hub.fhir.limits import check as limits_check
+from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.paths import step_parts, steps, typed_values_at, values_at
 from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile, element_by_id, elements_of
@@ -121,6 +122,7 @@ class _Run:
     root: Any
     said: set[str] = field(default_factory=set)
     evaluated: set[tuple[str, str, str]] = field(default_factory=set)
+    containers: dict[int, dict[str, Any]] = field(default_factory=dict)  # id of a contained resource → container
 
     def once(self, key: str, severity: Severity, code: str, text: str, where: str, rule: str) -> None:
         """A finding about the validation itself (a profile or value set missing), said once per input."""
@@ -134,15 +136,11 @@ class Validator:
 
     def __init__(self, packages: PackageSet, structure: StructureValidator | None = None,
                  terminology: Terminology | None = None, compiled_invariants: bool = True,
-                 security_checks: bool = False, html_in_markdown: Severity = "warning",
-                 rest_types: bool = True) -> None:
-        """`security_checks` and `html_in_markdown`: the structure check's options for markup in strings
-        (`hub.fhir.structure`), used when no `structure` is given. `rest_types`: a RESTful reference not in the
-        input (`Group/12345`) is taken to point at the type it names, and checked against the types allowed
-        (the HL7 validator's `assumeValidRestReferences`; without it, only references resolved are)."""
+                 options: ValidationOptions = ValidationOptions()) -> None:
+        """`options` (`hub.fhir.options`): those of the structure check apply when no `structure` is given."""
         self.packages = packages
-        self.rest_types = rest_types
-        self.structure = structure or StructureValidator(packages, security_checks, html_in_markdown)
+        self.options = options
+        self.structure = structure or StructureValidator(packages, options)
         self.terminology = terminology or Terminology(packages)
         self.invariants = InvariantEngine(self.terminology, compiled_invariants)
         self.invariants.conforms = lambda resource, canonical: self._conforms(resource, canonical, None)
@@ -281,18 +279,31 @@ class Validator:
                 self._object(core.root, resource, where, resource, run)
         self._narrative_links(resource, where, run)
         for i, contained in enumerate(resource.get("contained", []) or []):
+            if isinstance(contained, dict):
+                run.containers[id(contained)] = run.containers.get(id(resource), resource)
             self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
         if rtype == "Bundle" and resource.get("type") == "message":
             self._message(resource, where, run, inner)
+        if rtype == "Parameters":
+            for at, held in _parameter_resources(resource.get("parameter"), f"{where}.parameter"):
+                self._resource(held, at, [], run, inner)
         if rtype == "Bundle":
+            seen: dict[str, int] = {}  # entries of each type so far, for the options' `Type:index` rules
             for i, entry in enumerate(resource.get("entry", []) or []):
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    self._resource(entry["resource"], f"{where}.entry[{i}].resource", [], run, inner)
+                    kind = str(entry["resource"].get("resourceType"))
+                    n = seen[kind] = seen.get(kind, -1) + 1
+                    extra = [p for rule, p in self.options.bundle_profiles if rule in (f"{kind}:{n}", f"{kind}:*")] \
+                        if resource is run.root else []
+                    self._resource(entry["resource"], f"{where}.entry[{i}].resource", extra, run, inner)
 
     @staticmethod
     def _narrative_links(resource: dict[str, Any], where: str, run: _Run) -> None:
         """The narrative's links within the resource resolve, as the HL7 validator requires: each `#x` names an
-        anchor of the narrative or a contained resource."""
+        anchor of the narrative or a contained resource. Written policy: not inside a Bundle, whose narratives
+        are shown together and link to each other's anchors (MedCom's generated narratives do)."""
+        if resource is not run.root and isinstance(run.root, dict) and run.root.get("resourceType") == "Bundle":
+            return
         text = resource.get("text")
         div = text.get("div") if isinstance(text, dict) else None
         if not isinstance(div, str) or "#" not in div or "href" not in div:
@@ -632,7 +643,7 @@ class Validator:
                 and type_code[:1].islower():
             self._absent_value(ed, item, where, run)  # a primitive's `_name` alone: extensions, no value
         if type_code == "Reference" and isinstance(item, dict):
-            self._reference(ed, item, where, run)
+            self._reference(ed, item, where, resource, run)
         if type_code == "Extension" and isinstance(item, dict):
             has_value = any(k.startswith("value") for k in item)
             if has_value == ("extension" in item):
@@ -679,6 +690,18 @@ class Validator:
         """A resource inside a resource against the profiles its element's types name for its type (or for
         `Resource`): one of them, when they are several, as for any type profile."""
         rtype = item["resourceType"]
+        allowed: set[str] = set()
+        for t in ed.types:
+            if t.code not in ("Resource", "DomainResource"):
+                allowed.add(t.code)
+            elif not t.profiles:
+                return  # any resource may stand here: it is validated by its own rights
+            else:
+                allowed |= {p.type for c in t.profiles if (p := self.profile(c, ed.package)) is not None}
+        if allowed and rtype not in allowed:
+            run.out.error("structure", f"{ed.path}: the type {rtype} is not allowed here (allowed: "
+                          f"{', '.join(sorted(allowed))})", where, rule=ed.id)
+            return
         canonicals = [p for t in ed.types if t.code in (rtype, "Resource", "DomainResource") for p in t.profiles]
         roots, named = [], []
         for canonical in canonicals:
@@ -728,7 +751,10 @@ class Validator:
                     holds = not faults
                 else:
                     assert c.expression is not None
-                    holds = self.invariants.holds(c.expression, node, resource, run.root, ed.path)
+                    # %rootResource: the container of a contained resource, else the resource itself (a Bundle's
+                    # entry is not contained in it); resolve() looks in the whole input
+                    holds = self.invariants.holds(c.expression, node, resource,
+                                                  run.containers.get(id(resource), resource), ed.path, run.root)
             except Unresolvable as exc:
                 run.out.add("warning", "not-found", f"{c.key}: not checked: it follows references to resources "
                             f"that are not in this input ({exc})", where, rule=c.key)
@@ -806,7 +832,8 @@ class Validator:
                 run.out.add("warning", "invalid", f"Wrong display '{display}' for {system}#{code}: the code "
                             f"system gives {expected}", f"{at}.display", rule=ed.id)
 
-    def _reference(self, ed: ElementDef, item: dict[str, Any], where: str, run: _Run) -> None:
+    def _reference(self, ed: ElementDef, item: dict[str, Any], where: str, resource: dict[str, Any],
+                   run: _Run) -> None:
         targets = [p for t in ed.types if t.code == "Reference" for p in t.target_profiles]
         ref = item.get("reference")
         if not targets or not isinstance(ref, str):
@@ -819,17 +846,26 @@ class Validator:
             allowed.add(prof.type if prof is not None else canonical.rsplit("/", 1)[-1])
         if "Resource" in allowed:
             return
-        found = resolve_reference(run.root, ref) if ref.startswith("#") or ref.startswith("urn:") else None
-        rtype = found.get("resourceType") if found else _type_in_reference(ref) if self.rest_types else None
-        if rtype is None and isinstance(run.root, dict) and run.root.get("resourceType") == "Bundle":
+        found = resolve_reference(run.containers.get(id(resource), resource), ref) if ref.startswith("#") else \
+            resolve_reference(run.root, ref) if ref.startswith("urn:") else None
+        rtype = found.get("resourceType") if found else _type_in_reference(ref) if self.options.rest_types else None
+        if rtype is None and isinstance(run.root, dict) and run.root.get("resourceType") in _HOLDERS:
             found = resolve_reference(run.root, ref)
             rtype = found.get("resourceType") if found else None
+        if found is None and self.options.resolve_references and ("://" not in ref or ref.startswith("urn:")):
+            found = resolve_reference(run.containers.get(id(resource), resource) if ref.startswith("#") else
+                                      run.root, ref)
+            if found is None:
+                run.out.error("not-found", f"{ed.path}: the reference {ref} does not resolve to a resource in the "
+                              "input", f"{where}.reference", rule=ed.id)
+                return
+            rtype = found.get("resourceType")
         if rtype is not None and rtype not in allowed:
             run.out.error("structure", f"{ed.path}: a reference to {rtype} is not allowed here (allowed: "
                           f"{', '.join(sorted(allowed))})", f"{where}.reference", rule=ed.id)
             return
         profiled = [c for c in targets if not c.startswith(CORE)]
-        if profiled and found is None and isinstance(run.root, dict) and run.root.get("resourceType") == "Bundle":
+        if profiled and found is None and isinstance(run.root, dict) and run.root.get("resourceType") in _HOLDERS:
             found = resolve_reference(run.root, ref)
         if found is not None and profiled:
             # A target in the input is checked against the target profiles: it must conform to one of them.
@@ -838,6 +874,17 @@ class Validator:
                 run.out.error("structure", f"{ed.path}: {ref} conforms to none of the target profiles "
                               f"{', '.join(of_type)}", where, rule=ed.id)
 
+
+def _parameter_resources(parameters: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The resources a Parameters holds in its parameters and their parts, each with its place."""
+    for i, p in enumerate(parameters if isinstance(parameters, list) else []):
+        if isinstance(p, dict):
+            if isinstance(p.get("resource"), dict) and isinstance(p["resource"].get("resourceType"), str):
+                yield f"{where}[{i}].resource", p["resource"]
+            yield from _parameter_resources(p.get("part"), f"{where}[{i}].part")
+
+
+_HOLDERS = frozenset({"Bundle", "Parameters"})  # resources whose references resolve among the resources they hold
 
 # --- helpers over JSON values ---------------------------------------------------------------------------------
 
