@@ -3,7 +3,10 @@
 Reports package loading (indexing, and compiling the profiles the Bundles use), Bundles per second and the cost
 per Bundle entry, and in the same run plain fhir.resources parsing of the same Bundles for comparison (parsing
 alone: no profiles, no invariants), in alternating half-second windows. Input: the CareCommunication 5.0.2
-package's example Bundles and MedCom's SendExamples (JSON). Run: `.venv/bin/python bench/validate.py [--seconds 10]`.
+package's example Bundles and MedCom's SendExamples (JSON). Then, as a tester runs it, `hub validate` from the
+command line on a collection Bundle of `--large` entries (FUT's examples over and over, each with an id of its
+own; 10,000 by default, 0 skips it): the wall-clock time of the whole command, startup included, median of three.
+Run: `.venv/bin/python bench/validate.py [--seconds 10] [--large 10000]`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import argparse
 import json
 import logging
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,28 @@ def bundles() -> list[dict[str, Any]]:
     files = sorted((cc / "5.0.2" / "package" / "example").glob("Bundle-*.json"))
     files += sorted((cc / "examples" / "SendExamples").glob("*.json"))
     return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+
+
+def large_bundle(entries: int) -> dict[str, Any]:
+    """A collection Bundle of `entries` FUT example resources, each with an id and a fullUrl of its own."""
+    folder = Settings().standards_dir / "fut" / "dk.ehealth.sundhed.fhir.ig.core" / "8.0.0" / "package" / "example"
+    examples = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(folder.glob("*.json"))
+                if not f.name.startswith(".")]
+    examples = [r for r in examples if r.get("resourceType") not in (None, "Bundle")]
+    return {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+         "resource": {**examples[i % len(examples)], "id": f"r{i}"}} for i in range(entries)]}
+
+
+def command_seconds(path: Path, runs: int = 3) -> list[float]:
+    """Wall-clock seconds of `hub validate FILE`, each run a fresh process."""
+    hub = Path(sys.executable).with_name("hub")
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([str(hub), "validate", str(path)], capture_output=True, check=False)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def rate(fn: Any, items: list[Any], seconds: float) -> float:
@@ -56,6 +83,7 @@ def interleaved(fns: list[Any], items: list[Any], seconds: float, window: float 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of each measurement")
+    ap.add_argument("--large", type=int, default=10000, help="entries of the command-line Bundle (0: skip)")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the one-line note about absent dependencies
 
@@ -91,6 +119,14 @@ def main() -> None:
     print(f"fhir.resources:  {parse_rate:.1f} bundles/s parsing alone, {1000 / parse_rate:.2f} ms a bundle "
           f"(in the windows between)")
     print(f"ratio:           the validator does {ratio:.2f}× as many bundles a second as fhir.resources parses")
+    if args.large:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "large.json"
+            path.write_text(json.dumps(large_bundle(args.large)), encoding="utf-8")
+            times = command_seconds(path)
+        print(f"hub validate:    a {args.large:,}-entry collection Bundle of FUT examples in "
+              f"{statistics.median(times):.2f} s (median of {len(times)}: "
+              f"{', '.join(f'{t:.2f}' for t in times)}), startup included")
     if invalid:
         sys.exit(1)
 

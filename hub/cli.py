@@ -155,14 +155,17 @@ def _medcom(bodies: list[bytes], to: Target) -> tuple[list[Output], list[str]]:
     from hub.convert.to_fhir import ConversionError
     from hub.fhir.io import parse, parse_xml_root
     from hub.fhir.messaging import ErrorCodes, ack_event, read_message
+    from hub.fhir.structure import StructureValidator
+    from hub.fhir.xml_reader import XmlReader
     from hub.medcom.schemas import OioxmlSchemas
     from hub.wiring import converter_factory, load_packages
 
     settings = _settings()
     packages = load_packages(settings)
     converter = converter_factory(settings, packages, OioxmlSchemas(settings.standards_store))()
+    reader = XmlReader(StructureValidator(packages))  # FHIR XML read as the validator reads it
     roots = [parse_xml_root(b) for b in bodies if detect(b) == "oioxml"]
-    fhir = [parse(b, f"application/{detect(b)}") for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
+    fhir = [parse(b, f"application/{detect(b)}", reader) for b in bodies if detect(b) in ("fhir+json", "fhir+xml")]
     if len(roots) + len(fhir) != len(bodies):
         raise ConversionError("give OIOXML Emessages and FHIR messages only")
     answers = [b for b in fhir if read_message(b).event_code == "acknowledgement-message"]
@@ -271,21 +274,20 @@ def testscript(
     from hub.conformance import testscript as scripts
     from hub.core import standards
     from hub.core.errors import HubError
-    from hub.fhir.io import parse
     from hub.fhir.packages import load_store
     from hub.fhir.validator import Validator
 
     settings = _settings()
     try:
         found = scripts.load(script, settings.standards_store)
+        validator = Validator(load_store(settings.standards_store))
         sent = []
         for path in messages:
             try:
-                sent.append(parse(path.read_bytes(), None))
+                sent.append(validator.parse(path.read_bytes(), None))  # FHIR XML by the validator's own reader
             except HubError as exc:
                 raise typer.BadParameter(f"{path} is not a FHIR resource: {exc}", param_hint="MESSAGES") from None
         scripts.bind(found, sent)
-        validator = Validator(load_store(settings.standards_store))
     except (scripts.ScriptNotFound, standards.SyncError) as exc:
         raise typer.BadParameter(str(exc), param_hint="SCRIPT") from None
     except ValueError as exc:

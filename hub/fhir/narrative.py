@@ -45,6 +45,7 @@ def _parsed(div: str) -> etree._Element | str:
         return exc.text
 
 
+@functools.lru_cache(maxsize=512)
 def faults(div: str) -> list[str]:
     """What breaks `txt-1` in the div, in words; empty when it keeps the rule."""
     root = _parsed(div)
@@ -74,8 +75,11 @@ def keeps_txt_1(div: object) -> bool:
 
 def keeps_txt_2(div: object) -> bool:
     """The div has some non-whitespace text, or an image."""
-    if not isinstance(div, str):
-        return True
+    return not isinstance(div, str) or _has_content(div)
+
+
+@functools.lru_cache(maxsize=512)
+def _has_content(div: str) -> bool:
     root = _parsed(div)
     if isinstance(root, str):
         return True  # not readable: txt-1 says so
@@ -83,13 +87,14 @@ def keeps_txt_2(div: object) -> bool:
         isinstance(e.tag, str) and etree.QName(e).localname == "img" for e in root.iter())
 
 
-def local_links(div: str) -> list[str]:
+@functools.lru_cache(maxsize=512)
+def local_links(div: str) -> tuple[str, ...]:
     """The links within the resource the div makes (`href` or `src` of `#id`)."""
     root = _parsed(div)
     if isinstance(root, str):
-        return []
-    return [value for e in root.iter() if isinstance(e.tag, str) for name in ("href", "src")
-            if (value := e.get(name, "")).startswith("#")]
+        return ()
+    return tuple(value for e in root.iter() if isinstance(e.tag, str) for name in ("href", "src")
+                 if (value := e.get(name, "")).startswith("#"))
 
 
 def unresolved_links(div: str, targets: set[str]) -> list[str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,56 +38,30 @@ from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.limits import Unchecked
 from hub.fhir.limits import check as limits_check
+from hub.fhir.native import NATIVE_CHECKS, NATIVE_RULES
 from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet, Terminology
 from hub.fhir.paths import step_parts, steps, typed_values_at, values_at
 from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile, element_by_id, elements_of
 from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.structure import CORE, Node, StructureValidator, choice_name
+from hub.fhir.values import (
+    HOLDERS,
+    code_of,
+    codings,
+    folded,
+    json_type_of,
+    location,
+    matches_pattern,
+    parameter_resources,
+    show,
+    type_in_reference,
+)
 from hub.fhir.xml_reader import XmlReader
 
 log = logging.getLogger("hub.validator")
 
 
-def _contained_referenced(resource: Any) -> list[str]:
-    """dom-3, natively: each contained resource is referred to from elsewhere in the resource (a `#id` string:
-    a reference, canonical or uri, or a narrative's `<img src="#id">` or `<a href="#id">`, as the HL7 validator
-    counts them), or refers to its container (`#`). fhirpathpy cannot evaluate the official expression
-    (`descendants().as(canonical)` needs the type of every primitive)."""
-    contained = [c for c in resource.get("contained", []) or [] if isinstance(c, dict)]
-    if not contained:
-        return []
-    strings = set(_strings(resource))
-    strings |= {link for text in strings if text.startswith("<div") and "#" in text
-                for link in narrative.local_links(text)}
-    return [f"#{c.get('id')} is not referred to" for c in contained
-            if f"#{c.get('id')}" not in strings and "#" not in set(_strings(c))]
-
-
-def _txt_1(div: Any) -> list[str]:
-    return narrative.faults(div) if isinstance(div, str) else []
-
-
-def _txt_2(div: Any) -> list[str]:
-    return [] if narrative.keeps_txt_2(div) else ["the narrative is empty"]
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
-# Invariants checked natively (module docstring): ele-1 by the structure check, ext-1 where an Extension is
-# walked, and these, with their own functions, each saying what breaks the rule (nothing when it holds).
-NATIVE_CHECKS: dict[str, Callable[[Any], list[str]]] = {"dom-3": _contained_referenced, "txt-1": _txt_1,
-                                                        "txt-2": _txt_2}
-NATIVE_RULES = frozenset({"ele-1", "ext-1", *NATIVE_CHECKS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +207,7 @@ class Validator:
             return out
         faulted = {i.expression for i in out.issues if i.severity in ("error", "fatal")}
         out.issues.extend(i for i in more.issues if i.expression not in faulted)
-        out.issues.sort(key=lambda i: _location(i.expression))
+        out.issues.sort(key=lambda i: location(i.expression))
         return out
 
     def check_profiles(self, resource: dict[str, Any], profiles: list[str] | tuple[str, ...] = (),
@@ -244,6 +217,7 @@ class Validator:
         to `out` when given."""
         out = out if out is not None else Outcome()
         run = _Run(out, resource)
+        self._checking.memo = {}
         self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
         self.extension_contexts.check(resource, out, context)
         check_bundle(resource, out, self._is_resource_type)
@@ -285,7 +259,7 @@ class Validator:
         if rtype == "Bundle" and resource.get("type") == "message":
             self._message(resource, where, run, inner)
         if rtype == "Parameters":
-            for at, held in _parameter_resources(resource.get("parameter"), f"{where}.parameter"):
+            for at, held in parameter_resources(resource.get("parameter"), f"{where}.parameter"):
                 self._resource(held, at, [], run, inner)
         if rtype == "Bundle":
             seen: dict[str, int] = {}  # entries of each type so far, for the options' `Type:index` rules
@@ -513,7 +487,7 @@ class Validator:
                 return path == "url" and bool(urls) and any(v in urls for v in found)
             if target.fixed is not None or target.pattern is not None:
                 expected = target.fixed[1] if target.fixed is not None else target.pattern[1]  # type: ignore[index]
-                return any(_matches_pattern(v, expected) for v in found)
+                return any(matches_pattern(v, expected) for v in found)
             if target.max == 0:  # a value the slice prohibits: its slice is the values without one
                 return not found
             if target.binding is not None and target.binding[0] == "required":
@@ -521,7 +495,7 @@ class Validator:
                     codes = self.terminology.codes(target.binding[1], target.package)
                 except Exception:
                     return False
-                return any(any(c == _code_of(v) for _, c in codes) for v in found)
+                return any(any(c == code_of(v) for _, c in codes) for v in found)
             return True  # a slice that sets no value there sets no condition by this discriminator
         if kind == "exists":
             target = self._element_at(slice_ed, path)
@@ -536,7 +510,7 @@ class Validator:
                 type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
             if not steps(path):
                 return one_type in type_codes if one_type is not None else True
-            found = [t or (_json_type_of(v) if isinstance(v, dict) else None)
+            found = [t or (json_type_of(v) if isinstance(v, dict) else None)
                      for v, t in typed_values_at(item, path, root)]
             # `contentString` spells the type `string` with a capital: compare both spellings
             return any(t is not None and (t in type_codes or t[:1].lower() + t[1:] in type_codes) for t in found)
@@ -549,6 +523,21 @@ class Validator:
                 return True
             values = values_at(item, path, root) if steps(path) else [item]
             return any(self._conforms(v, p, ed.package, root) for v in values for p in targets)
+        return False
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - the validator lives as long as the process
+    def _derives(self, declared: str, canonical: str, context: str | None) -> bool:
+        """Whether the profile `declared` is `canonical` or constrains it (through its baseDefinitions): a
+        resource declaring it is validated against it, and so against `canonical`, by its own rights."""
+        seen: set[str] = set()
+        url: str | None = declared
+        wanted = canonical.split("|")[0]
+        while url and url not in seen:
+            if url.split("|")[0] == wanted:
+                return True
+            seen.add(url)
+            found = self.packages.locate(url, "StructureDefinition", context)
+            url = found[0].get("baseDefinition") if found is not None else None
         return False
 
     def _conforms(self, item: Any, canonical: str, context: str | None, root: Any = None) -> bool:
@@ -564,6 +553,12 @@ class Validator:
         checking: set[tuple[int, str]] = self._checking.__dict__.setdefault("keys", set())
         if key in checking:
             return True
+        # Each item and profile is checked once per validation (a message's Patient is the target of many
+        # references); the memo is emptied when a validation starts (`check_profiles`).
+        memo: dict[tuple[int, str, int], tuple[Any, bool]] = self._checking.__dict__.setdefault("memo", {})
+        known = memo.get((id(item), canonical, id(root)))
+        if known is not None and known[0] is item:
+            return known[1]
         checking.add(key)
         try:
             run = _Run(Outcome(), item if root is None else root)
@@ -571,6 +566,7 @@ class Validator:
                 self._object(prof.root, item, "", item, run)
             else:  # a primitive against a profile of its type (`string` with a fixed value)
                 self._value(prof.root, item, "", {}, run)
+            memo[(id(item), canonical, id(root))] = (item, run.out.ok)
             return run.out.ok
         finally:
             checking.discard(key)
@@ -625,9 +621,9 @@ class Validator:
         if plan.inert:
             return
         if ed.fixed is not None and item != ed.fixed[1]:
-            run.out.error("value", f"{ed.path}: must be exactly {_show(ed.fixed[1])}", where, rule=ed.id)
-        if ed.pattern is not None and not _matches_pattern(item, ed.pattern[1]):
-            run.out.error("value", f"{ed.path}: must match the pattern {_show(ed.pattern[1])}", where, rule=ed.id)
+            run.out.error("value", f"{ed.path}: must be exactly {show(ed.fixed[1])}", where, rule=ed.id)
+        if ed.pattern is not None and not matches_pattern(item, ed.pattern[1]):
+            run.out.error("value", f"{ed.path}: must match the pattern {show(ed.pattern[1])}", where, rule=ed.id)
         if ed.binding is not None:
             self._binding(ed, item, where, run)
         for strength, valueset in ed.additional_bindings:
@@ -761,7 +757,7 @@ class Validator:
                 continue
             except Exception as exc:
                 run.once(f"{c.key}|{c.expression}", "warning", "not-supported", f"{c.key}: the expression could "
-                         f"not be evaluated ({type(exc).__name__}: {_show(str(exc))}); not checked", where, c.key)
+                         f"not be evaluated ({type(exc).__name__}: {show(str(exc))}); not checked", where, c.key)
                 continue
             if not holds:
                 text = f"{c.key}: {c.human}" + (f" ({'; '.join(faults)})" if faults else "")
@@ -786,8 +782,8 @@ class Validator:
             self._known_codes(ed, item, where, run)
         if strength not in ("required", "extensible"):
             return
-        codings = _codings(item)
-        if codings is None:
+        found = codings(item)
+        if found is None:
             return
         try:
             codes = self.terminology.codes(valueset, ed.package)
@@ -795,12 +791,12 @@ class Validator:
             run.once(valueset, "information", "not-supported", f"The value set {valueset} cannot be expanded "
                      f"here ({exc}); the binding of {ed.path} is not checked", where, ed.id)
             return
-        if not codings:
+        if not found:
             return
         ok = any((system, code) in codes if system is not None else any(c == code for _, c in codes)
-                 for system, code in codings)
+                 for system, code in found)
         if not ok:
-            shown = ", ".join(f"{s}#{c}" if s else c for s, c in codings)
+            shown = ", ".join(f"{s}#{c}" if s else c for s, c in found)
             text = f"{ed.path}: {shown} is not in the value set {valueset} ({strength} binding{label})"
             if strength == "required":
                 run.out.error("code-invalid", text, where, rule=ed.id)
@@ -827,7 +823,7 @@ class Validator:
                               "have it", f"{at}.code", rule=ed.id)
                 continue
             display = coding.get("display")
-            if isinstance(display, str) and displays and _folded(display) not in {_folded(d) for d in displays}:
+            if isinstance(display, str) and displays and folded(display) not in {folded(d) for d in displays}:
                 expected = " or ".join(f"'{d}'" for d in sorted(displays))
                 run.out.add("warning", "invalid", f"Wrong display '{display}' for {system}#{code}: the code "
                             f"system gives {expected}", f"{at}.display", rule=ed.id)
@@ -848,8 +844,8 @@ class Validator:
             return
         found = resolve_reference(run.containers.get(id(resource), resource), ref) if ref.startswith("#") else \
             resolve_reference(run.root, ref) if ref.startswith("urn:") else None
-        rtype = found.get("resourceType") if found else _type_in_reference(ref) if self.options.rest_types else None
-        if rtype is None and isinstance(run.root, dict) and run.root.get("resourceType") in _HOLDERS:
+        rtype = found.get("resourceType") if found else type_in_reference(ref) if self.options.rest_types else None
+        if rtype is None and isinstance(run.root, dict) and run.root.get("resourceType") in HOLDERS:
             found = resolve_reference(run.root, ref)
             rtype = found.get("resourceType") if found else None
         if found is None and self.options.resolve_references and ("://" not in ref or ref.startswith("urn:")):
@@ -865,93 +861,16 @@ class Validator:
                           f"{', '.join(sorted(allowed))})", f"{where}.reference", rule=ed.id)
             return
         profiled = [c for c in targets if not c.startswith(CORE)]
-        if profiled and found is None and isinstance(run.root, dict) and run.root.get("resourceType") in _HOLDERS:
+        if profiled and found is None and isinstance(run.root, dict) and run.root.get("resourceType") in HOLDERS:
             found = resolve_reference(run.root, ref)
         if found is not None and profiled:
-            # A target in the input is checked against the target profiles: it must conform to one of them.
+            # A target in the input is checked against the target profiles: it must conform to one of them. One
+            # that declares one of them is validated against it by its own rights, and says so there if not.
             of_type = [c for c in profiled if (p := self.profile(c, ed.package)) is not None and p.type == rtype]
+            declared = (found.get("meta") or {}).get("profile") if isinstance(found.get("meta"), dict) else None
+            if of_type and isinstance(declared, list) and any(
+                    self._derives(d, c, ed.package) for d in declared if isinstance(d, str) for c in of_type):
+                return
             if of_type and not any(self._conforms(found, c, ed.package, run.root) for c in of_type):
                 run.out.error("structure", f"{ed.path}: {ref} conforms to none of the target profiles "
                               f"{', '.join(of_type)}", where, rule=ed.id)
-
-
-def _parameter_resources(parameters: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The resources a Parameters holds in its parameters and their parts, each with its place."""
-    for i, p in enumerate(parameters if isinstance(parameters, list) else []):
-        if isinstance(p, dict):
-            if isinstance(p.get("resource"), dict) and isinstance(p["resource"].get("resourceType"), str):
-                yield f"{where}[{i}].resource", p["resource"]
-            yield from _parameter_resources(p.get("part"), f"{where}[{i}].part")
-
-
-_HOLDERS = frozenset({"Bundle", "Parameters"})  # resources whose references resolve among the resources they hold
-
-# --- helpers over JSON values ---------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1024)
-def _location(expression: str | None) -> tuple[tuple[str, int], ...]:
-    """An issue's place as a sort key: by element, list indexes as numbers (`entry[10]` after `entry[9]`)."""
-    if not expression:
-        return ()
-    key = []
-    for step in expression.split("."):
-        name, _, index = step.partition("[")
-        key.append((name, int(index.rstrip("]")) if index.rstrip("]").isdigit() else -1))
-    return tuple(key)
-
-
-def _folded(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _code_of(value: Any) -> Any:
-    return value.get("code") if isinstance(value, dict) else value
-
-
-def _matches_pattern(value: Any, pattern: Any) -> bool:
-    """FHIR pattern semantics: every element the pattern has is in the value, with the same content."""
-    if isinstance(pattern, dict):
-        if not isinstance(value, dict):
-            return False
-        return all(k in value and _matches_pattern(value[k], p) for k, p in pattern.items())
-    if isinstance(pattern, list):
-        if not isinstance(value, list):
-            value = [value]
-        return all(any(_matches_pattern(v, p) for v in value) for p in pattern)
-    return bool(value == pattern)
-
-
-def _codings(item: Any) -> list[tuple[str | None, str]] | None:
-    """The (system, code) pairs a coded value carries; None for values that are not codes."""
-    if isinstance(item, str):
-        return [(None, item)]
-    if not isinstance(item, dict):
-        return None
-    if "coding" in item or "text" in item:
-        return [(c.get("system"), c["code"]) for c in item.get("coding", []) if isinstance(c, dict) and "code" in c]
-    if "code" in item and isinstance(item["code"], str):
-        return [(item.get("system"), item["code"])]
-    return None
-
-
-def _json_type_of(item: dict[str, Any]) -> str:
-    if "resourceType" in item:
-        return str(item["resourceType"])
-    if "reference" in item or "identifier" in item and len(item) <= 3:
-        return "Reference"
-    return ""
-
-
-def _type_in_reference(ref: str) -> str | None:
-    parts = ref.split("/")
-    if "_history" in parts:
-        parts = parts[:parts.index("_history")]
-    if len(parts) >= 2 and parts[-2][:1].isupper():
-        return parts[-2]
-    return None
-
-
-def _show(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f"'{value}'"
-    return text if len(text) <= 80 else text[:80] + "…"

@@ -104,10 +104,14 @@ def test_two_patients_are_refused_in_every_reference_form(hub: Any) -> None:
     r = book(hub, example)
     assert r.status_code == 422 and "single-patient-appointment" in rules_of(r)
     appt = video_appointment()
-    appt["contained"] = [{"resourceType": "Patient", "id": "p2",
+    appt["contained"] = [{"resourceType": "Patient", "id": "p2", "gender": "female",
                           "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": "0101801234"}]}]
     appt["participant"].append({"actor": {"reference": "#p2"}, "status": "accepted"})
     assert rules_of(book(hub, appt)) == {"single-patient-appointment"}
+    # a contained patient is held to the participant's target profile (FUT's ehealth-patient wants a gender)
+    del appt["contained"][0]["gender"]
+    assert rules_of(book(hub, appt)) == {"single-patient-appointment", "Appointment.participant.actor"}
+    appt["contained"][0]["gender"] = "female"
     same = video_appointment(patient={"reference": "#p2"})
     same["contained"] = copy.deepcopy(appt["contained"])
     same["participant"].append({"actor": {"identifier": {"system": "urn:oid:1.2.208.176.1.2",
