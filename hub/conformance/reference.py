@@ -32,6 +32,7 @@ from hub.fhir.validator import Validator
 MANIFEST = "manifest-r4.json"
 CORE_DEPENDENCY = {"hl7.fhir.r4.core": "4.0.1"}
 TERMINOLOGY = frozenset({"tx", "tx-advanced"})
+_CRUMB = re.compile(r"/\*[^*]*\*/")  # the Java validator's `/*Type/id*/` crumbs in an expression
 _OF_TYPE = re.compile(r"\.(?!resource\.)(\w+)\.ofType\((\w)(\w*)\)")  # `resource` holds a resource, no choice
 
 
@@ -59,8 +60,9 @@ class Result:
 
 def place(expression: str) -> str:
     """A Java validator's expression in FHIR's element names: `Observation.value.ofType(integer)` is
-    `Observation.valueInteger` (a choice element); `entry[0].resource.ofType(Patient)` stays as it is."""
-    return _OF_TYPE.sub(lambda m: f".{m.group(1)}{m.group(2).upper()}{m.group(3)}", expression)
+    `Observation.valueInteger` (a choice element); `entry[0].resource.ofType(Patient)` stays as it is; the
+    comments naming the resource on the way (`entry[0].resource/*Patient/pat1*/.name`) are dropped."""
+    return _OF_TYPE.sub(lambda m: f".{m.group(1)}{m.group(2).upper()}{m.group(3)}", _CRUMB.sub("", expression))
 
 
 def _expected(suite: Path, java: Any) -> tuple[bool, frozenset[str]]:

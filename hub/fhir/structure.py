@@ -248,8 +248,8 @@ class StructureValidator:
         for names, f in node.required:
             if not any(n in value for n in names):
                 name = f.element.rsplit(".", 1)[-1]
-                out.error("required", f"Missing required element '{name}' (min {f.min})", f"{where}.{name}",
-                          rule=f.element)
+                # at the element that lacks it, as the HL7 validator places it
+                out.error("required", f"Missing required element '{name}' (min {f.min})", where, rule=f.element)
 
     def _property(self, item: Any, f: Field, where: str, out: Outcome, extras: Any) -> None:
         if f.many:

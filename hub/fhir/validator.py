@@ -205,8 +205,8 @@ class Validator:
             more = self.check_profiles(resource, profiles, context)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # shapes the walk cannot read
             return out
-        faulted = {i.expression for i in out.issues if i.severity in ("error", "fatal")}
-        out.issues.extend(i for i in more.issues if i.expression not in faulted)
+        faulted = {(i.expression, i.rule) for i in out.issues if i.severity in ("error", "fatal")}
+        out.issues.extend(i for i in more.issues if (i.expression, i.rule) not in faulted)
         out.issues.sort(key=lambda i: location(i.expression))
         return out
 
@@ -427,12 +427,12 @@ class Validator:
     @staticmethod
     def _cardinality(ed: ElementDef, count: int, where: str, run: _Run) -> None:
         label = f"{ed.path}:{ed.slice_name}" if ed.slice_name else ed.path
+        # At the element holding the values, as the HL7 validator places a cardinality finding.
         if count < ed.min:
-            run.out.error("required", f"{label}: minimum required = {ed.min}, found {count}",
-                          f"{where}.{ed.name}", rule=ed.id)
+            run.out.error("required", f"{label}: minimum required = {ed.min}, found {count}", where, rule=ed.id)
         elif ed.max is not None and count > ed.max:
             text = "is not allowed" if ed.max == 0 else f"allows at most {ed.max}, found {count}"
-            run.out.error("structure", f"{label} {text}", f"{where}.{ed.name}", rule=ed.id)
+            run.out.error("structure", f"{label} {text}", where, rule=ed.id)
 
     def _sliced(self, ed: ElementDef, items: list[_Item], resource: dict[str, Any], run: _Run,
                 where: str) -> None:
@@ -853,12 +853,12 @@ class Validator:
                                       run.root, ref)
             if found is None:
                 run.out.error("not-found", f"{ed.path}: the reference {ref} does not resolve to a resource in the "
-                              "input", f"{where}.reference", rule=ed.id)
+                              "input", where, rule=ed.id)
                 return
             rtype = found.get("resourceType")
         if rtype is not None and rtype not in allowed:
             run.out.error("structure", f"{ed.path}: a reference to {rtype} is not allowed here (allowed: "
-                          f"{', '.join(sorted(allowed))})", f"{where}.reference", rule=ed.id)
+                          f"{', '.join(sorted(allowed))})", where, rule=ed.id)
             return
         profiled = [c for c in targets if not c.startswith(CORE)]
         if profiled and found is None and isinstance(run.root, dict) and run.root.get("resourceType") in HOLDERS:

@@ -66,7 +66,7 @@ def test_references_resolve_among_a_parameters_resources(packages: Any) -> None:
     assert resolve_reference(parameters, "Patient/p1") is PATIENT
     parameters["parameter"][1]["resource"] = {**coverage, "beneficiary": {"reference": "Patient/p2"}}
     assert errors(strict.validate(parameters)) == [
-        ("Coverage.beneficiary", "Parameters.parameter[1].resource.beneficiary.reference")]
+        ("Coverage.beneficiary", "Parameters.parameter[1].resource.beneficiary")]
 
 
 def test_a_bundle_entry_is_validated_against_a_profile_the_options_name(packages: Any) -> None:

@@ -50,13 +50,13 @@ def test_cardinality_and_arrays(structure: StructureValidator) -> None:
     appt["identifier"] = appt["identifier"][0]  # 0..*: must be an array
     appt["basedOn"] = []
     assert findings(structure, appt) == {
-        ("Appointment.status", "Appointment.status"),
+        ("Appointment", "Appointment.status"),  # a missing element: at the element that lacks it
         ("Appointment.participant[0].status", "Appointment.participant.status"),
         ("Appointment.identifier", "Appointment.identifier"),
         ("Appointment.basedOn", "Appointment.basedOn"),
     }
     del appt["participant"]
-    assert ("Appointment.participant", "Appointment.participant") in findings(structure, appt)
+    assert ("Appointment", "Appointment.participant") in findings(structure, appt)
 
 
 @pytest.mark.parametrize("path, value, rule", [
@@ -95,7 +95,7 @@ def test_primitive_extensions_and_contained_resources(structure: StructureValida
     appt["contained"] = [{"resourceType": "Patient", "id": "p", "birthDate": "1980-13-01"},
                          {"resourceType": "Nonsense", "id": "n"}]
     assert findings(structure, appt) == {
-        ("Appointment.status.extension[0].url", "Extension.url"),
+        ("Appointment.status.extension[0]", "Extension.url"),
         ("Appointment.contained[0].birthDate", "Patient.birthDate"),
         ("Appointment.contained[1]", "structure"),
     }
@@ -105,7 +105,7 @@ def test_recursive_elements_and_repeating_primitives(structure: StructureValidat
     questionnaire = {"resourceType": "Questionnaire", "status": "draft",
                      "item": [{"linkId": "1", "type": "group",
                                "item": [{"linkId": "1.1", "type": "string", "item": [{"type": "display"}]}]}]}
-    assert findings(structure, questionnaire) == {("Questionnaire.item[0].item[0].item[0].linkId",
+    assert findings(structure, questionnaire) == {("Questionnaire.item[0].item[0].item[0]",
                                                    "Questionnaire.item.linkId")}
     patient = {"resourceType": "Patient", "name": [{"given": ["Ann", None], "_given": [None, {"id": "g2"}]}]}
     assert structure.check(patient).ok
