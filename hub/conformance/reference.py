@@ -165,12 +165,13 @@ class Suite:
 
 
 def table(results: list[Result]) -> dict[str, Counter[str]]:
-    """Per module: agree, disagree, and of those that agree with errors, at the same places."""
+    """Per module: agree, disagree, and of those that agree with errors whose places the reference gives, at the
+    same places."""
     counts: dict[str, Counter[str]] = {}
     for r in results:
         c = counts.setdefault(r.module, Counter())
         c["agree" if r.agrees else "disagree"] += 1
-        if r.agrees and r.expected:
+        if r.agrees and r.expected and r.expected_places:  # an inline outcome gives a count, no places
             c["same places" if r.same_places else "other places"] += 1
     return dict(sorted(counts.items()))
 

@@ -38,6 +38,7 @@ from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.limits import Unchecked
 from hub.fhir.limits import check as limits_check
+from hub.fhir.message_definition import check_message
 from hub.fhir.native import NATIVE_CHECKS, NATIVE_RULES
 from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet, Terminology
@@ -78,6 +79,8 @@ class _Plan:
     type_roots: dict[str, tuple[ElementDef, ...]]
     alternatives: dict[str, tuple[str, ...]]
     inert: bool
+    # the choice children (`value[x]`): their name without `[x]`, and the JSON names of the types they allow
+    choices: tuple[tuple[str, ElementDef, frozenset[str]], ...] = ()
 
 
 _CYCLE = _Plan((), {}, (), {}, {}, False)
@@ -257,7 +260,7 @@ class Validator:
                 run.containers[id(contained)] = run.containers.get(id(resource), resource)
             self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
         if rtype == "Bundle" and resource.get("type") == "message":
-            self._message(resource, where, run, inner)
+            check_message(resource, where, self.packages, inner, run.out, run.once, self._conforms)
         if rtype == "Parameters":
             for at, held in parameter_resources(resource.get("parameter"), f"{where}.parameter"):
                 self._resource(held, at, [], run, inner)
@@ -287,44 +290,6 @@ class Validator:
             run.out.error("structure", f"The narrative's link {link} does not resolve (no anchor or contained "
                           "resource has that id)", f"{where}.text.div", rule="narrative-link")
 
-    def _message(self, bundle: dict[str, Any], where: str, run: _Run, context: str | None) -> None:
-        """A message Bundle against what its MessageHeader's definition requires: the MessageDefinition named
-        by `definition` is loaded, its event is the header's event, and the focus resources are there in the
-        numbers, of the types and conforming to the profiles it names."""
-        entries = [e for e in bundle.get("entry", []) or [] if isinstance(e, dict)]
-        header = entries[0].get("resource") if entries else None
-        if not isinstance(header, dict) or header.get("resourceType") != "MessageHeader":
-            return  # bdl-? and the message profiles say so already
-        hw = f"{where}.entry[0].resource"
-        canonical = header.get("definition")
-        if not isinstance(canonical, str):
-            return
-        found = self.packages.locate(canonical, "MessageDefinition", context)
-        if found is None:
-            run.once(canonical, "warning", "not-found", f"MessageDefinition {canonical} is not in the loaded "
-                     "packages; the message is not checked against it", f"{hw}.definition", "MessageHeader.definition")
-            return
-        definition, package = found
-        expected = definition.get("eventCoding") or {}
-        event = header.get("eventCoding") or {}
-        if expected and (event.get("system"), event.get("code")) != (expected.get("system"), expected.get("code")):
-            run.out.error("invariant", f"The event {event.get('system')}#{event.get('code')} is not the event of "
-                          f"{canonical} ({expected.get('system')}#{expected.get('code')})", f"{hw}.eventCoding",
-                          rule="MessageDefinition.eventCoding")
-        focus_refs = [f.get("reference") for f in header.get("focus", []) or [] if isinstance(f, dict)]
-        focus = [resolve_reference(bundle, r) for r in focus_refs if isinstance(r, str)]
-        for rule in definition.get("focus", []) or []:
-            of_type = [f for f in focus if f is not None and f.get("resourceType") == rule.get("code")]
-            low, high = int(rule.get("min", 0)), rule.get("max", "*")
-            if len(of_type) < low or (high != "*" and len(of_type) > int(high)):
-                run.out.error("invariant", f"{canonical} wants {low}..{high} {rule.get('code')} as focus, the "
-                              f"message has {len(of_type)}", f"{hw}.focus", rule="MessageDefinition.focus")
-            if isinstance(rule.get("profile"), str):
-                for f in of_type:
-                    if not self._conforms(f, rule["profile"], package):
-                        run.out.error("invariant", f"The focus {f.get('resourceType')}/{f.get('id')} does not "
-                                      f"conform to {rule['profile']}", f"{hw}.focus", rule="MessageDefinition.focus")
-
     # --- the walk -----------------------------------------------------------------------------------------
 
     def _object(self, ed: ElementDef, value: dict[str, Any], where: str, resource: dict[str, Any],
@@ -336,8 +301,11 @@ class Validator:
         if not plan.keys:
             return
         found: dict[str, tuple[ElementDef, list[_Item]]] = {}
+        other_types: dict[str, int] = {}  # values of a choice in a type it does not allow: counted, not walked
         for key, got in value.items():
             hit = plan.keys.get(key)
+            if hit is None and plan.choices and key[0] != "_":
+                self._other_type(plan, key, where, run, other_types)
             if hit is None or (key[0] == "_" and key[1:] in value):
                 continue  # not walked, or a primitive's `_name` beside its value
             child, type_code, name = hit
@@ -350,7 +318,7 @@ class Validator:
                 entry[1].append((got, name, type_code))
         for child in plan.counted:
             entry = found.get(child.name)
-            count = len(entry[1]) if entry is not None else 0
+            count = (len(entry[1]) if entry is not None else 0) + other_types.get(child.name, 0)
             if count < child.min or (child.max is not None and count > child.max):
                 self._cardinality(child, count, where, run)
             if entry is None and child.slicing is not None and child.slices:
@@ -361,6 +329,28 @@ class Validator:
             elif not (child.plan or self._plan(child)).inert:
                 for got, at, type_code in items:
                     self._value(child, got, f"{where}.{at}", resource, run, type_code)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - the validator lives as long as the process
+    def _core_types(self, path: str) -> int:
+        """How many types R4 core allows the element at `path` (`Observation.value[x]`: 11); 0 when unknown."""
+        steps_ = path.split(".")
+        core = self.profile(CORE + steps_[0])
+        node = core.root if core is not None else None
+        for step in steps_[1:]:
+            node = node.children.get(step) if node is not None else None
+        return len(node.types) if node is not None else 0
+
+    @staticmethod
+    def _other_type(plan: _Plan, key: str, where: str, run: _Run, counts: dict[str, int]) -> None:
+        """A JSON name of a choice element in a type the profile does not allow (`valueString` where only
+        `valueQuantity` is): an error at it, as the HL7 validator places it."""
+        for base, child, allowed in plan.choices:
+            if key.startswith(base) and key[len(base):][:1].isupper() and key not in allowed:
+                run.out.error("structure", f"{child.path}: the type {key[len(base):]} is not allowed here "
+                              f"(allowed: {', '.join(sorted(t.code for t in child.types))})", f"{where}.{key}",
+                              rule=child.id)
+                counts[child.name] = counts.get(child.name, 0) + 1
+                return
 
     # --- plans --------------------------------------------------------------------------------------------
 
@@ -383,9 +373,13 @@ class Validator:
                             for c in evaluated)
         keys: dict[str, tuple[ElementDef, str | None, str]] = {}
         counted = []
+        choices = []
         for child in ed.children.values():
             if child.name == "resourceType":
                 continue
+            if child.name.endswith("[x]") and child.types and len(child.types) < self._core_types(child.path):
+                choices.append((child.name[:-3], child, frozenset(choice_name(child.name[:-3], t.code)
+                                                                  for t in child.types)))
             numbered = (child.min > 0 or (child.max is not None and child.max != child.base_max)
                         or any(s.min > 0 for s in child.slices))
             if numbered:
@@ -419,7 +413,8 @@ class Validator:
                      or ed.must_have_value or ed.value_alternatives is not None or bool(ed.additional_bindings)
                      or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
                      or any(type_roots.values()))
-        return _Plan(constraints, keys, tuple(counted), type_roots, alternatives, inert)
+        return _Plan(constraints, keys, tuple(counted), type_roots, alternatives, inert and not choices,
+                     tuple(choices))
 
     def _inert(self, ed: ElementDef, building: frozenset[int]) -> bool:
         return self._plan(ed, building).inert
