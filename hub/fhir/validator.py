@@ -833,7 +833,9 @@ class Validator:
         for canonical in targets:
             prof = self.profile(canonical, ed.package)
             if prof is None and not canonical.startswith(CORE):
-                return  # a target profile not loaded: the types it allows are not known (said where it is used)
+                run.once(canonical, "warning", "not-found", f"Profile {canonical} (a target profile of {ed.path}) "
+                         "is not in the loaded packages; the reference is not checked against it", where, ed.id)
+                return  # the types it allows are not known
             allowed.add(prof.type if prof is not None else canonical.rsplit("/", 1)[-1])
         if "Resource" in allowed:
             return
