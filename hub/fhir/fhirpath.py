@@ -3,7 +3,8 @@
 fhirpathpy implements FHIRPath's normative part. The FHIR-specific functions constraints use are added through
 its user invocation table: `hasValue()`, `resolve()` (contained `#id`, and inside a Bundle by `fullUrl`,
 `Type/id` and `urn:uuid:`), `memberOf()` (the hub's terminology), `conformsTo()` (the validator's own profile
-check) and `htmlChecks()` (true here: `txt-1` and `txt-2`, the only constraints that call it, are checked natively by
+check), `type()` of resources and of `%context` (whose type the validator knows; other values are typed by
+fhirpathpy) and `htmlChecks()` (true here: `txt-1` and `txt-2`, the only constraints that call it, are checked natively by
 the validator, `hub.fhir.narrative`).
 
 Most invariants run as closures compiled by `hub.fhir.fhirpath_compiled`, with the same functions; what that
@@ -105,21 +106,22 @@ class InvariantEngine:
         return found[0].guard
 
     def holds(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None,
-              within: Any = None) -> bool:
+              within: Any = None, node_type: str | None = None) -> bool:
         """Whether the invariant holds on `node` (empty counts as true, as FHIR's invariants are written).
-        `root` is `%rootResource`; `within` the input `resolve()` looks in (a Bundle), `root` if not given.
+        `root` is `%rootResource`; `within` the input `resolve()` looks in (a Bundle), `root` if not given;
+        `node_type` the node's FHIR type, when known (`%context.type()`).
 
         Raises `Unresolvable` when it does not hold but `resolve()` met references to resources that are not
         in the input: then the verdict is unknown, not false.
         """
-        result = self.evaluate(expression, node, resource, root, path, within)
+        result = self.evaluate(expression, node, resource, root, path, within, node_type)
         holds = not (len(result) == 1 and result[0] is False)
         if not holds and self._local.unresolved:
             raise Unresolvable(self._local.unresolved)
         return holds
 
     def evaluate(self, expression: str, node: Any, resource: Any, root: Any, path: str | None = None,
-                 within: Any = None) -> list[Any]:
+                 within: Any = None, node_type: str | None = None) -> list[Any]:
         """The expression's result on `node`: by its compiled closure, else (or where the closure falls back)
         by fhirpathpy. `path` is the node's element path, which fhirpathpy needs to type it."""
         self._local.root = root if within is None else within
@@ -130,7 +132,7 @@ class InvariantEngine:
             if empty is not None and isinstance(node, dict) and compiled.guard.isdisjoint(node):  # type: ignore[union-attr]
                 return empty
             focus = [node]
-            env = Env(resource, root, focus, *self._hooks, focus)
+            env = Env(resource, root, focus, *self._hooks, focus, context_type=node_type, type_of=fhir_type)
             try:
                 return compiled.fn(focus, env)
             except Fallback:
@@ -179,6 +181,20 @@ class InvariantEngine:
                 else:
                     self._local.unresolved.append(ref)
         return out
+
+
+def fhir_type(items: list[Any], env: Env) -> list[Any]:
+    """`type()` of resources (their `resourceType`) and of `%context` (the type the caller gave); any other value
+    is left to fhirpathpy (`Fallback`)."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+            out.append({"namespace": "FHIR", "name": item["resourceType"]})
+        elif env.context_type is not None and env.context and item is env.context[0]:
+            out.append({"namespace": "FHIR", "name": env.context_type})
+        else:
+            raise Fallback
+    return out
 
 
 def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:

@@ -53,6 +53,8 @@ class Env:
     this: Items = field(default_factory=list)
     index: int = 0
     memo: dict[int, Items] | None = None  # results of subexpressions that read no data, made on first use
+    context_type: str | None = None  # the FHIR type of `%context`, when the caller knows it
+    type_of: Callable[[Items, Env], Items] | None = None  # `type()`: the caller's (it raises Fallback if unknown)
 
 
 Fn = Callable[[Items, Env], Items]
@@ -807,6 +809,10 @@ def _unary(op: Callable[[Items, Env], Items]) -> Callable[[Fn], Fn]:
     return make
 
 
+def _raise(exc: Exception) -> Items:
+    raise exc
+
+
 def _has_value(items: Items) -> Items:
     return [len(items) == 1 and not isinstance(items[0], dict | list)]
 
@@ -860,6 +866,7 @@ _FUNCTIONS: dict[tuple[str, int], Callable[..., Fn]] = {
     ("exists", 1): _exists_where,
     ("not", 0): lambda base: lambda data, env: _not(base(data, env)),
     ("hasValue", 0): _unary(lambda items, env: _has_value(items)),
+    ("type", 0): _unary(lambda items, env: env.type_of(items, env) if env.type_of else _raise(Fallback())),
     ("first", 0): _unary(lambda items, env: items[:1]),
     ("last", 0): _unary(lambda items, env: items[-1:]),
     ("tail", 0): _unary(lambda items, env: items[1:]),

@@ -745,7 +745,8 @@ class Validator:
                     # %rootResource: the container of a contained resource, else the resource itself (a Bundle's
                     # entry is not contained in it); resolve() looks in the whole input
                     holds = self.invariants.holds(c.expression, node, resource,
-                                                  run.containers.get(id(resource), resource), ed.path, run.root)
+                                                  run.containers.get(id(resource), resource), ed.path, run.root,
+                                                  ed.types[0].code if len(ed.types) == 1 else None)
             except Unresolvable as exc:
                 run.out.add("warning", "not-found", f"{c.key}: not checked: it follows references to resources "
                             f"that are not in this input ({exc})", where, rule=c.key)

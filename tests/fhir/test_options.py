@@ -97,3 +97,13 @@ def test_a_bundle_is_resolved_in_through_an_index_that_follows_its_entries() -> 
     bundle["entry"].append({"fullUrl": "urn:uuid:b", "resource": {"resourceType": "Patient", "id": "2"}})
     assert resolve_reference(bundle, "Patient/2") is bundle["entry"][1]["resource"]
     assert resolve_reference(bundle, "urn:uuid:b") is bundle["entry"][1]["resource"]
+
+
+def test_type_of_resources_and_of_the_context(validator: Validator) -> None:
+    """`%context.type()` is the element's type the validator gives; a resource's is its resourceType."""
+    patient = {**copy.deepcopy(PATIENT), "generalPractitioner": [{"reference": "#gp"}]}
+    node = patient["generalPractitioner"][0]
+    engine = validator.invariants
+    assert engine.evaluate("%context.type().name", node, patient, patient, "Patient.generalPractitioner",
+                           node_type="Reference") == ["Reference"]
+    assert engine.evaluate("%resource.type().name", node, patient, patient, None) == ["Patient"]
