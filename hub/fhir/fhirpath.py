@@ -4,8 +4,8 @@ fhirpathpy implements FHIRPath's normative part. The FHIR-specific functions con
 its user invocation table: `hasValue()`, `resolve()` (contained `#id`, and inside a Bundle by `fullUrl`,
 `Type/id` and `urn:uuid:`), `memberOf()` (the hub's terminology), `conformsTo()` (the validator's own profile
 check), `type()` of resources and of `%context` (whose type the validator knows; other values are typed by
-fhirpathpy) and `htmlChecks()` (true here: `txt-1` and `txt-2`, the only constraints that call it, are checked natively by
-the validator, `hub.fhir.narrative`).
+fhirpathpy) and `htmlChecks()` (true here: `txt-1` and `txt-2`, the only constraints that call it, are checked
+natively by the validator, `hub.fhir.narrative`).
 
 Most invariants run as closures compiled by `hub.fhir.fhirpath_compiled`, with the same functions; what that
 compiler leaves out, at compile or at run time, is evaluated by fhirpathpy.

@@ -34,6 +34,7 @@ from typing import Any
 from hub.core.outcome import Outcome, Severity
 from hub.fhir import io, narrative
 from hub.fhir.bundle import check_bundle
+from hub.fhir.definitions import discriminator_faults
 from hub.fhir.extensions import ExtensionContexts
 from hub.fhir.fhirpath import InvariantEngine, Unresolvable, resolve_reference
 from hub.fhir.limits import Unchecked
@@ -224,6 +225,9 @@ class Validator:
         self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
         self.extension_contexts.check(resource, out, context)
         check_bundle(resource, out, self._is_resource_type)
+        if resource.get("resourceType") == "StructureDefinition":
+            for where, text in discriminator_faults(resource, self.structure):
+                out.error("invalid", text, where, rule="sd-discriminator")
         # A rule the profile restates from its base (a binding, a cardinality) is one finding, not two.
         out.issues = list(dict.fromkeys(out.issues))
         return out

@@ -107,3 +107,17 @@ def test_type_of_resources_and_of_the_context(validator: Validator) -> None:
     assert engine.evaluate("%context.type().name", node, patient, patient, "Patient.generalPractitioner",
                            node_type="Reference") == ["Reference"]
     assert engine.evaluate("%resource.type().name", node, patient, patient, None) == ["Patient"]
+
+
+def test_a_profiles_discriminator_must_lead_somewhere(validator: Validator) -> None:
+    profile = {"resourceType": "StructureDefinition", "url": "http://example.org/fhir/StructureDefinition/p",
+               "name": "P", "status": "draft", "kind": "resource", "abstract": False, "type": "Patient",
+               "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+               "text": {"status": "generated", "div": f"<div {NS}>A profile</div>"},
+               "differential": {"element": [
+                   {"id": "Patient.identifier", "path": "Patient.identifier",
+                    "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
+                   {"id": "Patient.extension", "path": "Patient.extension",
+                    "slicing": {"discriminator": [{"type": "value", "path": "type"}], "rules": "open"}}]}}
+    assert [(r, w) for r, w in errors(validator.validate(profile)) if r == "sd-discriminator"] == [
+        ("sd-discriminator", "StructureDefinition.differential.element[1].slicing.discriminator[0]")]
