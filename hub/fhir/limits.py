@@ -69,7 +69,7 @@ def _sign(d: Decimal) -> int:
 
 
 def _compare_times(value: str, limit: str) -> int:
-    if "T" in value and "T" in limit or ":" in value[:3] and ":" in limit[:3]:
+    if ("T" in value and "T" in limit) or (":" in value[:3] and ":" in limit[:3]):  # both with a time
         try:
             a, b = dt.datetime.fromisoformat(value.replace("Z", "+00:00")), \
                 dt.datetime.fromisoformat(limit.replace("Z", "+00:00"))
