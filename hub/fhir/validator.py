@@ -739,7 +739,7 @@ class Validator:
                 continue
             run.evaluated.add(done)
             native = NATIVE_CHECKS.get(c.key)
-            faults: list[str] = []
+            faults: list[tuple[str, str]] = []
             try:
                 if native is not None:
                     faults = native(node)
@@ -759,9 +759,12 @@ class Validator:
                 run.once(f"{c.key}|{c.expression}", "warning", "not-supported", f"{c.key}: the expression could "
                          f"not be evaluated ({type(exc).__name__}: {show(str(exc))}); not checked", where, c.key)
                 continue
-            if not holds:
-                text = f"{c.key}: {c.human}" + (f" ({'; '.join(faults)})" if faults else "")
-                run.out.add("warning" if c.severity == "warning" else "error", "invariant", text, where, rule=c.key)
+            severity: Severity = "warning" if c.severity == "warning" else "error"
+            if not holds and not faults:
+                run.out.add(severity, "invariant", f"{c.key}: {c.human}", where, rule=c.key)
+            for place in dict.fromkeys(p for p, _ in faults):  # a native check's faults, one finding a place
+                said = "; ".join(t for p, t in faults if p == place)
+                run.out.add(severity, "invariant", f"{c.key}: {c.human} ({said})", where + place, rule=c.key)
 
     @staticmethod
     def _limits(ed: ElementDef, limits: Limits, item: Any, where: str, run: _Run) -> None:

@@ -20,7 +20,7 @@ SUITE = SHARED.parent / "reference" / "fhir-test-cases" / "validator"
 # Agreeing comparisons per module, as reached (a case with a profile is compared twice: alone and against it).
 FLOOR = {"bundle": 6, "extensions": 19, "fmt": 3, "general": 30, "invariants": 2, "profile": 180, "references": 15,
          "security": 4, "tx": 18, "tx-advanced": 2, "xhtml": 22}
-SAME_PLACES = 76  # agreeing comparisons outside terminology whose error places are the reference's
+SAME_PLACES = 77  # agreeing comparisons outside terminology whose error places are the reference's
 # Cases where the hub disagrees with the reference on purpose, with the reason.
 ON_PURPOSE: dict[str, str] = {
     "library-fhir-model-definition": "the suite's copy of the file is empty (upstream it is a large performance "

@@ -204,6 +204,8 @@ def test_contained_resources_must_be_referred_to(validator: Validator, video: di
     or one that refers to its container by `#`, is fine."""
     video["contained"] = [{"resourceType": "Location", "id": "room", "name": "Room 43b"}]
     assert "dom-3" in errors(validator.validate(video))
+    assert [i.expression for i in validator.validate(video).issues if i.rule == "dom-3"] == [
+        "Appointment.contained[0]"]  # at the contained resource, as the reference places it
     video["participant"].append({"actor": {"reference": "#room"}, "status": "accepted"})
     assert "dom-3" not in errors(validator.validate(video))
     video["participant"].pop()
