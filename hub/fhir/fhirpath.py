@@ -14,7 +14,7 @@ compiler leaves out, at compile or at run time, is evaluated by fhirpathpy.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import fhirpathpy
@@ -23,6 +23,7 @@ from fhirpathpy.models import models
 
 from hub.fhir.fhirpath_compiled import Compiled, Env, Fallback, NotCompiled, compile_expression
 from hub.fhir.packages import Terminology
+from hub.fhir.values import parameter_resources
 
 Evaluator = Callable[..., list[Any]]
 
@@ -209,21 +210,12 @@ def resolve_reference(root: Any, ref: str) -> dict[str, Any] | None:
                 return c
         return None
     if root.get("resourceType") == "Parameters":
-        return next((r for r in _parameter_resources(root.get("parameter")) if ref == f"{r.get('resourceType')}/"
-                     f"{r.get('id')}"), None)
+        return next((r for _, r in parameter_resources(root.get("parameter"), "")
+                     if ref == f"{r.get('resourceType')}/{r.get('id')}"), None)
     if root.get("resourceType") != "Bundle":
         return None
     hit = _bundle_index(root).get(ref)
     return hit[1] if hit is not None else None
-
-
-def _parameter_resources(parameters: Any) -> Iterator[dict[str, Any]]:
-    """The resources of a Parameters' parameters and their parts, in order."""
-    for p in parameters if isinstance(parameters, list) else []:
-        if isinstance(p, dict):
-            if isinstance(p.get("resource"), dict):
-                yield p["resource"]
-            yield from _parameter_resources(p.get("part"))
 
 
 _indexes = threading.local()  # the entry index of the last Bundles resolved in, per thread

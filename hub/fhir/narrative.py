@@ -69,10 +69,6 @@ def faults(div: str) -> list[str]:
     return found
 
 
-def keeps_txt_1(div: object) -> bool:
-    return not isinstance(div, str) or not faults(div)
-
-
 def keeps_txt_2(div: object) -> bool:
     """The div has some non-whitespace text, or an image."""
     return not isinstance(div, str) or _has_content(div)

@@ -107,6 +107,10 @@ class _Run:
             self.said.add(key)
             self.out.add(severity, code, text, where, rule=rule)
 
+    def missing_profile(self, canonical: str, where: str) -> None:
+        self.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; not "
+                  "checked", where, "profile")
+
 
 class Validator:
     """Validates resources against the loaded packages. Thread-safe; build one per process."""
@@ -242,8 +246,7 @@ class Validator:
         for canonical in dict.fromkeys(declared + extra_profiles):
             prof = self.profile(canonical, context)
             if prof is None:
-                run.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
-                         "not checked", where, "profile")
+                run.missing_profile(canonical, where)
                 continue
             if prof.type != rtype:
                 run.out.error("invalid", f"Profile {canonical} is for {prof.type}, not {rtype}", where,
@@ -702,8 +705,7 @@ class Validator:
         for canonical in canonicals:
             prof = self.profile(canonical, ed.package)
             if prof is None:
-                run.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; "
-                         "not checked", where, "profile")
+                run.missing_profile(canonical, where)
             elif prof.type == rtype:
                 roots.append(prof.root)
                 named.append(canonical)

@@ -25,10 +25,10 @@ from lxml import etree
 from hub.core.errors import InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
+from hub.fhir.narrative import XHTML_NS
 from hub.fhir.structure import Field, Node, StructureValidator
 
 FHIR_NS = "http://hl7.org/fhir"
-XHTML_NS = "http://www.w3.org/1999/xhtml"
 _INTEGER = re.compile(r"-?[0-9]+")
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt"})
