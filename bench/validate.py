@@ -5,7 +5,8 @@ per Bundle entry, and in the same run plain fhir.resources parsing of the same B
 alone: no profiles, no invariants), in alternating half-second windows. Input: the CareCommunication 5.0.2
 package's example Bundles and MedCom's SendExamples (JSON). Then, as a tester runs it, `hub validate` from the
 command line on a collection Bundle of `--large` entries (FUT's examples over and over, each with an id of its
-own; 10,000 by default, 0 skips it): the wall-clock time of the whole command, startup included, median of three.
+own; 10,000 by default, 0 skips it): the wall-clock time of the whole command, startup included, median of three,
+on one core (`--jobs 1`) and on all (the default).
 Run: `.venv/bin/python bench/validate.py [--seconds 10] [--large 10000]`.
 """
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.booking import machine, reference_ms  # noqa: E402
+from hub.conformance.parallel import cores  # noqa: E402
 from hub.core import standards  # noqa: E402
 from hub.core.config import Settings  # noqa: E402
 from hub.fhir.packages import PackageSet  # noqa: E402
@@ -50,13 +52,13 @@ def large_bundle(entries: int) -> dict[str, Any]:
          "resource": {**examples[i % len(examples)], "id": f"r{i}"}} for i in range(entries)]}
 
 
-def command_seconds(path: Path, runs: int = 3) -> list[float]:
-    """Wall-clock seconds of `hub validate FILE`, each run a fresh process."""
+def command_seconds(path: Path, jobs: int, runs: int = 3) -> list[float]:
+    """Wall-clock seconds of `hub validate --jobs JOBS FILE`, each run a fresh process."""
     hub = Path(sys.executable).with_name("hub")
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([str(hub), "validate", str(path)], capture_output=True, check=False)
+        subprocess.run([str(hub), "validate", "--jobs", str(jobs), str(path)], capture_output=True, check=False)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -123,10 +125,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "large.json"
             path.write_text(json.dumps(large_bundle(args.large)), encoding="utf-8")
-            times = command_seconds(path)
-        print(f"hub validate:    a {args.large:,}-entry collection Bundle of FUT examples in "
-              f"{statistics.median(times):.2f} s (median of {len(times)}: "
-              f"{', '.join(f'{t:.2f}' for t in times)}), startup included")
+            for jobs in dict.fromkeys((1, cores())):
+                times = command_seconds(path, jobs)
+                print(f"hub validate:    a {args.large:,}-entry collection Bundle of FUT examples with --jobs "
+                      f"{jobs} in {statistics.median(times):.2f} s (median of {len(times)}: "
+                      f"{', '.join(f'{t:.2f}' for t in times)}), startup included")
     if invalid:
         sys.exit(1)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.conformance import parallel
 from hub.core.errors import HubError
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
@@ -86,7 +87,8 @@ def package_context(path: Path, loaded: set[str]) -> str | None:
 
 
 def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = (),
-                  context: str | None = None, oioxml: OioxmlSchemas | None = None) -> FileResult:
+                  context: str | None = None, oioxml: OioxmlSchemas | None = None, jobs: int = 1) -> FileResult:
+    """The file's verdict; a large Bundle in it is validated on `jobs` cores."""
     try:
         body = path.read_bytes()
     except OSError as exc:
@@ -109,19 +111,23 @@ def validate_file(validator: Validator, path: Path, profiles: tuple[str, ...] = 
         except HubError as exc:
             return FileResult(str(path), kind, exc.outcome)
         inner = "fhir+xml" if envelope.mime_type == vans.FHIR_XML else "fhir+json"
-        return FileResult(str(path), kind, _fhir(validator, envelope.data, inner, profiles, context))
+        return FileResult(str(path), kind, _fhir(validator, envelope.data, inner, profiles, context, jobs))
     if kind not in ("fhir+json", "fhir+xml"):
         return FileResult(str(path), kind, single("not-supported", "Not a format the hub validates (FHIR JSON, "
                                                                    "FHIR XML, OIOXML, a VANS envelope, HL7 v2 or "
                                                                    "an SF1470 request)"))
-    return FileResult(str(path), kind, _fhir(validator, body, kind, profiles, context))
+    return FileResult(str(path), kind, _fhir(validator, body, kind, profiles, context, jobs))
 
 
-def _fhir(validator: Validator, body: bytes, kind: str, profiles: tuple[str, ...], context: str | None) -> Outcome:
+def _fhir(validator: Validator, body: bytes, kind: str, profiles: tuple[str, ...], context: str | None,
+          jobs: int) -> Outcome:
     try:
         resource = validator.parse(body, "application/" + kind)
     except HubError as exc:
         return exc.outcome
+    if jobs > 1 and len(resource.get("entry") or ()) >= parallel.PARTED_ENTRIES \
+            and validator.partable(resource, profiles, context):
+        return parallel.validate_in_parts(validator, resource, profiles, context, jobs)
     return validator.validate(resource, profiles, context=context)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from hub.core.outcome import Outcome, Severity
 from hub.fhir.fhirpath import InvariantEngine
 from hub.fhir.packages import PackageSet
+from hub.fhir.parts import WHOLE, Part
 from hub.fhir.structure import Field, Node, StructureValidator
 
 _EXTENSIONS = ("extension", "modifierExtension")
@@ -82,8 +83,10 @@ class ExtensionContexts:
         self._definitions: dict[tuple[str, str | None], tuple[dict[str, Any], str] | None] = {}
         self._unknowns: dict[tuple[str, str | None], bool] = {}
 
-    def check(self, resource: dict[str, Any], out: Outcome, context: str | None = None) -> None:
-        for extension, trail in _extensions(resource, []):
+    def check(self, resource: dict[str, Any], out: Outcome, context: str | None = None, part: Part = WHOLE) -> None:
+        """The extensions in `resource`; in those Bundle entries only that `part` takes, and outside the
+        entries only in the first part."""
+        for extension, trail in _extensions(resource, [], part if part.parted else None):
             url = extension.get("url")
             if not isinstance(url, str):
                 continue
@@ -214,13 +217,19 @@ class ExtensionContexts:
             n.split(".", 1)[1:] == [rest] for n in host.names if "." in n)
 
 
-def _extensions(value: Any, trail: list[tuple[str, int | None]]) -> Iterator[tuple[dict[str, Any], Trail]]:
-    """Every extension in `value`, with the trail to it (a plain scan: no definitions, one shared trail)."""
+def _extensions(value: Any, trail: list[tuple[str, int | None]], part: Part | None = None
+                ) -> Iterator[tuple[dict[str, Any], Trail]]:
+    """Every extension in `value`, with the trail to it (a plain scan: no definitions, one shared trail);
+    with `part`, in a Bundle's part only."""
     if not isinstance(value, dict):
         return
     for key, item in value.items():
+        if part is not None and key != "entry" and not part.owns_root:
+            continue
         if isinstance(item, list):
             for index, one in enumerate(item):
+                if part is not None and key == "entry" and not part.takes(index):
+                    continue
                 if isinstance(one, dict):
                     trail.append((key, index))
                     if key in _EXTENSIONS:

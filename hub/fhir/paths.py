@@ -6,6 +6,7 @@ their typed JSON names (`value` finds `valueString`, with the type `String`).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -14,6 +15,7 @@ from hub.fhir.fhirpath import resolve_reference
 _STEP = re.compile(r"[^.(]+(?:\([^)]*\))?")
 
 
+@functools.lru_cache(maxsize=4096)  # the paths are the loaded profiles' discriminators: few, met often
 def steps(path: str) -> tuple[str, ...]:
     """A discriminator path's steps: `$this` dropped, `extension('http://…')` kept whole despite its dots."""
     return tuple(s for s in _STEP.findall(path) if s != "$this")

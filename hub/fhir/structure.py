@@ -38,6 +38,7 @@ from hub.core.outcome import Outcome, single
 from hub.fhir import narrative
 from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet
+from hub.fhir.parts import WHOLE, Part
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 _FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
@@ -208,8 +209,9 @@ class StructureValidator:
 
     # --- checking ---------------------------------------------------------------------------------------
 
-    def check(self, resource: Any, expected_type: str | None = None) -> Outcome:
-        """The structural verdict on one resource (a parsed JSON object)."""
+    def check(self, resource: Any, expected_type: str | None = None, part: Part = WHOLE) -> Outcome:
+        """The structural verdict on one resource (a parsed JSON object); of one part of it, for a Bundle the
+        validator validates in parts (`hub.fhir.parts`)."""
         if not isinstance(resource, dict):
             return single("structure", "A resource must be a JSON object", None)
         rtype = resource.get("resourceType")
@@ -218,7 +220,17 @@ class StructureValidator:
         if expected_type and rtype != expected_type:
             return single("invalid", f"Expected a {expected_type} resource, got {rtype}", "resourceType")
         out = Outcome()
-        self._resource(resource, rtype, out)
+        if not part.parted:
+            self._resource(resource, rtype, out)
+            return out
+        node = self.definition(rtype)
+        assert isinstance(node, Node)
+        if part.owns_root:
+            self._object({k: v for k, v in resource.items() if k != "entry"}, node, rtype, out)
+        entry = node.fields["entry"]
+        for i, one in enumerate(resource["entry"]):
+            if part.takes(i):
+                self._value(one, entry, f"{rtype}.entry[{i}]", out, None)
         return out
 
     def _resource(self, value: dict[str, Any], where: str, out: Outcome) -> None:

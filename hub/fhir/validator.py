@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.core.outcome import Outcome, Severity
+from hub.core.outcome import Issue, Outcome, Severity
 from hub.fhir import io, narrative
 from hub.fhir.bundle import check_bundle
 from hub.fhir.definitions import discriminator_faults
@@ -43,17 +43,16 @@ from hub.fhir.message_definition import check_message
 from hub.fhir.native import NATIVE_CHECKS, NATIVE_RULES
 from hub.fhir.options import ValidationOptions
 from hub.fhir.packages import PackageSet, Terminology
-from hub.fhir.paths import step_parts, steps, typed_values_at, values_at
+from hub.fhir.parts import WHOLE, Part, Share, merge
+from hub.fhir.paths import values_at
 from hub.fhir.profile import Constraint, ElementDef, Limits, Profile, compile_profile, element_by_id, elements_of
+from hub.fhir.slicing import Item, SliceMatching
 from hub.fhir.snapshot import SnapshotError, snapshot
 from hub.fhir.structure import CORE, Node, StructureValidator, choice_name
 from hub.fhir.values import (
     HOLDERS,
-    code_of,
     codings,
     folded,
-    json_type_of,
-    location,
     matches_pattern,
     parameter_resources,
     show,
@@ -88,7 +87,7 @@ _CYCLE = _Plan((), {}, (), {}, {}, False)
 
 # One value of an element in the instance: the value, where it is (relative to its parent) and its type if a
 # choice name says it. A plain tuple: the walk makes one for every value.
-_Item = tuple[Any, str, str | None]
+_Item = Item
 
 
 @dataclass(slots=True)
@@ -97,22 +96,23 @@ class _Run:
 
     out: Outcome
     root: Any
-    said: set[str] = field(default_factory=set)
+    part: Part = WHOLE  # of the root's Bundle entries, the part this run walks
+    said: dict[str, Issue] = field(default_factory=dict)
     evaluated: set[tuple[str, str, str]] = field(default_factory=set)
     containers: dict[int, dict[str, Any]] = field(default_factory=dict)  # id of a contained resource → container
 
     def once(self, key: str, severity: Severity, code: str, text: str, where: str, rule: str) -> None:
         """A finding about the validation itself (a profile or value set missing), said once per input."""
         if key not in self.said:
-            self.said.add(key)
             self.out.add(severity, code, text, where, rule=rule)
+            self.said[key] = self.out.issues[-1]
 
     def missing_profile(self, canonical: str, where: str) -> None:
         self.once(canonical, "warning", "not-found", f"Profile {canonical} is not in the loaded packages; not "
                   "checked", where, "profile")
 
 
-class Validator:
+class Validator(SliceMatching):
     """Validates resources against the loaded packages. Thread-safe; build one per process."""
 
     def __init__(self, packages: PackageSet, structure: StructureValidator | None = None,
@@ -129,6 +129,7 @@ class Validator:
         self._lock = threading.Lock()
         self._plan_lock = threading.RLock()
         self._elements_at: dict[tuple[int, str], ElementDef | None] = {}  # ids of long-lived compiled profiles
+        self._slice_indexes: dict[int, tuple[str, dict[str, int]] | None] = {}  # by id, as _elements_at
         self._checking = threading.local()  # the (item, profile) conformance checks under way in this thread
         self.reader = XmlReader(self.structure)
         self.extension_contexts = ExtensionContexts(packages, self.structure, self.invariants)
@@ -197,50 +198,81 @@ class Validator:
         """Validate one resource. `context` (`name#version` of a loaded package) resolves unversioned
         canonicals as that package sees them; without it, the newest loaded version is used, and the resources
         inside a Bundle or contained resolve as the package of their container's profile sees them."""
-        out = self.structure.check(resource, expected_type)
-        if out.ok:
-            return self.check_profiles(resource, profiles, context, out)
-        return self._one_pass(resource, profiles, context, out)
+        return merge([self.validate_part(resource, WHOLE, profiles, expected_type, context)])
 
-    def _one_pass(self, resource: Any, profiles: list[str] | tuple[str, ...], context: str | None,
-                  out: Outcome) -> Outcome:
-        """A resource the structure check faults still gets the profile checks (bindings, invariants, slicing),
-        so every error is reported at once; a finding at a place the structure check has spoken for is its, and
-        only values the walk cannot read (a property of the wrong JSON type) keep the rest from being checked."""
+    def validate_part(self, resource: Any, part: Part, profiles: list[str] | tuple[str, ...] = (),
+                      expected_type: str | None = None, context: str | None = None) -> Share:
+        """One part of `validate` (`hub.fhir.parts`): parts other than `WHOLE` only for what `partable`
+        allows. A resource the structure check faults still gets the profile checks (bindings, invariants,
+        slicing), so every error is reported at once; a finding at a place the structure check has spoken for
+        is its, and only values the walk cannot read (a property of the wrong JSON type) keep the rest from
+        being checked."""
+        out = self.structure.check(resource, expected_type, part)
+        if out.ok:
+            return self._profiles_part(resource, profiles, context, part, out.issues)
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            return out
+            return Share(out.issues)
         try:
-            more = self.check_profiles(resource, profiles, context)
+            more = self._profiles_part(resource, profiles, context, part)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # shapes the walk cannot read
-            return out
+            return Share(out.issues)
         faulted = {(i.expression, i.rule) for i in out.issues if i.severity in ("error", "fatal")}
-        out.issues.extend(i for i in more.issues if (i.expression, i.rule) not in faulted)
-        out.issues.sort(key=lambda i: location(i.expression))
-        return out
+        keep = [i for i in more.walk if (i.expression, i.rule) not in faulted]
+        return Share(out.issues + keep, [i for i in more.after if (i.expression, i.rule) not in faulted],
+                     {k: i for k, i in more.once.items() if (i.expression, i.rule) not in faulted})
+
+    def partable(self, resource: Any, profiles: list[str] | tuple[str, ...] = (), context: str | None = None) -> bool:
+        """Whether `resource` may be validated in parts: a Bundle of entries each on its own (not a document
+        or message, whose entries the Bundle's rules tie together), whose profiles do not slice its entries."""
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Bundle" \
+                or resource.get("type") in ("document", "message") or "_entry" in resource:
+            return False
+        entries = resource.get("entry")
+        if not isinstance(entries, list) or len(entries) < 2 or not all(isinstance(e, dict) for e in entries):
+            return False
+        for canonical in self._declared(resource) + list(profiles):
+            prof = self.profile(canonical, context)
+            entry = prof.root.children.get("entry") if prof is not None else None
+            if entry is not None and entry.slicing is not None:
+                return False
+        return True
 
     def check_profiles(self, resource: dict[str, Any], profiles: list[str] | tuple[str, ...] = (),
                        context: str | None = None, out: Outcome | None = None) -> Outcome:
         """The profile part of `validate`, for a resource that has passed the structure check already (the
         booking edge answers structure errors and profile errors with different statuses). Findings are added
         to `out` when given."""
-        out = out if out is not None else Outcome()
-        run = _Run(out, resource)
+        merged = merge([self._profiles_part(resource, profiles, context, WHOLE, out.issues if out else [])])
+        if out is None:
+            return merged
+        out.issues = merged.issues
+        return out
+
+    def _profiles_part(self, resource: dict[str, Any], profiles: list[str] | tuple[str, ...], context: str | None,
+                       part: Part, before: list[Issue] | None = None) -> Share:
+        out = Outcome(list(before or ()))
+        run = _Run(out, resource, part)
         self._checking.memo = {}
         self._resource(resource, resource.get("resourceType", ""), list(profiles), run, context)
-        self.extension_contexts.check(resource, out, context)
-        check_bundle(resource, out, self._is_resource_type)
+        walked = len(out.issues)
+        self.extension_contexts.check(resource, out, context, part)
+        if part.owns_root:
+            check_bundle(resource, out, self._is_resource_type)
         if resource.get("resourceType") == "StructureDefinition":
             for where, text in discriminator_faults(resource, self.structure):
                 out.error("invalid", text, where, rule="sd-discriminator")
-        # A rule the profile restates from its base (a binding, a cardinality) is one finding, not two.
-        out.issues = list(dict.fromkeys(out.issues))
-        return out
+        return Share(out.issues[:walked], out.issues[walked:], run.said)
+
+    def _declared(self, resource: dict[str, Any]) -> list[str]:
+        """The profiles a resource declares, and those the loaded guides apply to every resource of its type."""
+        declared = [p for p in resource.get("meta", {}).get("profile", []) if isinstance(p, str)]
+        declared.extend(self.packages.global_profiles(resource["resourceType"]))
+        return declared
 
     def _resource(self, resource: dict[str, Any], where: str, extra_profiles: list[str], run: _Run,
                   context: str | None) -> None:
         rtype = resource["resourceType"]
-        declared = [p for p in resource.get("meta", {}).get("profile", []) if isinstance(p, str)]
-        declared.extend(self.packages.global_profiles(rtype))
+        declared = self._declared(resource)
         inner = context  # what nested resources resolve in: the package of this resource's own profile
         applied = 0
         for canonical in dict.fromkeys(declared + extra_profiles):
@@ -277,6 +309,8 @@ class Validator:
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                     kind = str(entry["resource"].get("resourceType"))
                     n = seen[kind] = seen.get(kind, -1) + 1
+                    if resource is run.root and not run.part.takes(i):
+                        continue  # another part's
                     extra = [p for rule, p in self.options.bundle_profiles if rule in (f"{kind}:{n}", f"{kind}:*")] \
                         if resource is run.root else []
                     self._resource(entry["resource"], f"{where}.entry[{i}].resource", extra, run, inner)
@@ -303,16 +337,25 @@ class Validator:
                 run: _Run) -> None:
         """`value` (a JSON object) against `ed` and its children."""
         plan = ed.plan or self._plan(ed)
-        if plan.constraints:
+        part = run.part if value is run.root and run.part.parted else None  # a Bundle walked in parts
+        own = part is None or part.owns_root  # the object's own rules, and its values other than entries
+        if plan.constraints and own:
             self._constraints(ed, plan.constraints, value, where, resource, run)
         if not plan.keys:
             return
         found: dict[str, tuple[ElementDef, list[_Item]]] = {}
-        other_types: dict[str, int] = {}  # values of a choice in a type it does not allow: counted, not walked
+        # values counted but not walked: a choice's values in a type it does not allow, other parts' entries
+        unwalked: dict[str, int] = {}
         for key, got in value.items():
+            if part is not None:
+                if key == "entry":
+                    unwalked[key] = sum(1 for i in range(len(got)) if not part.takes(i))
+                    got = [g if part.takes(i) else None for i, g in enumerate(got)]
+                elif not own:
+                    continue
             hit = plan.keys.get(key)
             if hit is None and plan.choices and key[0] != "_":
-                self._other_type(plan, key, where, run, other_types)
+                self._other_type(plan, key, where, run, unwalked)
             if hit is None or (key[0] == "_" and key[1:] in value):
                 continue  # not walked, or a primitive's `_name` beside its value
             child, type_code, name = hit
@@ -323,9 +366,9 @@ class Validator:
                 entry[1].extend((g, f"{name}[{i}]", type_code) for i, g in enumerate(got) if g is not None)
             elif got is not None:
                 entry[1].append((got, name, type_code))
-        for child in plan.counted:
+        for child in plan.counted if own else ():
             entry = found.get(child.name)
-            count = (len(entry[1]) if entry is not None else 0) + other_types.get(child.name, 0)
+            count = (len(entry[1]) if entry is not None else 0) + unwalked.get(child.name, 0)
             if count < child.min or (child.max is not None and count > child.max):
                 self._cardinality(child, count, where, run)
             if entry is None and child.slicing is not None and child.slices:
@@ -443,8 +486,14 @@ class Validator:
         assert ed.slicing is not None
         counts = {s.slice_name: 0 for s in ed.slices}
         last, unmatched = -1, False
+        lookup = self._slice_index(ed)
         for item in items:
-            found = next(((i, s) for i, s in enumerate(ed.slices) if self._in_slice(ed, s, item, run)), None)
+            if lookup is not None:
+                path, keys = lookup
+                hits = [keys[v] for v in values_at(item[0], path, run.root) if type(v) is str and v in keys]
+                found = (min(hits), ed.slices[min(hits)]) if hits else None
+            else:
+                found = next(((i, s) for i, s in enumerate(ed.slices) if self._in_slice(ed, s, item, run.root)), None)
             got, relative, type_code = item
             at = f"{where}.{relative}"
             if found is None:
@@ -466,66 +515,6 @@ class Validator:
             self._value(match, got, at, resource, run, type_code)
         for s in ed.slices:
             self._cardinality(s, counts[s.slice_name], where, run)
-
-    # --- slices -------------------------------------------------------------------------------------------
-
-    def _in_slice(self, base: ElementDef, slice_ed: ElementDef, item: _Item, run: _Run) -> bool:
-        assert base.slicing is not None
-        for kind, path in base.slicing.discriminators:
-            if not self._discriminated(kind, path, slice_ed, item, run.root):
-                return False
-        return bool(base.slicing.discriminators)
-
-    def _discriminated(self, kind: str, path: str, slice_ed: ElementDef, one: _Item, root: Any) -> bool:
-        item, _, one_type = one
-        if kind in ("value", "pattern"):
-            # The value is set by the element's fixed value, its pattern, or its required binding (FHIR's
-            # definition of the value discriminator), found in the slice or in the profile of its type.
-            target = self._element_at(slice_ed, path)
-            found = values_at(item, path, root)
-            if target is None or (path == "url" and target.fixed is None):
-                # An extension slice whose definition is not loaded: its url is the definition's canonical.
-                urls = {p.split("|")[0] for t in slice_ed.types if t.code == "Extension" for p in t.profiles}
-                return path == "url" and bool(urls) and any(v in urls for v in found)
-            if target.fixed is not None or target.pattern is not None:
-                expected = target.fixed[1] if target.fixed is not None else target.pattern[1]  # type: ignore[index]
-                return any(matches_pattern(v, expected) for v in found)
-            if target.max == 0:  # a value the slice prohibits: its slice is the values without one
-                return not found
-            if target.binding is not None and target.binding[0] == "required":
-                try:
-                    codes = self.terminology.codes(target.binding[1], target.package)
-                except Exception:
-                    return False
-                return any(any(c == code_of(v) for _, c in codes) for v in found)
-            return True  # a slice that sets no value there sets no condition by this discriminator
-        if kind == "exists":
-            target = self._element_at(slice_ed, path)
-            present = bool(values_at(item, path, root))
-            return present if target is None or target.min > 0 else (not present if target.max == 0 else True)
-        if kind == "type":
-            if steps(path)[-1:] == ("resolve()",):  # the type of the resource referred to: its target profiles'
-                ref_ed = self._element_at(slice_ed, path.removesuffix("resolve()").rstrip(".")) or slice_ed
-                type_codes = {prof.type if (prof := self.profile(p, ref_ed.package)) else p.rsplit("/", 1)[-1]
-                              for t in ref_ed.types for p in t.target_profiles}
-            else:
-                type_codes = {t.code for t in (self._element_at(slice_ed, path) or slice_ed).types}
-            if not steps(path):
-                return one_type in type_codes if one_type is not None else True
-            found = [t or (json_type_of(v) if isinstance(v, dict) else None)
-                     for v, t in typed_values_at(item, path, root)]
-            # `contentString` spells the type `string` with a capital: compare both spellings
-            return any(t is not None and (t in type_codes or t[:1].lower() + t[1:] in type_codes) for t in found)
-        if kind == "profile":
-            # The values at the path conform to a profile the slice gives them; a slice that gives none there
-            # sets no condition by this discriminator.
-            ed = self._element_at(slice_ed, path) or slice_ed
-            targets = [p for t in ed.types for p in t.profiles]
-            if not targets:
-                return True
-            values = values_at(item, path, root) if steps(path) else [item]
-            return any(self._conforms(v, p, ed.package, root) for v in values for p in targets)
-        return False
 
     @functools.lru_cache(maxsize=1024)  # noqa: B019 - the validator lives as long as the process
     def _derives(self, declared: str, canonical: str, context: str | None) -> bool:
@@ -572,48 +561,6 @@ class Validator:
             return run.out.ok
         finally:
             checking.discard(key)
-
-    def _element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
-        """The definition a discriminator path leads to, through inline children, type profiles, choice
-        elements and `extension('url')` steps (the extension slice whose profile has that url); found once."""
-        key = (id(ed), path)
-        try:
-            return self._elements_at[key]
-        except KeyError:
-            found = self._elements_at[key] = self._find_element_at(ed, path)
-            return found
-
-    def _find_element_at(self, ed: ElementDef, path: str) -> ElementDef | None:
-        node: ElementDef | None = ed
-        for step in steps(path):
-            if node is None:
-                return None
-            if step == "resolve()":  # into the profile the reference must point to
-                targets = [p for t in node.types for p in t.target_profiles]
-                profiles = [self.profile(p, node.package) for p in targets]
-                node = next((p.root for p in profiles if p is not None), None)
-                continue
-            name, url = step_parts(step)
-            if url is not None:
-                slices = node.children["extension"].slices if "extension" in node.children else []
-                node = next((s for s in slices if url in (p.split("|")[0] for t in s.types for p in t.profiles)
-                             or (s.children.get("url") and s.children["url"].fixed
-                                 and s.children["url"].fixed[1] == url)), None)
-                continue
-            node = (node.children.get(name) or node.children.get(name + "[x]") or self._type_root(node, name)
-                    or self._type_root(node, name + "[x]"))
-            if node is not None and len(node.slices) == 1:
-                node = node.slices[0]  # `extension.value` through a profile's one extension slice
-        return node
-
-    def _type_root(self, ed: ElementDef, step: str) -> ElementDef | None:
-        """A child defined not inline but by the element's type profile (e.g. an extension's `url`)."""
-        for t in ed.types:
-            for canonical in t.profiles or (CORE + t.code,):
-                prof = self.profile(canonical, ed.package)
-                if prof is not None and step in prof.root.children:
-                    return prof.root.children[step]
-        return None
 
     # --- values -------------------------------------------------------------------------------------------
 
@@ -720,7 +667,7 @@ class Validator:
         conforms to, or, when none, an error and each profile's findings (to say why)."""
         tried = []
         for root in roots:
-            trial = _Run(Outcome(), run.root, run.said)
+            trial = _Run(Outcome(), run.root, said=run.said)
             self._object(root, item, where, resource, trial)
             if trial.out.ok:
                 run.out.issues.extend(trial.out.issues)
