@@ -85,7 +85,7 @@ class ExtensionContexts:
 
     def check(self, resource: dict[str, Any], out: Outcome, context: str | None = None, part: Part = WHOLE) -> None:
         """The extensions in `resource`; in those Bundle entries only that `part` takes, and outside the
-        entries only in the first part."""
+        entries only in the part that walks the Bundle itself."""
         for extension, trail in _extensions(resource, [], part if part.parted else None):
             url = extension.get("url")
             if not isinstance(url, str):
