@@ -87,6 +87,18 @@ def test_raw_json_that_cannot_be_decided_falls_back_to_fhirpathpy(engine: Invari
         compile_expression("(1 | 2) and true").fn([{}], env)
 
 
+@pytest.mark.parametrize(("start", "end"), [
+    ("2021-07-16T09:00:00.000+00:00", "2021-07-16T11:00:00.000+00:00"), ("2021-08-23T15:22:44+02:00",
+     "2021-08-19T15:22:44+02:00"), ("2021-01-01T10:00:00Z", "2021-01-01T10:00:00Z"), ("2020-02-01", "2020-01-31")])
+def test_dates_written_alike_are_decided_compiled_as_fhirpathpy_decides(engine: InvariantEngine, start: str,
+                                                                       end: str) -> None:
+    period = {"start": start, "end": end}
+    env = Env(period, period, [period], engine._resolve, engine._member_of, engine._conforms_to, [period])
+    for expression in ("start <= end", "start > end", "start = end", "start != end"):
+        compiled = compile_expression(expression).fn([period], env)  # no Fallback
+        assert compiled == _plain(engine._interpreted(expression, period, period, period, "Period")), expression
+
+
 def test_the_guard_names_what_an_expression_reads_of_its_focus(engine: InvariantEngine) -> None:
     """A focus object with none of the names in the guard gives the result of an empty object, so the engine
     answers without evaluating; what can read more of the focus has no guard."""
