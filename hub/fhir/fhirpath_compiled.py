@@ -28,6 +28,8 @@ from typing import Any
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
+from hub.fhir.values import DATE_LIKE, text_decides
+
 Node = dict[str, Any]
 Items = list[Any]
 
@@ -66,9 +68,6 @@ _CHOICES: dict[str, frozenset[str]] = {}
 for _element, _types in _MODEL["choiceTypePaths"].items():
     _name = _element.rsplit(".", 1)[-1]
     _CHOICES[_name] = _CHOICES.get(_name, frozenset()) | {t[:1].upper() + t[1:] for t in _types}
-_DATE_LIKE = re.compile(r"\d{4}(-\d\d(-\d\d)?)?(T|$)|\d\d:\d\d")
-_DAY = re.compile(r"\d{4}-\d\d-\d\d")
-_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(Z|[+-]\d\d:\d\d)")
 _CONSTANTS = {"ucum": "http://unitsofmeasure.org", "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
 _INTEGER = re.compile(r"[+-]?\d+")
 _ESCAPES = {"'": "'", '"': '"', "`": "`", "\\": "\\", "/": "/", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -145,22 +144,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _written_alike(a: str, b: str) -> bool:
-    """Two full dates, or two dateTimes to the second written alike in the same time zone: their text compares
-    as their times do, so raw JSON decides whether they are dates or strings (a Period's start and end)."""
-    if len(a) != len(b):
-        return False
-    if _DAY.fullmatch(a) and _DAY.fullmatch(b):
-        return True
-    x, y = _INSTANT.fullmatch(a), _INSTANT.fullmatch(b)
-    return x is not None and y is not None and x.group(1) == y.group(1)
-
-
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, str) and isinstance(b, str):
-        if a != b and (_DATE_LIKE.match(a) or _DATE_LIKE.match(b)) and not _written_alike(a, b):
+        if a != b and not text_decides(a, b):
             raise Fallback  # dates and times compare by precision and time zone
         return a == b
     return bool(a == b)
@@ -193,7 +181,7 @@ def _string(items: Items) -> str | None:
 
 
 def _distinct(items: Items) -> Items:
-    if all(type(i) is str and not _DATE_LIKE.match(i) or type(i) is int for i in items):
+    if all(type(i) is str and not DATE_LIKE.match(i) or type(i) is int for i in items):
         return list(dict.fromkeys(items))  # plain strings and integers: equal exactly when Python says so
     out: Items = []
     for item in items:
@@ -403,8 +391,7 @@ class _Compiler:
             x, y = pair
             if _is_number(x) and _is_number(y):
                 return [compare(x, y)]
-            if isinstance(x, str) and isinstance(y, str) and (
-                    not (_DATE_LIKE.match(x) or _DATE_LIKE.match(y)) or _written_alike(x, y)):
+            if isinstance(x, str) and isinstance(y, str) and text_decides(x, y):
                 return [compare(x, y)]
             raise Fallback
 

@@ -4,6 +4,7 @@ the resources a Parameters holds, values shown in findings. Pure."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,3 +87,22 @@ def type_in_reference(ref: str) -> str | None:
 def show(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else f"'{value}'"
     return text if len(text) <= 80 else text[:80] + "…"
+
+
+DATE_LIKE = re.compile(r"\d{4}(-\d\d(-\d\d)?)?(T|$)|\d\d:\d\d")  # a date, dateTime or time, as its text starts
+_DAY = re.compile(r"\d{4}-\d\d-\d\d")
+_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+def text_decides(a: str, b: str) -> bool:
+    """Whether two strings compare by their text in FHIRPath as raw JSON has them, typed or not: neither looks
+    like a date or time, or they are two full dates, or two dateTimes to the second written alike in
+    the same time zone, whose text orders them as their times do (a Period's start and end)."""
+    if not (DATE_LIKE.match(a) or DATE_LIKE.match(b)):
+        return True
+    if len(a) != len(b):
+        return False
+    if _DAY.fullmatch(a) and _DAY.fullmatch(b):
+        return True
+    x, y = _INSTANT.fullmatch(a), _INSTANT.fullmatch(b)
+    return x is not None and y is not None and x.group(1) == y.group(1)
