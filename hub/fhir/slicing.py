@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 Item = tuple[Any, str, str | None]  # a value, its place relative to its parent, the type its choice name gives
 
 
+def _extension_urls(slice_ed: ElementDef) -> set[str]:
+    """The canonicals of an extension slice's profiles: its `url`, where its definition is not loaded."""
+    return {p.split("|")[0] for t in slice_ed.types if t.code == "Extension" for p in t.profiles}
+
+
 class SliceMatching:
     terminology: Terminology
     _elements_at: dict[tuple[int, str], ElementDef | None]
@@ -54,7 +59,7 @@ class SliceMatching:
             if target is None or (path == "url" and target.fixed is None):
                 if path != "url":
                     return None
-                strings = {p.split("|")[0] for t in s.types if t.code == "Extension" for p in t.profiles}
+                strings = _extension_urls(s)
             else:
                 fixed = target.fixed or target.pattern
                 if fixed is None or type(fixed[1]) is not str:
@@ -80,7 +85,7 @@ class SliceMatching:
             found = values_at(item, path, root)
             if target is None or (path == "url" and target.fixed is None):
                 # An extension slice whose definition is not loaded: its url is the definition's canonical.
-                urls = {p.split("|")[0] for t in slice_ed.types if t.code == "Extension" for p in t.profiles}
+                urls = _extension_urls(slice_ed)
                 return path == "url" and bool(urls) and any(v in urls for v in found)
             if target.fixed is not None or target.pattern is not None:
                 expected = target.fixed[1] if target.fixed is not None else target.pattern[1]  # type: ignore[index]

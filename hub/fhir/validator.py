@@ -87,7 +87,6 @@ _CYCLE = _Plan((), {}, (), {}, {}, False)
 
 # One value of an element in the instance: the value, where it is (relative to its parent) and its type if a
 # choice name says it. A plain tuple: the walk makes one for every value.
-_Item = Item
 
 
 @dataclass(slots=True)
@@ -242,7 +241,7 @@ class Validator(SliceMatching):
         """The profile part of `validate`, for a resource that has passed the structure check already (the
         booking edge answers structure errors and profile errors with different statuses). Findings are added
         to `out` when given."""
-        merged = merge([self._profiles_part(resource, profiles, context, WHOLE, out.issues if out else [])])
+        merged = merge([self._profiles_part(resource, profiles, context, WHOLE, out.issues if out is not None else [])])
         if out is None:
             return merged
         out.issues = merged.issues
@@ -343,7 +342,7 @@ class Validator(SliceMatching):
             self._constraints(ed, plan.constraints, value, where, resource, run)
         if not plan.keys:
             return
-        found: dict[str, tuple[ElementDef, list[_Item]]] = {}
+        found: dict[str, tuple[ElementDef, list[Item]]] = {}
         # values counted but not walked: a choice's values in a type it does not allow, other parts' entries
         unwalked: dict[str, int] = {}
         for key, got in value.items():
@@ -479,7 +478,7 @@ class Validator(SliceMatching):
             text = "is not allowed" if ed.max == 0 else f"allows at most {ed.max}, found {count}"
             run.out.error("structure", f"{label} {text}", where, rule=ed.id)
 
-    def _sliced(self, ed: ElementDef, items: list[_Item], resource: dict[str, Any], run: _Run,
+    def _sliced(self, ed: ElementDef, items: list[Item], resource: dict[str, Any], run: _Run,
                 where: str) -> None:
         """Each value into the first slice it matches; then the slices' cardinalities, and for an ordered
         slicing the order of the slices, and for `openAtEnd` that unmatched values come last."""
@@ -490,8 +489,9 @@ class Validator(SliceMatching):
         for item in items:
             if lookup is not None:
                 path, keys = lookup
-                hits = [keys[v] for v in values_at(item[0], path, run.root) if type(v) is str and v in keys]
-                found = (min(hits), ed.slices[min(hits)]) if hits else None
+                hit = min((keys[v] for v in values_at(item[0], path, run.root) if type(v) is str and v in keys),
+                          default=None)
+                found = (hit, ed.slices[hit]) if hit is not None else None
             else:
                 found = next(((i, s) for i, s in enumerate(ed.slices) if self._in_slice(ed, s, item, run.root)), None)
             got, relative, type_code = item
