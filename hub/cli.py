@@ -216,6 +216,8 @@ def validate(
                                   ] = False,
     bundle_profile: Annotated[list[str] | None, typer.Option(
         help="TYPE:INDEX=PROFILE (or TYPE:*=PROFILE): validate those Bundle entries against PROFILE too")] = None,
+    display_issues_are_warnings: Annotated[bool, typer.Option(
+        "--display-issues-are-warnings", help="A display the code system does not give is a warning")] = False,
     jobs: Annotated[int | None, typer.Option(min=1, help="Worker processes: files shared out among them, a large "
                                              "Bundle validated in parts; default: the cores available")] = None,
 ) -> None:
@@ -238,7 +240,8 @@ def validate(
         raise typer.BadParameter("expected TYPE:INDEX=PROFILE", param_hint="--bundle-profile")
     options = ValidationOptions(security_checks=security_checks, example_urls=example_urls,
                                 resolve_references=resolve_references,
-                                bundle_profiles=tuple((r[0], r[1]) for r in rules))
+                                bundle_profiles=tuple((r[0], r[1]) for r in rules),
+                                display_warnings=display_issues_are_warnings)
     validator = Validator(packages, options=options)
     # The packages and compiled profiles live as long as the command: collections need not look at them
     # again, and fewer collections suit a short command that allocates much (a 10,000-entry Bundle).

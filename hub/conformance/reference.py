@@ -92,6 +92,7 @@ def _options(case: dict[str, Any]) -> ValidationOptions:
         rest_types=bool(profile.get("assumeValidRestReferences", case.get("assumeValidRestReferences"))),
         resolve_references=str(case.get("validateReference", "")).startswith("CHECK_EXISTS"),
         bundle_profiles=((bundle["rule"], bundle["profile"]),) if bundle.get("rule") else (),
+        contained=case.get("validateContains") != "IGNORE",
     )
 
 
@@ -146,7 +147,11 @@ class Suite:
                 profile_url = resource.get("url")
             resources.append(resource)
         folder.mkdir(parents=True, exist_ok=True)
-        write_package(folder, "reference.case", resources, CORE_DEPENDENCY)
+        # The packages the Java runner loads for the case (`profile.packages`) are not in the store: named as
+        # dependencies, what they define is known to be left out (`PackageSet.missing`), not missing indeed.
+        named = (case.get("profile") or {}).get("packages", []) if with_profile else []
+        write_package(folder, "reference.case", resources,
+                      {**CORE_DEPENDENCY, **dict(p.split("#", 1) for p in named if "#" in p)})
         return Validator(PackageSet([self.core, folder]), options=options), profile_url
 
     def _compare(self, case: dict[str, Any], validator: Validator, profile: str | None, java: Any) -> Result:

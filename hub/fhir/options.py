@@ -22,3 +22,6 @@ class ValidationOptions:
     # (rule, profile): Bundle entries validated against a profile too; a rule is `Type:index` (the index-th
     # entry of that type, from 0) or `Type:*` (`-bundle`)
     bundle_profiles: tuple[tuple[str, str], ...] = ()
+    contained: bool = True  # contained resources are validated (`validateContains`: CHECK_VALID; False: IGNORE)
+    display_warnings: bool = False  # a display the code system does not give is a warning, not an error
+    # (`-display-issues-are-warnings`)

@@ -123,6 +123,14 @@ class PackageSet:
             found = self._closures[package] = tuple(order)
         return found
 
+    def complete(self, package: str | None) -> bool:
+        """Whether every package `package` depends on (at the versions pinned, all the way down) is loaded: then
+        what it names and no loaded package holds is missing indeed, not merely in a dependency left out."""
+        if package is None or package not in self._pins:
+            return False
+        missing = set(self.missing)
+        return not any(f"{d}#{v}" in missing for p in self.closure(package) for d, v in self._pins[p].items())
+
     def _read(self, entry: _Entry) -> dict[str, Any]:
         with self._lock:
             doc = self._cache.get(entry.file)
@@ -133,7 +141,14 @@ class PackageSet:
 
     def locate(self, canonical: str, resource_type: str | None = None,
                context: str | None = None) -> tuple[dict[str, Any], str] | None:
-        """The resource a canonical names and the package it comes from (rules in the class docstring)."""
+        """The resource a canonical names and the package it comes from (rules in the class docstring). A
+        fragment names a resource contained in the one the canonical names (`…/StructureDefinition/x#vs1`)."""
+        if "#" in canonical and canonical not in self._by_url:
+            outer, _, fragment = canonical.partition("#")
+            found = self.locate(outer, None, context) if outer else None
+            held = [c for c in (found[0].get("contained") or []) if isinstance(c, dict) and c.get("id") == fragment
+                    and resource_type in (None, c.get("resourceType"))] if found is not None else []
+            return (held[0], found[1]) if held and found is not None else None
         url, _, version = canonical.partition("|")
         entries = [e for e in self._by_url.get(url, []) if resource_type in (None, e.resource_type)]
         if version:
@@ -271,6 +286,7 @@ class Terminology:
     def __init__(self, packages: PackageSet) -> None:
         self.packages = packages
         self._expansions: dict[tuple[str, str | None], frozenset[tuple[str, str]]] = {}
+        self._displays: dict[tuple[str, str | None], dict[tuple[str, str], frozenset[str]]] = {}
         self._hierarchies: dict[tuple[str, str | None], _Hierarchy | None] = {}
 
     def codes(self, valueset: str, context: str | None = None) -> frozenset[tuple[str, str]]:
@@ -280,11 +296,44 @@ class Terminology:
         found = self._expansions.get(key)
         if found is None:
             vs, where = self.packages.require(valueset, "ValueSet", context)
-            compose = vs.get("compose", {})
-            included = set().union(*[self._include(i, where) for i in compose.get("include", [])] or [set()])
-            excluded = set().union(*[self._include(i, where) for i in compose.get("exclude", [])] or [set()])
-            found = frozenset(included - excluded)
+            compose = vs.get("compose")
+            if not isinstance(compose, dict) and isinstance(vs.get("expansion"), dict):
+                found = frozenset(self.displays(valueset, context))  # published expanded only
+            else:
+                compose = compose or {}
+                included = set().union(*[self._include(i, where) for i in compose.get("include", [])] or [set()])
+                excluded = set().union(*[self._include(i, where) for i in compose.get("exclude", [])] or [set()])
+                found = frozenset(included - excluded)
             self._expansions[key] = found
+        return found
+
+    def displays(self, valueset: str, context: str | None = None) -> dict[tuple[str, str], frozenset[str]]:
+        """The displays the ValueSet itself gives its codes (each `(system, code)` it lists): those of its
+        expansion and of the concepts its compose names, with their designations. A display the value set
+        gives is as good as the code system's, as the HL7 validator takes it (a value set of translations)."""
+        key = (valueset, context)
+        found = self._displays.get(key)
+        if found is None:
+            vs, _ = self.packages.require(valueset, "ValueSet", context)
+            given: dict[tuple[str, str], set[str]] = {}
+
+            def add(system: Any, concept: dict[str, Any]) -> None:
+                if isinstance(system, str) and isinstance(concept.get("code"), str):
+                    shown = given.setdefault((system, concept["code"]), set())
+                    shown.update(d for d in [concept.get("display")] + [
+                        g.get("value") for g in concept.get("designation", []) or [] if isinstance(g, dict)]
+                        if isinstance(d, str) and d)
+
+            def contains(items: list[dict[str, Any]]) -> None:
+                for item in items:
+                    add(item.get("system"), item)
+                    contains(item.get("contains", []) or [])
+
+            contains((vs.get("expansion") or {}).get("contains", []) or [])
+            for inc in (vs.get("compose") or {}).get("include", []) or []:
+                for concept in inc.get("concept", []) or []:
+                    add(inc.get("system"), concept)
+            found = self._displays[key] = {k: frozenset(v) for k, v in given.items()}
         return found
 
     def hierarchy(self, system: str, context: str | None = None) -> _Hierarchy | None:

@@ -136,10 +136,13 @@ def _max(raw: str) -> int | None:
     return None if raw == "*" else int(raw)
 
 
-def _element(e: dict[str, Any], package: str | None) -> ElementDef:
+def _element(e: dict[str, Any], package: str | None, url: str = "") -> ElementDef:
     path: str = e["path"]
     max_raw = e.get("max", "*")
     binding = e.get("binding")
+    valueset = binding.get("valueSet") if binding else None
+    if isinstance(valueset, str) and valueset.startswith("#"):
+        valueset = url + valueset  # a value set contained in the profile: `url#id`, a canonical's fragment
     return ElementDef(
         id=e.get("id") or path,
         path=path,
@@ -149,7 +152,7 @@ def _element(e: dict[str, Any], package: str | None) -> ElementDef:
         types=tuple(_type(t) for t in e.get("type", ())),
         fixed=_typed(e, "fixed"),
         pattern=_typed(e, "pattern"),
-        binding=(binding["strength"], binding["valueSet"]) if binding and binding.get("valueSet") else None,
+        binding=(binding["strength"], valueset) if binding and valueset else None,
         constraints=tuple(Constraint(c["key"], c.get("severity", "error"), c.get("human", ""), c.get("expression"))
                           for c in e.get("constraint", ())),
         slicing=Slicing(tuple((d["type"], d["path"]) for d in e["slicing"].get("discriminator", ())),
@@ -185,7 +188,7 @@ def compile_profile(sd: dict[str, Any], package: str | None = None) -> Profile:
     by_id: dict[str, ElementDef] = {}
     root: ElementDef | None = None
     for raw in elements:
-        ed = _element(raw, package)
+        ed = _element(raw, package, str(sd.get("url", "")))
         by_id[ed.id] = ed
         if root is None:
             root = ed

@@ -138,6 +138,7 @@ class StructureValidator:
         self.security_checks = options.security_checks
         self.html_in_markdown = options.html_in_markdown
         self.example_urls = options.example_urls
+        self.contained = options.contained
         self._types: dict[str, Node | _Primitive | None] = {}
         self._lock = threading.Lock()
 
@@ -246,7 +247,7 @@ class StructureValidator:
             out.error("structure", "An object must not be empty", where, rule="structure")
             return
         for key, item in value.items():
-            if key == "resourceType" and node.is_resource:
+            if key == "resourceType" and node.is_resource or key == "contained" and not self.contained:
                 continue
             f = node.fields.get(key)
             if f is not None:

@@ -81,6 +81,7 @@ class _Plan:
     inert: bool
     # the choice children (`value[x]`): their name without `[x]`, and the JSON names of the types they allow
     choices: tuple[tuple[str, ElementDef, frozenset[str]], ...] = ()
+    unknown: dict[str, tuple[str, ...]] = field(default_factory=dict)  # type → its profiles not loaded
 
 
 _CYCLE = _Plan((), {}, (), {}, {}, False)
@@ -293,7 +294,7 @@ class Validator(SliceMatching):
             if core is not None:
                 self._object(core.root, resource, where, resource, run)
         self._narrative_links(resource, where, run)
-        for i, contained in enumerate(resource.get("contained", []) or []):
+        for i, contained in enumerate(resource.get("contained", []) or [] if self.options.contained else []):
             if isinstance(contained, dict):
                 run.containers[id(contained)] = run.containers.get(id(resource), resource)
             self._resource(contained, f"{where}.contained[{i}]", [], run, inner)
@@ -443,6 +444,8 @@ class Validator(SliceMatching):
                 keys[child.name] = keys["_" + child.name] = (child, None, child.name)
         type_roots: dict[str, tuple[ElementDef, ...]] = {}
         alternatives: dict[str, tuple[str, ...]] = {}
+        unknown = {t.code: missing for t in ed.types if t.code != "Extension"  # extensions: hub.fhir.extensions
+                   and (missing := tuple(c for c in t.profiles if self.profile(c, ed.package) is None))}
         if not ed.children:
             for t in ed.types:
                 roots = []
@@ -461,9 +464,9 @@ class Validator(SliceMatching):
                      or ed.binding is not None or ed.limits is not None or ed.language_control is not None
                      or ed.must_have_value or ed.value_alternatives is not None or bool(ed.additional_bindings)
                      or any(t.code == "Extension" or (t.code == "Reference" and t.target_profiles) for t in ed.types)
-                     or any(type_roots.values()))
+                     or any(type_roots.values()) or bool(unknown))
         return _Plan(constraints, keys, tuple(counted), type_roots, alternatives, inert and not choices,
-                     tuple(choices))
+                     tuple(choices), unknown)
 
     def _inert(self, ed: ElementDef, building: frozenset[int]) -> bool:
         return self._plan(ed, building).inert
@@ -594,6 +597,8 @@ class Validator(SliceMatching):
             if has_value == ("extension" in item):
                 run.out.error("invariant", "An extension has a value or extensions, not both and not neither",
                               where, rule="ext-1")
+        for canonical in plan.unknown.get(type_code or (ed.types[0].code if ed.types else ""), ()):
+            self._unknown_type_profile(ed, canonical, where, run)
         if not isinstance(item, dict):
             if plan.constraints:
                 self._constraints(ed, plan.constraints, item, where, resource, run)
@@ -617,6 +622,24 @@ class Validator(SliceMatching):
             return
         for root in roots or ():
             self._object(root, item, where, resource, run)
+
+    def _unknown_type_profile(self, ed: ElementDef, canonical: str, where: str, run: _Run) -> None:
+        """A profile the element's type names that no loaded package holds: the value cannot be checked
+        against it. Where every package the naming profile's package depends on is loaded, the profile is
+        missing indeed: an error where the value is, as the HL7 validator has it; else it is likely in a
+        dependency left out (`PackageSet.missing`), and a warning by written policy, as a profile not loaded."""
+        if self._missing_indeed(canonical, ed.package):
+            run.out.error("not-found", f"{ed.path}: the profile {canonical} its type names is in none of the "
+                          "packages its profile depends on; the value is not checked against it", where,
+                          rule="profile")
+        else:
+            run.missing_profile(canonical, where)
+
+    def _missing_indeed(self, canonical: str, context: str | None) -> bool:
+        """A profile no loaded package holds, named from a package whose dependencies are all loaded (one that
+        is held but cannot be used, its snapshot impossible, is said where it is used)."""
+        return self.packages.complete(context) and self.packages.locate(canonical, "StructureDefinition",
+                                                                        context) is None
 
     @staticmethod
     def _absent_value(ed: ElementDef, item: dict[str, Any], where: str, run: _Run) -> None:
@@ -648,14 +671,17 @@ class Validator(SliceMatching):
                           f"{', '.join(sorted(allowed))})", where, rule=ed.id)
             return
         canonicals = [p for t in ed.types if t.code in (rtype, "Resource", "DomainResource") for p in t.profiles]
-        roots, named = [], []
+        roots, named, unknown = [], [], False
         for canonical in canonicals:
             prof = self.profile(canonical, ed.package)
             if prof is None:
                 run.missing_profile(canonical, where)
+                unknown = True
             elif prof.type == rtype:
                 roots.append(prof.root)
                 named.append(canonical)
+        if unknown and len(canonicals) > 1:
+            return  # one of them is enough, and one is not known: nothing to choose (as `_make_plan`)
         if len(roots) > 1:
             self._one_of(tuple(roots), tuple(named), item, where, item, run)
         elif roots:
@@ -682,6 +708,8 @@ class Validator(SliceMatching):
         for c, needs in constraints:
             if needs is not None and type(node) is dict and needs.isdisjoint(node):
                 continue  # an object without the names it reads: it holds, as on an empty object
+            if c.key == "dom-3" and not self.options.contained:
+                continue  # the contained resources are not looked at
             # The core definition and the profiles restate the same invariants: each is evaluated once a place.
             done = (c.key, c.expression or "", where)
             if done in run.evaluated:
@@ -775,10 +803,20 @@ class Validator(SliceMatching):
                               "have it", f"{at}.code", rule=ed.id)
                 continue
             display = coding.get("display")
-            if isinstance(display, str) and displays and folded(display) not in {folded(d) for d in displays}:
+            if isinstance(display, str) and displays and folded(display) not in {
+                    folded(d) for d in displays | self._bound_displays(ed, system, code)}:
                 expected = " or ".join(f"'{d}'" for d in sorted(displays))
-                run.out.add("warning", "invalid", f"Wrong display '{display}' for {system}#{code}: the code "
-                            f"system gives {expected}", f"{at}.display", rule=ed.id)
+                run.out.add("warning" if self.options.display_warnings else "error", "invalid",
+                            f"Wrong display '{display}' for {system}#{code}: the code system gives {expected}",
+                            f"{at}.display", rule=ed.id)
+
+    def _bound_displays(self, ed: ElementDef, system: str, code: str) -> frozenset[str]:
+        """The displays the element's bound value set gives the code (its translations), if it can be read."""
+        try:
+            return self.terminology.displays(ed.binding[1], ed.package).get((system, code), frozenset()) \
+                if ed.binding is not None else frozenset()
+        except LookupError:
+            return frozenset()
 
     def _reference(self, ed: ElementDef, item: dict[str, Any], where: str, resource: dict[str, Any],
                    run: _Run) -> None:
@@ -790,8 +828,11 @@ class Validator(SliceMatching):
         for canonical in targets:
             prof = self.profile(canonical, ed.package)
             if prof is None and not canonical.startswith(CORE):
-                run.once(canonical, "warning", "not-found", f"Profile {canonical} (a target profile of {ed.path}) "
-                         "is not in the loaded packages; the reference is not checked against it", where, ed.id)
+                # as a type's profile (`_unknown_type_profile`): an error where the packages are complete
+                run.once(canonical, "error" if self._missing_indeed(canonical, ed.package) else "warning",
+                         "not-found",
+                         f"Profile {canonical} (a target profile of {ed.path}) is not in the loaded packages; the "
+                         "reference is not checked against it", where, ed.id)
                 return  # the types it allows are not known
             allowed.add(prof.type if prof is not None else canonical.rsplit("/", 1)[-1])
         if "Resource" in allowed:

@@ -1,8 +1,8 @@
 """The HL7 validator's own regression suite (`../shared/reference/fhir-test-cases/`, 242 R4 cases with the Java
 validator's outcomes) run on the hub's validator (`hub.conformance.reference`): how often the verdicts agree.
 
-The goal (≥ 95% of the non-terminology comparisons) is not reached yet. Until it is, the figures reached are a
-floor per module: a change that loses an agreement anywhere fails here, one that gains raises the floor.
+The goal, ≥ 95% of the non-terminology comparisons, is held by a test; the figures reached are a floor per
+module: a change that loses an agreement anywhere fails here, one that gains raises the floor.
 `.venv/bin/python -m hub.conformance.reference` prints the table and every disagreement.
 """
 
@@ -18,25 +18,17 @@ from tests.conftest import SHARED
 
 SUITE = SHARED.parent / "reference" / "fhir-test-cases" / "validator"
 # Agreeing comparisons per module, as reached (a case with a profile is compared twice: alone and against it).
-FLOOR = {"bundle": 6, "extensions": 19, "fmt": 3, "general": 30, "invariants": 2, "profile": 180, "references": 15,
+FLOOR = {"bundle": 6, "extensions": 19, "fmt": 3, "general": 30, "invariants": 2, "profile": 183, "references": 16,
          "security": 4, "tx": 18, "tx-advanced": 2, "xhtml": 22}
-SAME_PLACES = 77  # agreeing comparisons outside terminology whose error places are the reference's
+SAME_PLACES = 81  # agreeing comparisons outside terminology whose error places are the reference's
 # Cases where the hub disagrees with the reference on purpose, with the reason.
 ON_PURPOSE: dict[str, str] = {
     "library-fhir-model-definition": "the suite's copy of the file is empty (upstream it is a large performance "
                                      "test); an empty body is not a resource, and the hub says so",
-    "contained-resource-bad-id-ignore": "the case sets `validateContains: IGNORE`, an option of the Java validator's "
-                                        "own; the hub always checks contained resources (a 65-character id is not "
-                                        "an id)",
     "aggregation-apart-good4": "its expected outcome is the R5 validator's (`java/R5.…`), where Encounter.class is "
                                "0..*; in R4 it is 1..1, and the hub applies R4",
-    "patient-translated-codes": "a display that is not the code system's is a warning by the hub's written policy "
-                                "(README, 'Validation policy'), the reference's error",
     "profile-patient-op1": "an unknown extension in HL7's namespace is a warning by written policy: HL7's extension "
                            "pack, where the reference finds `obligation-profile`, is not in the store",
-    "res-inv-example-good": "a target profile that is not loaded is a warning by written policy, the reference's "
-                            "error; the hub cannot tell a missing package from a broken profile",
-    "de-address-example": "the profiles it names are not in the case; not loaded is a warning by written policy",
     **{name: "the Java runner fetches the linked patients from its own test resources, which the suite's copy does "
              "not hold; without them the target profile cannot be checked"
        for name in ("patient-circle1-bad-linked1", "patient-circle1-bad-source1", "patient-circle2-bad-linked",
@@ -73,6 +65,7 @@ def test_agreement_does_not_fall_below_what_was_reached(results: list[Result]) -
     assert fallen == {}, "agreements lost (reached, floor)"
     agree, total = agreement(results)
     assert total == 298 and agree >= sum(f for m, f in FLOOR.items() if m not in TERMINOLOGY)
+    assert agree / total >= 0.95  # the issue's goal
 
 
 def test_where_both_find_errors_they_are_mostly_at_the_same_places(results: list[Result]) -> None:

@@ -121,3 +121,15 @@ def test_a_profiles_discriminator_must_lead_somewhere(validator: Validator) -> N
                     "slicing": {"discriminator": [{"type": "value", "path": "type"}], "rules": "open"}}]}}
     assert [(r, w) for r, w in errors(validator.validate(profile)) if r == "sd-discriminator"] == [
         ("sd-discriminator", "StructureDefinition.differential.element[1].slicing.discriminator[0]")]
+
+
+def test_contained_resources_are_left_alone_when_asked(packages: Any, validator: Validator) -> None:
+    """`contained=False` (the Java validator's `validateContains: IGNORE`): neither the contained resources'
+    own faults nor dom-3 on them; by default both are found."""
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, "text": PATIENT["text"],
+                 "contained": [{"resourceType": "Practitioner", "id": "x" * 65, "gender": "unknown-value",
+                                "foo": 1}]}
+    found = errors(validator.validate(condition))
+    assert ("dom-3", "Condition.contained[0]") in found
+    assert ("structure", "Condition.contained[0].foo") in found
+    assert errors(Validator(packages, options=ValidationOptions(contained=False)).validate(condition)) == []

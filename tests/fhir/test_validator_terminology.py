@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from hub.fhir.packages import PackageSet, Terminology
+from hub.core import standards
+from hub.fhir.options import ValidationOptions
+from hub.fhir.packages import PackageSet, Terminology, write_package
 from hub.fhir.validator import Validator
 
 CS = "http://example.org/CodeSystem/animals"
@@ -112,9 +114,43 @@ def test_unknown_codes_and_wrong_displays_in_bound_elements(packages: Any) -> No
     assert coded(validator.validate(patient)) == []  # case and spacing do not matter
     patient["maritalStatus"]["coding"][0]["display"] = "Wed"
     [issue] = coded(validator.validate(patient))
-    assert (issue.severity, issue.code, issue.expression) == ("warning", "invalid",
+    assert (issue.severity, issue.code, issue.expression) == ("error", "invalid",
                                                               "Patient.maritalStatus.coding[0].display")
     assert "'Married'" in issue.diagnostics
+    [issue] = coded(Validator(packages, options=ValidationOptions(display_warnings=True)).validate(patient))
+    assert (issue.severity, issue.expression) == ("warning", "Patient.maritalStatus.coding[0].display")
     patient["maritalStatus"]["coding"][0] = {"system": marital, "code": "Z"}
     found = {(i.severity, i.code) for i in validator.validate(patient).issues}
     assert ("error", "code-invalid") in found
+
+
+def test_a_display_the_bound_value_set_gives_is_right(data_root: Path, tmp_path: Path) -> None:
+    """A profile binding to a value set it contains (`#translated`, read as the canonical `url#translated`)
+    whose expansion gives a code a display of its own (a translation): that display is right there, and the
+    code system's displays stay right; anywhere else it is a wrong display."""
+    marital = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"
+    profile = {
+        "resourceType": "StructureDefinition", "id": "translated", "url": "http://example.org/sd/translated",
+        "name": "Translated", "status": "draft", "kind": "resource", "abstract": False, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "contained": [{"resourceType": "ValueSet", "id": "translated", "status": "draft", "expansion": {
+            "timestamp": "2026-12-07T00:00:00Z", "contains": [
+                {"system": marital, "code": "M", "designation": [{"language": "da", "value": "Gift"}]}]}}],
+        "differential": {"element": [{"id": "Patient", "path": "Patient"}, {
+            "id": "Patient.maritalStatus", "path": "Patient.maritalStatus",
+            "binding": {"strength": "required", "valueSet": "#translated"}}]}}
+    core = next(d for d in standards.package_dirs(data_root / "standards") if "hl7.fhir.r4.core#4.0.1" in str(d))
+    write_package(tmp_path, "example.translated", [profile], {"hl7.fhir.r4.core": "4.0.1"})
+    validator = Validator(PackageSet([core, tmp_path]))
+
+    def displays(display: str, profiled: bool) -> list[tuple[str, str]]:
+        patient = {"resourceType": "Patient", "maritalStatus": {"coding": [
+            {"system": marital, "code": "M", "display": display}]}}
+        if profiled:
+            patient["meta"] = {"profile": [profile["url"]]}
+        return [(i.severity, i.expression or "") for i in validator.validate(patient).issues
+                if i.rule != "dom-6"]
+    assert displays("Gift", profiled=True) == []
+    assert displays("Married", profiled=True) == []
+    assert displays("Gift", profiled=False) == [("error", "Patient.maritalStatus.coding[0].display")]
+    assert displays("Wed", profiled=True) == [("error", "Patient.maritalStatus.coding[0].display")]
