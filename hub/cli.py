@@ -224,7 +224,7 @@ def validate(
     """Validate messages against the official packages; exit 0 when all pass, 1 when any fails."""
     from rich.progress import Progress
 
-    from hub.conformance import files, parallel, report
+    from hub.conformance import files, parallel, parse_cache, report
     from hub.fhir.options import ValidationOptions
     from hub.fhir.packages import load_store
     from hub.fhir.validator import Validator
@@ -232,6 +232,8 @@ def validate(
 
     settings = _settings()
     packages = load_store(settings.standards_store)
+    trees = settings.data_dir / "cache" / "fhirpath-trees.json"
+    parse_cache.load(trees)
     loaded = {f"{name}#{version}" for name, version in packages.packages}
     if package is not None and package not in loaded:
         raise typer.BadParameter(f"{package} is not a loaded package", param_hint="--package")
@@ -265,6 +267,7 @@ def validate(
         for result in parallel.shared_out(one, todo, workers) if many else (one(p, workers) for p in todo):
             results.append(result)
             bar.advance(task)
+    parse_cache.save(trees)
     written = report.FORMATS[format.value](results, fail_on.value)
     if output is None:
         typer.echo(written)

@@ -28,7 +28,6 @@ The contexts of R4 core's extensions are therefore not checked inside conformanc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,28 +217,34 @@ class ExtensionContexts:
 
 
 def _extensions(value: Any, trail: list[tuple[str, int | None]], part: Part | None = None
-                ) -> Iterator[tuple[dict[str, Any], Trail]]:
+                ) -> list[tuple[dict[str, Any], Trail]]:
     """Every extension in `value`, with the trail to it (a plain scan: no definitions, one shared trail);
-    with `part`, in a Bundle's part only."""
-    if not isinstance(value, dict):
-        return
-    for key, item in value.items():
-        if part is not None and key != "entry" and not part.owns_root:
-            continue
-        if isinstance(item, list):
-            for index, one in enumerate(item):
-                if part is not None and key == "entry" and not part.takes(index):
-                    continue
-                if isinstance(one, dict):
-                    trail.append((key, index))
-                    if key in _EXTENSIONS:
-                        yield one, tuple(trail)
-                    yield from _extensions(one, trail)
-                    trail.pop()
-        elif isinstance(item, dict):
-            trail.append((key, None))
-            yield from _extensions(item, trail)
-            trail.pop()
+    with `part`, in a Bundle's part only. A list, made by plain recursion: nested generators would pass each
+    extension up through every level."""
+    found: list[tuple[dict[str, Any], Trail]] = []
+
+    def scan(value: dict[str, Any], part: Part | None) -> None:
+        for key, item in value.items():
+            if part is not None and key != "entry" and not part.owns_root:
+                continue
+            if type(item) is list:
+                for index, one in enumerate(item):
+                    if part is not None and key == "entry" and not part.takes(index):
+                        continue
+                    if type(one) is dict:
+                        trail.append((key, index))
+                        if key in _EXTENSIONS:
+                            found.append((one, tuple(trail)))
+                        scan(one, None)
+                        trail.pop()
+            elif type(item) is dict:
+                trail.append((key, None))
+                scan(item, None)
+                trail.pop()
+
+    if isinstance(value, dict):
+        scan(value, part)
+    return found
 
 
 def _where(resource: dict[str, Any], trail: Trail) -> str:

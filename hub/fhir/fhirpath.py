@@ -19,8 +19,10 @@ from typing import Any
 
 import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.engine.util import set_paths
 from fhirpathpy.models import models
 
+from hub.fhir import fhirpath_trees
 from hub.fhir.fhirpath_compiled import Compiled, Env, Fallback, NotCompiled, compile_expression
 from hub.fhir.packages import Terminology
 from hub.fhir.values import parameter_resources
@@ -63,7 +65,9 @@ class InvariantEngine:
             with self._lock:
                 found = self._compiled.get(expression)
                 if found is None:
-                    found = fhirpathpy.compile(expression, self._model, self._options)
+                    # fhirpathpy.compile, from the tree parsed once (`hub.fhir.fhirpath_trees`)
+                    found = set_paths(fhirpathpy.apply_parsed_path, parsedPath=fhirpath_trees.tree(expression),
+                                      model=self._model, options=self._options)  # type: ignore[no-untyped-call]
                     self._compiled[expression] = found
         return found
 

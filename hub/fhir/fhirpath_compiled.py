@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhirpathpy.models import models
-from fhirpathpy.parser import parse
 
+from hub.fhir.fhirpath_trees import tree as parse
 from hub.fhir.values import DATE_LIKE, text_decides
 
 Node = dict[str, Any]
@@ -96,7 +96,7 @@ class Compiled:
 def compile_expression(expression: str) -> Compiled:
     """The closure for an expression; raises `NotCompiled` for what it does not implement."""
     try:
-        tree = parse(expression)  # type: ignore[no-untyped-call]
+        tree = parse(expression)
     except Exception as exc:  # the same expression fails in fhirpathpy too, and is reported from there
         raise NotCompiled(str(exc)) from exc
     compiler = _Compiler()

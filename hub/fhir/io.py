@@ -14,7 +14,6 @@ import json
 from typing import Any, Protocol
 
 import orjson
-from fhir.resources.R4B import get_fhir_model_class
 from lxml import etree
 from pydantic import ValidationError
 
@@ -113,6 +112,8 @@ def parse(body: bytes, content_type: str | None, reader: XmlRead | None = None) 
 
 
 def _model_class(resource_type: str, where: str) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class  # only here: its models take 0.2 s to import
+
     try:
         return get_fhir_model_class(resource_type)
     except (KeyError, ValueError, AttributeError):
@@ -152,7 +153,7 @@ def to_json(resource: dict[str, Any]) -> bytes:
 
 def to_xml(resource: dict[str, Any]) -> bytes:
     """FHIR XML for a resource dict (valid resources only: the hub produces them)."""
-    model = get_fhir_model_class(resource["resourceType"])
+    model = _model_class(resource["resourceType"], "resourceType")
     out: bytes | str = model.model_validate(resource).model_dump_xml()
     return out.encode() if isinstance(out, str) else out  # typed as str, returns bytes
 

@@ -287,6 +287,7 @@ class Terminology:
         self.packages = packages
         self._expansions: dict[tuple[str, str | None], frozenset[tuple[str, str]]] = {}
         self._displays: dict[tuple[str, str | None], dict[tuple[str, str], frozenset[str]]] = {}
+        self._bare: dict[tuple[str, str | None], frozenset[str]] = {}
         self._hierarchies: dict[tuple[str, str | None], _Hierarchy | None] = {}
 
     def codes(self, valueset: str, context: str | None = None) -> frozenset[tuple[str, str]]:
@@ -305,6 +306,14 @@ class Terminology:
                 excluded = set().union(*[self._include(i, where) for i in compose.get("exclude", [])] or [set()])
                 found = frozenset(included - excluded)
             self._expansions[key] = found
+        return found
+
+    def bare_codes(self, valueset: str, context: str | None = None) -> frozenset[str]:
+        """The codes of `codes` without their systems: what a `code` element (which has none) is looked up in."""
+        key = (valueset, context)
+        found = self._bare.get(key)
+        if found is None:
+            found = self._bare[key] = frozenset(code for _, code in self.codes(valueset, context))
         return found
 
     def displays(self, valueset: str, context: str | None = None) -> dict[tuple[str, str], frozenset[str]]:

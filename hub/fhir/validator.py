@@ -773,8 +773,8 @@ class Validator(SliceMatching):
             return
         if not found:
             return
-        ok = any((system, code) in codes if system is not None else any(c == code for _, c in codes)
-                 for system, code in found)
+        ok = any((system, code) in codes if system is not None else
+                 code in self.terminology.bare_codes(valueset, ed.package) for system, code in found)
         if not ok:
             shown = ", ".join(f"{s}#{c}" if s else c for s, c in found)
             text = f"{ed.path}: {shown} is not in the value set {valueset} ({strength} binding{label})"
