@@ -75,3 +75,15 @@ def test_hub_validate_checks_hl7v2_structure(data_root: Path, tmp_path: Path) ->
     assert issue["expression"] == ["PID-5"] and issue["diagnostics"].startswith("101: ")
     assert not report["garbage.hl7"]["valid"] and report["garbage.hl7"]["outcome"]["issue"][0]["expression"] == \
         ["MSH-2"]
+
+
+def test_hub_validate_checks_each_version_from_2_3_to_2_8_2(data_root: Path, tmp_path: Path) -> None:
+    """2.7 withdrew EVN-1 (it must be empty from then on); 2.7.1 is checked against 2.7's structures."""
+    for version in ("2.3.1", "2.4", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"):
+        (tmp_path / f"adt-{version}.hl7").write_bytes(adt(version=version).replace("EVN|A01|", "EVN||")
+                                                      .encode("iso-8859-1"))
+    (tmp_path / "evn-1-in-2.7.1.hl7").write_bytes(adt(version="2.7.1").encode("iso-8859-1"))
+    run = hub(data_root, "validate", str(tmp_path), "--format", "json")
+    report = {Path(r["file"]).name: r["valid"] for r in json.loads(run.stdout)}
+    assert report.pop("evn-1-in-2.7.1.hl7") is False
+    assert all(report.values()) and len(report) == 9, report

@@ -93,13 +93,14 @@ class Hl7v2Flow:
         if problem is not None:
             try:  # enough of it may be readable to answer MSH-10 (a message cut at the size limit)
                 partial: Hl7Message | None = edge.read(raw)
-            except NotHl7:
-                partial = None
+            except NotHl7 as exc:
+                partial = exc.header
             return self._refuse(fields, partial, Finding("100", f"Not taken: {problem}"))
         try:
             message = edge.read(raw)
         except NotHl7 as exc:
-            return self._refuse(fields, None, Finding(exc.code, exc.text, "MSH" if exc.field else None, 1, exc.field))
+            return self._refuse(fields, exc.header, Finding(exc.code, exc.text, "MSH" if exc.field else None, 1,
+                                                            exc.field))
         key = f"hl7v2:{message.sender}:{message.control_id}"
         earlier = self.inbox.earlier(key) if message.control_id else None
         if earlier is not None:
@@ -108,7 +109,8 @@ class Hl7v2Flow:
         verdict = self._judge(message, message_id)
         # Enhanced mode's accept acknowledgement says only that it is stored (CA) or that its MSH is refused (CR)
         accept = ("AR" if verdict.code == "AR" else "AA") if message.enhanced else verdict.code
-        ack = acknowledgement(message, accept, verdict.findings if accept == verdict.code else [], self.now())
+        ack = acknowledgement(message, accept, [*(verdict.findings if accept == verdict.code else []),
+                                                *_unknown_ack_types(message)], self.now())
         inbound = self.inbox.row(fields, "hl7v2", _outcome(verdict), "accepted" if verdict.code == "AA" else
                                  "rejected", None, key)
         answer = self.inbox.row({"direction": "out", "channel": "hl7v2", "operation": f"ACK {verdict.code}",
@@ -158,8 +160,8 @@ class Hl7v2Flow:
         if problem is Problem.HANDLER_FAILED:  # receive() itself failed on these bytes: answer without the store
             try:
                 message: Hl7Message | None = edge.read(raw)
-            except NotHl7:
-                message = None
+            except NotHl7 as exc:
+                message = exc.header
             return acknowledgement(message, "AE", [Finding("207", "The hub could not process the message; send it "
                                                                   "again")], self.now())
         return self.receive(raw, str(problem) if problem is not None else None, str(peer))
@@ -213,6 +215,13 @@ class Hl7v2Flow:
                                  "content_type": edge.MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None)
         self.inbox.store([inbound, answer])
         return ack
+
+
+def _unknown_ack_types(message: Hl7Message) -> list[Finding]:
+    """A warning for each MSH-15/16 value outside HL7 table 0155: the message is answered in original mode."""
+    return [Finding("103", f"MSH-{n} {message.get(f'MSH.{n}')!r} is not an acknowledgement type of HL7 table "
+                           "0155 (AL, NE, ER, SU); answered in original mode", "MSH", 1, n, "W")
+            for n in message.unknown_ack_types]
 
 
 def _asks(asked: str, code: str) -> bool:

@@ -13,7 +13,7 @@ from hub.hl7v2.ack import Finding
 from hub.hl7v2.message import Hl7Message, read
 
 MEDIA_TYPE = "application/hl7-v2"
-VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2")
 PROCESSING_IDS = ("P", "T", "D")
 TRIGGERS = {"ADT": adt.TRIGGERS, "SIU": siu.TRIGGERS}
 

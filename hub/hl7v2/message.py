@@ -8,6 +8,10 @@ Character set (MSH-18): the bytes are decoded as MSH-18 says (`8859/1`, `8859/15
 without MSH-18 (HL7's default is ASCII, which has no æøå) as UTF-8 when the bytes are UTF-8, else as
 ISO-8859-1, which is what Danish systems that leave it out write. An MSH-18 the hub does not know is refused.
 Values are read unescaped (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\`).
+
+HL7's explicit null, `""`, says "delete this value" (HL7 v2 2.5 §2.5.3): the value is gone, as it is when the
+field is empty ("not sent"); neither is an error (`NULL`). A refusal names what can be read of MSH
+(`NotHl7.header`): MSH-10 and the sender answer in MSA-2 and the ACK's MSH-5/6 even when the rest is unreadable.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ CHARSETS = {
 }
 _SEGMENT_END = re.compile(r"\r\n|\n|\r")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+# A segment that follows MSH, after a space on MSH's line: the message's line ends were lost on the way
+_AFTER_MSH = " (?:SFT|UAC|EVN|PID|PD1|NK1|PV1|MRG|SCH|TQ1|RGS|ARQ|NTE|MSA|OBX)"
+NULL = '""'  # HL7's explicit null
+ACK_TYPES = ("AL", "NE", "ER", "SU")  # HL7 table 0155: MSH-15 and MSH-16
 
 
 class Unmappable(ValueError):
@@ -42,11 +50,13 @@ class Unmappable(ValueError):
 
 
 class NotHl7(ValueError):
-    """The bytes cannot be understood as an HL7 v2 message: answered AR."""
+    """The bytes cannot be understood as an HL7 v2 message: answered AR, with what `header` could be read."""
 
-    def __init__(self, text: str, code: str = "100", field: int | None = None) -> None:
+    def __init__(self, text: str, code: str = "100", field: int | None = None,
+                 header: Hl7Message | None = None) -> None:
         super().__init__(text)
         self.text, self.code, self.field = text, code, field  # code: HL7 table 0357
+        self.header = header  # the MSH fields that could be read, for the ACK (MSH-10, sender, version)
 
 
 @dataclass(frozen=True)
@@ -123,8 +133,11 @@ class Hl7Message:
         return str(hl7.util.unescape(self.separators, value)) if self.separators.escape in value else value
 
     def time(self, path: str) -> datetime | None:
-        """A time the hub acts on, by HL7 path: absent is None, present but unreadable is `Unmappable` (102)."""
+        """A time the hub acts on, by HL7 path: absent or null (`""`) is None, present but unreadable is
+        `Unmappable` (102)."""
         value = self.get(path)
+        if value == NULL:
+            return None
         moment = hl7_time(value)
         if value and moment is None:
             segment, field = path.split(".")[:2]
@@ -154,8 +167,15 @@ class Hl7Message:
 
     @property
     def enhanced(self) -> bool:
-        """Enhanced acknowledgement mode: the sender gave MSH-15 or MSH-16 (HL7 v2 2.9.2)."""
-        return bool(self.get("MSH.15") or self.get("MSH.16"))
+        """Enhanced acknowledgement mode: the sender gave MSH-15 or MSH-16 (HL7 v2 2.9.2) as HL7 table 0155 has
+        them. Values outside the table are answered in original mode (`unknown_ack_types` says which)."""
+        asked = (self.get("MSH.15"), self.get("MSH.16"))
+        return any(asked) and all(a in ACK_TYPES or not a for a in asked)
+
+    @property
+    def unknown_ack_types(self) -> list[int]:
+        """The fields of MSH-15 and MSH-16 whose value is not one of HL7 table 0155's."""
+        return [n for n in (15, 16) if self.get(f"MSH.{n}") not in ("", *ACK_TYPES)]
 
 
 def read(raw: bytes) -> Hl7Message:
@@ -169,24 +189,44 @@ def read(raw: bytes) -> Hl7Message:
     first_line = _SEGMENT_END.split(body[:4096].decode("latin-1"), maxsplit=1)[0]
     fields = first_line.split(separator.decode("latin-1"))
     encoding = fields[1] if len(fields) > 1 else ""
-    _check_separators(separator.decode("latin-1"), encoding)
-    charset = _charset(fields[17].strip() if len(fields) > 17 else "", body)
+    header = _header(raw, separator.decode("latin-1"), fields)
+    lost = re.search(_AFTER_MSH + re.escape(separator.decode("latin-1")), first_line)
+    if lost is not None:
+        raise NotHl7(f"The segments are not separated by carriage returns (a segment {lost.group()[1:4]} follows "
+                     "on MSH's line: were the line ends lost on the way?)", header=header)
+    try:
+        _check_separators(separator.decode("latin-1"), encoding)
+        charset = _charset(fields[17].strip() if len(fields) > 17 else "", body)
+    except NotHl7 as exc:
+        exc.header = header
+        raise
     try:
         text = body.decode(charset)
     except UnicodeDecodeError as exc:
         raise NotHl7(f"The message is not {charset} as MSH-18 says: byte {exc.start} cannot be read", code="102",
-                     field=18) from None
+                     field=18, header=header) from None
     sep = separator.decode("latin-1")
     segments = [s for s in _SEGMENT_END.split(text) if s.strip()]
     for number, segment in enumerate(segments, 1):
         if not _SEGMENT_ID.fullmatch(segment[:3]) or (len(segment) > 3 and segment[3] != sep):
             raise NotHl7(f"Segment {number} does not start with a segment id and the field separator: "
-                         f"{segment[:10]!r}")
+                         f"{segment[:10]!r}", header=header)
     separators = Separators(sep, *(encoding + "&")[:4]) if len(encoding) >= 4 else Separators(sep)
     fields = tuple(tuple(segment.split(sep)) for segment in segments)
     msh = fields[0]
     fields = ((msh[0], sep, *msh[1:]), *fields[1:])  # MSH-1 is the field separator itself: MSH-n is [n]
     return Hl7Message(raw, "\r".join(segments), charset, separators, fields)
+
+
+def _header(raw: bytes, separator: str, fields: list[str]) -> Hl7Message | None:
+    """MSH as far as it can be read without trusting its encoding characters or character set: its fields up to
+    MSH-17 (MSH-18, unreadable or not, is not echoed), split by the field separator alone, for the ACK. A value
+    is taken up to the first space where the segments' line ends were lost on the way (`2.5 EVN|…`)."""
+    if not separator or separator.isalnum() or separator in "\r\n ":
+        return None
+    kept = [f.split(" ")[0] if n in (9, 10, 11) else f for n, f in enumerate(fields[:17])]
+    msh = ("MSH", separator, *kept[1:])
+    return Hl7Message(raw, separator.join(kept), "latin-1", Separators(separator), (msh,))
 
 
 def _check_separators(field: str, encoding: str) -> None:

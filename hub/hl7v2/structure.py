@@ -5,6 +5,9 @@ cardinality, required fields, data types, lengths) and stops at the first proble
 into one finding with HL7 table 0357's code and, where hl7apy's text or the value tells, the segment and field:
 a missing segment is 100, a missing required field 101, a value of the wrong type or length 102, a version
 hl7apy does not know 203. Z-segments are allowed where the structure allows them.
+
+Written policy: hl7apy knows 2.1–2.8.2 but for 2.7.1, a technical correction of 2.7 with the same message
+structures; a 2.7.1 message is checked against 2.7's.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ _MISSING = re.compile(r"Missing required child (?:[A-Z0-9_]+\.)*([A-Z][A-Z0-9]{2
 _VALUE = re.compile(r"^(.*?) is not an HL7 valid")
 
 
+CHECKED_AS = {"2.7.1": "2.7"}  # versions hl7apy lacks → the version whose structures they keep
+
+
 def structure_findings(message: Hl7Message) -> list[Finding]:
+    text = message.text
+    if message.version in CHECKED_AS:
+        sep = message.separators.field
+        msh = list(message.fields[0][2:])  # MSH-2 onwards, as sent: [10] is MSH-12
+        msh[10] = msh[10].replace(message.version, CHECKED_AS[message.version], 1)
+        text = sep.join(["MSH", *msh]) + text[text.index("\r"):] if "\r" in text else sep.join(["MSH", *msh])
     try:
-        parsed = parse_message(message.text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+        parsed = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
         parsed.validate()
     except hl7apy_errors.UnsupportedVersion as exc:
         return [Finding("203", str(exc), "MSH", 1, 12)]

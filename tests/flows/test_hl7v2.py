@@ -127,7 +127,7 @@ def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> No
 @pytest.mark.parametrize(("raw", "code", "err_code", "where"), [
     (adt().replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01"), "AR", "200", "MSH^1^9"),
     (adt().replace("ADT^A01^ADT_A01", "ADT^A40^ADT_A39"), "AR", "201", "MSH^1^9"),
-    (adt(version="2.7"), "AR", "203", "MSH^1^12"),
+    (adt(version="2.9"), "AR", "203", "MSH^1^12"),
     (adt().replace("|M1|P|", "|M1|X|"), "AR", "202", "MSH^1^11"),
     (adt().replace("|M1|P|", "||P|"), "AR", "101", "MSH^1^10"),
     (adt().replace("20270312084500", "2027-03-12"), "AE", "102", "PV1^1^44"),

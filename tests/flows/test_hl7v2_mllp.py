@@ -114,3 +114,49 @@ def test_a_connection_cut_mid_message_loses_nothing_already_acknowledged(
         stored = conn.execute(select(MESSAGES.c.raw).where(MESSAGES.c.direction == "in")).scalars().all()
         assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 2
     assert len(stored) == 2 and all(b"|C1|" in r or b"|C2|" in r for r in stored)  # the cut half is not a message
+
+
+# --- what real feeds send (versions, explicit nulls, lost line ends, odd MSH-15/16) ----------------------------
+
+VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_version_from_2_3_to_2_8_2_is_taken_and_answered_in_its_own(
+        listener: MllpServerThread, engine: Engine, version: str) -> None:
+    with MllpClient("127.0.0.1", listener.port) as client:
+        ack = segments(client.send(adt(control_id=f"V{version}", version=version).encode("iso-8859-1")))
+    assert ack["MSA"][1:3] == ["AA", f"V{version}"] and ack["MSH"][11] == version
+    assert ack["MSH"][8] == ("ACK^A01" if version == "2.3" else "ACK^A01^ACK")
+    with engine.connect() as conn:
+        assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 1
+
+
+def test_an_explicit_null_clears_a_time_and_is_no_error(listener: MllpServerThread, engine: Engine) -> None:
+    raw = adt(control_id="N1", end='""')  # PV1-45, the discharge time: "delete it"
+    with MllpClient("127.0.0.1", listener.port) as client:
+        assert segments(client.send(raw.encode("iso-8859-1")))["MSA"][1:3] == ["AA", "N1"]
+    with engine.connect() as conn:
+        assert conn.execute(select(ENCOUNTER_EVENTS.c.end)).scalar_one() is None
+
+
+def test_an_acknowledgement_type_outside_table_0155_is_answered_in_original_mode_with_a_note(
+        listener: MllpServerThread) -> None:
+    raw = adt(control_id="K1").replace("|P|2.5|", "|P|2.5|||XX|")  # MSH-15 "XX"
+    with MllpClient("127.0.0.1", listener.port) as client:
+        ack = segments(client.send(raw.encode("iso-8859-1")))
+    assert ack["MSA"][1:3] == ["AA", "K1"]  # not CA: original mode
+    assert ack["ERR"][2] == "MSH^1^15" and ack["ERR"][3].startswith("103^") and ack["ERR"][4] == "W"
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    (adt(control_id="L1").replace("\r", " ").rstrip(), None),  # segments run together: line ends lost
+    (adt(control_id="L1", charset="LATIN-9"), "MSH^1^18"),  # a character set the hub does not read
+])
+def test_a_refusal_names_what_msh_says_of_the_message(listener: MllpServerThread, raw: str,
+                                                      field: str | None) -> None:
+    with MllpClient("127.0.0.1", listener.port) as client:
+        ack = segments(client.send(raw.encode("iso-8859-1")))
+    assert ack["MSA"][1:3] == ["AR", "L1"]
+    assert ack["MSH"][2:6] == ["HUB", "HUB", "EPJ", "OUH"] and ack["MSH"][11] == "2.5"
+    assert ack["ERR"][2] == (field or "") and ack["ERR"][3].split("^")[0] in ("100", "102")
