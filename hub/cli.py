@@ -429,7 +429,8 @@ def mllp(
     # row is claimed by one of them.
     outbox = outbox_worker(settings, engine, hl7v2_handlers(settings, engine) | sdi_handlers(settings, engine))
     outbox.start()
-    with MllpServer(flow.handle, host, port).start_in_thread() as server:
+    with MllpServer(flow.handle, host, port, max_connections=settings.mllp_max_connections,
+                    frame_timeout=settings.mllp_frame_seconds).start_in_thread() as server:
         typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
     outbox.stop()

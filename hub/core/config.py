@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     hl7v2_video_codes: Annotated[frozenset[str], NoDecode] = Field(
         frozenset({"VIDEO"}), description="Codes (comma-separated) that mark an HL7 v2 SIU as a video "
         "consultation, in SCH-7, SCH-8 or AIS-3")
+    mllp_max_connections: int = Field(256, ge=1, description="Connections the MLLP listener holds at once; beyond "
+                                      "them the one waiting longest for bytes is closed to make room")
+    mllp_frame_seconds: float = Field(30.0, gt=0, description="How long an MLLP block may take from its start to "
+                                      "its end before what came is answered (AR) and the connection closed")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
                                         "the rest of its message (XDIS91 ⇄ XBIN01) before it is refused")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")

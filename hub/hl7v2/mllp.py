@@ -25,7 +25,13 @@ Decisions where the standard is silent or senders differ, so that nothing is dro
   answer to give; the connection is closed, which tells an MLLP sender to send the message again. Messages the
   sender had already pipelined behind it are not handled (they were not acknowledged either).
 - **A handler that returns None** sends no answer frame for that message; the connection goes on.
-- **More than `max_connections`** connections: the new one is closed at once (logged); the sender retries.
+- **A block not finished within `frame_timeout` seconds** of its VT (a sender that stalls, or one that holds a
+  connection open with half a frame) goes to the handler as `Problem.TIMED_OUT` with what came, so the sender
+  gets an answer naming MSH-10 where it can be read; the connection is then closed.
+- **More than `max_connections`** connections: the connection that has waited longest for bytes, one holding
+  half a frame first, is closed to make room (logged; its partial block is discarded, never acknowledged); when
+  every connection is in the handler, the new one is closed at once and the sender retries. So senders that
+  hold connections open cannot lock a new one out.
 - **`stop()`** stops accepting, closes connections waiting for bytes (a partial block is discarded), lets a
   message that is in the handler finish and be answered, then closes its connection. Messages received but not
   yet started are not handled.
@@ -66,6 +72,7 @@ class Problem(enum.StrEnum):
     INTERRUPTED = "MLLP block interrupted by a new start block (VT) before its end block (FS)"
     TOO_LARGE = "message larger than the receiver's limit"
     HANDLER_FAILED = "the receiver could not process the message"
+    TIMED_OUT = "MLLP block not finished (no end block FS) within the receiver's time limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,7 @@ class Deframer:
         self._junk = bytearray()
         self._junk_is_content = False
         self._after_end = False  # the last byte was a block's FS: a CR now is its trailer, not junk
+        self.started = 0  # blocks begun so far (VTs seen): tells one unfinished block from the next
 
     @property
     def partial_bytes(self) -> int:
@@ -151,6 +159,7 @@ class Deframer:
                 if junk is not None:
                     out.append(junk)
                 self._in_block = True
+                self.started += 1
                 self._block_size = 0
                 i = start + 1
                 continue
@@ -162,6 +171,15 @@ class Deframer:
             out.append(self._finish(interrupted=data[end] == VT))
             i = end + 1
         return out
+
+    def take_partial(self) -> Received:
+        """The unfinished block so far (its first `max_message_bytes` bytes), as a TIMED_OUT unit; the reader is
+        then between blocks."""
+        unit = Received(bytes(self._block), Problem.TIMED_OUT)
+        self._block.clear()
+        self._block_size = 0
+        self._in_block = False
+        return unit
 
     def take_junk(self) -> Received | None:
         """The junk gathered so far as a NOT_FRAMED unit, or None if it was only whitespace (then dropped)."""
@@ -194,6 +212,7 @@ class Deframer:
         self._block.clear()
         self._block_size = 0
         self._in_block = interrupted  # the VT that interrupted this block starts the next one
+        self.started += interrupted
         self._after_end = not interrupted
         return unit
 
@@ -202,6 +221,9 @@ class Deframer:
 class _Connection:
     peer: Peer
     busy: bool = False  # in the handler (or writing its answer): stop() lets it finish
+    waiting_since: float = 0.0  # when it began to wait for bytes (loop time)
+    block_since: float | None = None  # when its unfinished block began (first seen), if it has one
+    block: int = 0  # which block that is (`Deframer.started`)
 
 
 class MllpServer:
@@ -218,6 +240,7 @@ class MllpServer:
         max_connections: int = 256,
         workers: int = 8,
         junk_wait: float = 0.5,
+        frame_timeout: float = 30.0,
     ) -> None:
         self.handler = handler
         self.host = host
@@ -227,6 +250,7 @@ class MllpServer:
         self.max_connections = max_connections
         self.workers = workers
         self.junk_wait = junk_wait
+        self.frame_timeout = frame_timeout
         self._server: asyncio.Server | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
@@ -275,6 +299,8 @@ class MllpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         peer = Peer(str(peername[0]), int(peername[1])) if peername else Peer("?", 0)
+        if not self._stopping and len(self._connections) >= self.max_connections:
+            self._make_room(peer)
         if self._stopping or len(self._connections) >= self.max_connections:
             log.warning("%s: refused, %d connections open (max %d)%s", peer, len(self._connections),
                         self.max_connections, " and stopping" if self._stopping else "")
@@ -296,22 +322,44 @@ class MllpServer:
             if deframer.partial_bytes:
                 log.warning("%s: connection ended mid-message; discarded %d unacknowledged bytes", peer,
                             deframer.partial_bytes)
-            del self._connections[task]
+            self._connections.pop(task, None)  # gone already when closed to make room
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             log.debug("%s: closed", peer)
 
+    def _make_room(self, newcomer: Peer) -> None:
+        """Close the connection that has waited longest for bytes, one holding half a frame first."""
+        waiting = [(conn.block_since is None, conn.waiting_since, task) for task, conn in self._connections.items()
+                   if not conn.busy]
+        if not waiting:
+            return
+        _, _, task = min(waiting, key=lambda w: w[:2])
+        conn = self._connections.pop(task)  # its slot is the newcomer's now; its task ends on its own
+        log.warning("%s: closed to make room for %s (%d connections, max %d)%s", conn.peer, newcomer,
+                    len(self._connections) + 1, self.max_connections,
+                    "; it held an unfinished block" if conn.block_since is not None else "")
+        task.cancel()
+
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Connection,
                         deframer: Deframer) -> None:
         todo: deque[Received] = deque()
+        loop = asyncio.get_running_loop()
         while True:
             while todo:
                 if not await self._answer(todo.popleft(), conn, writer):
                     return
                 if self._stopping:
                     return
+            now = loop.time()
+            conn.waiting_since = now
+            if not deframer.in_block:
+                conn.block_since = None
+            elif conn.block_since is None or conn.block != deframer.started:
+                conn.block_since, conn.block = now, deframer.started
             wait = self.junk_wait if deframer.has_junk else self.idle_timeout
+            if conn.block_since is not None:
+                wait = max(0.0, min(wait or self.frame_timeout, conn.block_since + self.frame_timeout - now))
             try:
                 data = await asyncio.wait_for(reader.read(READ_CHUNK), wait)
             except TimeoutError:
@@ -319,6 +367,11 @@ class MllpServer:
                 if junk is not None:
                     todo.append(junk)
                     continue
+                if conn.block_since is not None and loop.time() >= conn.block_since + self.frame_timeout:
+                    log.info("%s: block not finished within %.1f s; answering what came, then closing", conn.peer,
+                             self.frame_timeout)
+                    await self._answer(deframer.take_partial(), conn, writer)
+                    return
                 log.info("%s: idle for %.1f s; closing", conn.peer, self.idle_timeout or 0)
                 return
             if not data:

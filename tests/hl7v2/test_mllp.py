@@ -327,23 +327,69 @@ def test_idle_connection_is_closed_and_activity_keeps_it_open(serve: Serve) -> N
         assert 0.25 < time.monotonic() - began < 3
 
 
-def test_connections_beyond_the_limit_are_refused(serve: Serve) -> None:
+def test_beyond_the_limit_the_connection_waiting_longest_makes_room(serve: Serve) -> None:
     server = serve(Recorder(), max_connections=2)
     first, second = MllpClient(HOST, server.port), MllpClient(HOST, server.port)
     with first, second:
         assert first.send(message("1")) == ack(message("1"))
         assert second.send(message("2")) == ack(message("2"))
-        with MllpClient(HOST, server.port) as third, pytest.raises(ConnectionError):  # closed, or reset
-            third.send(message("3"))
-        first.close()
+        with MllpClient(HOST, server.port) as third:
+            assert third.send(message("3")) == ack(message("3"))  # the first, waiting longest, was closed
+        with pytest.raises(ConnectionError):  # closed, or reset
+            first.send(message("4"))
+        assert second.send(message("5")) == ack(message("5"))
 
-        def room_again() -> bool:
-            try:
-                return send(HOST, server.port, message("4")) == ack(message("4"))
-            except OSError:
-                return False
 
-        wait_for(room_again)
+def test_when_every_connection_is_in_the_handler_a_new_one_is_refused(serve: Serve) -> None:
+    release = threading.Event()
+
+    class Held(Recorder):
+        def answer(self, raw: bytes, problem: Problem | None) -> bytes | None:
+            release.wait(10)
+            return super().answer(raw, problem)
+
+    handler = Held()
+    server = serve(handler, max_connections=1)
+    with MllpClient(HOST, server.port) as busy:
+        busy.write(frame(message("1")))
+        wait_for(lambda: len(handler.calls) == 1)
+        with MllpClient(HOST, server.port) as newcomer, pytest.raises(ConnectionError):
+            newcomer.send(message("2"))
+        release.set()
+        assert busy.receive() == ack(message("1"))
+
+
+def test_a_flood_of_half_frames_does_not_lock_a_new_sender_out(serve: Serve) -> None:
+    """Three hundred connections each holding half a frame, on a listener that holds 100: every new sender is
+    still answered at once, and each half frame closed to make room was never acknowledged."""
+    handler = Recorder()
+    server = serve(handler, max_connections=100)
+    holders = [socket.create_connection((HOST, server.port)) for _ in range(300)]
+    try:
+        for sock in holders:
+            sock.sendall(VT + b"MSH|^~\\&|half")
+        for tag in ("late-1", "late-2", "late-3"):
+            assert send(HOST, server.port, message(tag), timeout=5) == ack(message(tag))
+        assert handler.messages() == [message(t) for t in ("late-1", "late-2", "late-3")]
+        assert not [call for call in handler.calls if call[1] is not None]  # nothing of the halves answered
+    finally:
+        for sock in holders:
+            sock.close()
+
+
+def test_a_block_not_finished_in_time_is_answered_then_the_connection_closed(serve: Serve) -> None:
+    handler = Recorder()
+    server = serve(handler, frame_timeout=0.3)
+    with socket.create_connection((HOST, server.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(frame(message("whole")) + VT + b"MSH|^~\\&|stalled")
+        deframer, answers = Deframer(), list[Received]()
+        while True:  # the whole message's answer, the stalled one's, then the end of the connection
+            data = sock.recv(65536)
+            if not data:
+                break
+            answers.extend(deframer.feed(data))
+    assert [a.raw for a in answers] == [ack(message("whole")), b"AR:TIMED_OUT:16"]
 
 
 def test_stop_answers_the_message_in_the_handler_then_closes(serve: Serve) -> None:
