@@ -5,8 +5,9 @@
 - What it asks: S12 book; S13 (rescheduled) and S14 (modified) change the booking; S15 cancels, S17 deletes
   (entered-in-error: deleted at the source) and S26 records a no-show, whatever SCH-25 says. Otherwise the
   status is SCH-25 (HL7 table 0278) by `mappings/hl7v2-appointment-status.json`, booked when absent.
-- When: SCH-11's start and end (TQ components 4 and 5), else the first AIS's start (AIS-4) and duration (AIS-7,
-  in AIS-8's units, minutes by default).
+- When: the start from SCH-11.4 (TQ, before v2.5), TQ1-7 (v2.5 on) or the first AIS's AIS-4; the end from
+  SCH-11.5 or TQ1-8, else the start plus the length the message gives: TQ1-13 (quantity^units), SCH-9 in SCH-10's
+  units, or AIS-7 in AIS-8's (minutes when no unit is given; a unit the hub does not know is an error, 102).
 - Who: the patient by PID-3 (the CPR number when the identifier type or authority says so), practitioners by
   AIP-3, a location by AIL-3, other resources by AIG-3 (`mappings/hl7v2-participant-type.json`).
 - Whether it is a video consultation: a configurable set of codes (`HUB_HL7V2_VIDEO_CODES`) matched against the
@@ -30,7 +31,10 @@ TRIGGER_SYSTEM = "urn:hub:hl7v2:siu-trigger"
 APPOINTMENT_STATUS = "http://hl7.org/fhir/appointmentstatus"
 SEGMENT_SYSTEM = "urn:hub:hl7v2:segment"
 PARTICIPANT_KIND = "urn:hub:participant-kind"
-UNITS = {"s": 1 / 60, "sec": 1 / 60, "min": 1, "m": 1, "h": 60, "hr": 60, "hour": 60}
+# minutes in a unit of time, as senders write it (UCUM `s min h d`, ISO+ and plain words, any case)
+UNITS = {"s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60, "min": 1, "m": 1, "minute": 1,
+         "minutes": 1, "mins": 1, "h": 60, "hr": 60, "hrs": 60, "hour": 60, "hours": 60, "d": 1440, "day": 1440,
+         "days": 1440}
 KEY_PREFIX = "hl7v2"
 
 
@@ -62,18 +66,32 @@ def meeting_request(message: Hl7Message) -> MeetingRequest:
 
 
 def _times(message: Hl7Message) -> tuple[datetime, datetime]:
-    start, end = message.time("SCH.11.4"), message.time("SCH.11.5")
+    start = message.time("SCH.11.4") or message.time("TQ1.7") or message.time("AIS.4")
+    end = message.time("SCH.11.5") or message.time("TQ1.8")
     if start is None:
-        start = message.time("AIS.4")
-        minutes = message.get("AIS.7")
-        if start is not None and minutes.replace(".", "", 1).isdigit():
-            unit = UNITS.get(message.get("AIS.8.1").lower() or "min", 1)
-            end = start + timedelta(minutes=float(minutes) * unit)
-    if start is None:
-        raise Unmappable("The message gives no start time (SCH-11.4, or AIS-4)", "SCH", 11)
+        raise Unmappable("The message gives no start time (SCH-11.4, TQ1-7 or AIS-4)", "SCH", 11)
+    if end is None:
+        length = _length(message, "TQ1.13.1", "TQ1.13.2") or _length(message, "SCH.9", "SCH.10") or \
+            _length(message, "AIS.7", "AIS.8")
+        end = start + length if length is not None else None
     if end is None or end <= start:
-        raise Unmappable("The message gives no end after the start (SCH-11.5, or AIS-7 duration)", "SCH", 11)
+        raise Unmappable("The message gives no end after the start (SCH-11.5 or TQ1-8, or a length: TQ1-13, "
+                         "SCH-9/10, AIS-7/8)", "SCH", 11)
     return start, end
+
+
+def _length(message: Hl7Message, quantity: str, units: str) -> timedelta | None:
+    """A length of time: a quantity (`30`) in units (`min`; minutes when none is given); None when the message
+    gives none there (empty or HL7's null)."""
+    amount = message.get(quantity)
+    if not amount.replace(".", "", 1).isdigit():
+        return None
+    unit = message.get(f"{units}.1").strip().lower()
+    if unit and unit not in UNITS:
+        segment, field = units.split(".")[:2]
+        raise Unmappable(f"{segment}-{field} is not a unit of time the hub knows: {unit!r}", segment, int(field),
+                         "102")
+    return timedelta(minutes=float(amount) * UNITS[unit or "min"])
 
 
 def _participants(message: Hl7Message) -> list[Participant]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from hl7apy.parser import parse_message
 from hub.core.config import Settings
 from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2.ack import acknowledgement
-from hub.hl7v2.message import read
+from hub.hl7v2.message import Unmappable, read
 from hub.hl7v2.mllp import MllpClient, MllpServer
 from hub.hl7v2.siu import VideoPolicy, meeting_request
 from hub.store.db import make_engine, session_factory
@@ -141,3 +141,40 @@ def test_a_meeting_booked_through_fhir_goes_to_the_configured_hl7v2_receiver(mes
     message = read(sent)
     assert message.message_type == "SIU" and message.trigger == "S12"
     assert message.get("SCH.1.1") == booked.json()["id"] and message.get("PID.3.1") == CPR
+
+
+def _timed(sch: dict[int, str], *extra: str, version: str = "2.6") -> bytes:
+    """An S12 whose times are given only as `sch` and `extra` segments say (no AIS unless given)."""
+    return ("\r".join([f"MSH|^~\\&|EPJ|OUH|HUB|HUB|20310301090000||SIU^S12^SIU_S12|T1|P|{version}",
+                       _sch({1: "APT-T^EPJ", 7: "VIDEO^Videokonsultation", **sch}),
+                       f"PID|1||{CPR}^^^CPR^NNDNK||Bærggren^Nåncy||19010101|F", "RGS|1|A", *extra])
+            + "\r").encode("iso-8859-1")
+
+
+START = "20310312100000"  # 09:00 UTC
+
+
+@pytest.mark.parametrize(("raw", "minutes"), [
+    (_timed({11: f"^^^{START}", 9: "45", 10: "min"}), 45),  # SCH-9/10 instead of an end
+    (_timed({11: f'^^^{START}^""', 9: "1", 10: "h^hour^UCUM"}), 60),  # the end cleared; the length stands
+    (_timed({}, f"TQ1|1||||||{START}|20310312101500"), 15),  # TQ1-7/8 (v2.5 on)
+    (_timed({}, f"TQ1|1||||||{START}||||||20^min"), 20),  # TQ1-13, the occurrence's length
+    (_timed({9: "2", 10: "d"}, f"AIS|1|A|VIDEO|{START}"), 2880),
+])
+def test_the_length_of_a_meeting_from_tq1_or_sch_9_and_10(raw: bytes, minutes: int) -> None:
+    request = meeting_request(read(raw))
+    assert request.start == datetime(2031, 3, 12, 9, 0, tzinfo=UTC)
+    assert request.end - request.start == timedelta(minutes=minutes)
+
+
+def test_a_length_in_a_unit_the_hub_does_not_know_is_named() -> None:
+    with pytest.raises(Unmappable) as refused:
+        meeting_request(read(_timed({11: f"^^^{START}", 9: "3", 10: "fortnights"})))
+    assert (refused.value.segment, refused.value.field, refused.value.code) == ("SCH", 10, "102")
+
+
+def test_a_meeting_given_by_its_length_is_booked_over_tcp(hub: Any, scheduling: MllpClient) -> None:
+    assert segments(scheduling.send(_timed({11: f"^^^{START}", 9: "45", 10: "min"})))["MSA"][1:3] == ["AA", "T1"]
+    (booked,) = appointments(hub)
+    assert (booked["start"], booked["end"]) == ("2031-03-12T09:00:00Z", "2031-03-12T09:45:00Z")
+    assert room(hub, booked)["endTime"] == "2031-03-12T09:45:00Z"
