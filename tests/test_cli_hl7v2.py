@@ -87,3 +87,26 @@ def test_hub_validate_checks_each_version_from_2_3_to_2_8_2(data_root: Path, tmp
     report = {Path(r["file"]).name: r["valid"] for r in json.loads(run.stdout)}
     assert report.pop("evn-1-in-2.7.1.hl7") is False
     assert all(report.values()) and len(report) == 9, report
+
+
+def test_a_transfer_and_a_merge_convert_to_fhir_that_validates(data_root: Path, tmp_path: Path,
+                                                                validator: Validator) -> None:
+    moved = adt("A02", "T1").replace("|OUH^K1^3||||", "|OUH^K2^7|||OUH^K1^3|")
+    merge = "\r".join([adt("A40", "T2").replace("ADT_A01", "ADT_A39").split("\r")[0], "EVN|A40|20270312085500",
+                       f"PID|1||{CPR}^^^CPR^NNDNK||Bærggren^Nåncy", "MRG|0303031234^^^CPR^NNDNK"]) + "\r"
+    (tmp_path / "a02.hl7").write_bytes(moved.encode("iso-8859-1"))
+    (tmp_path / "a40.hl7").write_bytes(merge.encode("iso-8859-1"))
+    run = hub(data_root, "convert", str(tmp_path / "a02.hl7"), str(tmp_path / "a40.hl7"), "--to", "fhir",
+              "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    transfer = json.loads((tmp_path / "out/Encounter-T1.json").read_bytes())
+    merged = json.loads((tmp_path / "out/Patient-T2.json").read_bytes())
+    for bundle in (transfer, merged):
+        verdict = validator.validate(bundle)
+        assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
+    (encounter,) = resources(transfer, "Encounter")
+    assert [(p["location"]["display"], p["status"]) for p in encounter["location"]] == [
+        ("OUH K2 7", "active"), ("OUH K1 3", "completed")]
+    (patient,) = resources(merged, "Patient")
+    assert patient["link"] == [{"other": {"identifier": {"system": "urn:oid:1.2.208.176.1.2",
+                                                         "value": "0303031234"}}, "type": "replaces"}]

@@ -17,8 +17,9 @@ Guarantees, as for MedCom messages (DESIGN.md):
   acknowledgement, a message of its own, as MSH-16 asks: stored with the message and sent through the outbox to
   the sender's address (`HUB_HL7V2_ACK_ADDRESSES`, `hub.delivery.application_ack`).
 
-What a message does: ADT A01/A03/A04/A08/A11 become encounter events (`hub.hl7v2.adt`), stored with the message
-and shown by `GET /fhir/Encounter` as a HospitalNotification's are. SIU S12/S13/S14/S15/S17/S26 for a video
+What a message does: ADT A01–A08 and A11–A13 become encounter events (`hub.hl7v2.adt`), stored with the message
+and shown by `GET /fhir/Encounter` as a HospitalNotification's are; A40 moves a merged patient's stays to the
+patient kept; A28 and A31 are taken and kept. SIU S12/S13/S14/S15/S17/S26 for a video
 consultation (`hub.hl7v2.siu`) book, move, change or cancel its VDX room through the booking flow, exactly as a
 FHIR Appointment does (the message is kept with the booking too); a change to an appointment the hub has not
 booked is `AE` 204; VDX unavailable is `AE` 207, and the message is processed anew when it is sent again.
@@ -49,7 +50,13 @@ from hub.hl7v2.siu import VideoPolicy
 from hub.store.commit import Committer, Write
 from hub.store.encounters import event_row
 from hub.store.inbox import Effect, Inbox
-from hub.store.statements import INSERT_ENCOUNTER_EVENT, INSERT_MESSAGE, INSERT_OUTBOX, INSERT_RECEIVED
+from hub.store.statements import (
+    INSERT_ENCOUNTER_EVENT,
+    INSERT_MESSAGE,
+    INSERT_OUTBOX,
+    INSERT_RECEIVED,
+    MERGE_PATIENT,
+)
 
 log = logging.getLogger("hub.hl7v2")
 
@@ -173,6 +180,11 @@ class Hl7v2Flow:
         try:
             if message.message_type == "SIU":
                 return self._schedule(message)
+            if message.trigger == "A40":
+                gone, kept = adt.merge(message)
+                return _Verdict("AA", [], [(MERGE_PATIENT, [{"m_gone": gone.key, "m_kept": kept.key}])])
+            if message.trigger in adt.PATIENT_TRIGGERS:
+                return _Verdict("AA", [], [])  # the person added or updated: no stay changes
             event = adt.encounter_event(message)
         except Unmappable as exc:
             return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])

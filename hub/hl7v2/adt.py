@@ -2,12 +2,19 @@
 
 - The stay is the visit number (PV1-19, with its assigning authority), else the placer's account (PID-18): a
   hospital keeps it the same in every message about one stay. No visit number, no stay: the message is refused.
-- A01 (admit) and A04 (register) start the stay (`in-progress`); A03 (discharge) ends it (`finished`, PV1-45
-  the end); A08 (update) restates it (`finished` when PV1-45 is given, else `in-progress`); A11 (cancel admit)
-  cancels it (`cancelled`).
+- The encounter life cycle: A01 (admit) and A04 (register) start the stay (`in-progress`), A05 (pre-admit)
+  plans it (`planned`); A02 (transfer) moves it to PV1-3, the location it leaves (PV1-6) kept as `completed`;
+  A06 and A07 (outpatient to inpatient and back) change its class; A03 (discharge) ends it (`finished`, PV1-45
+  the end); A08 (update) restates it (`finished` when PV1-45 is given, else `in-progress`). A cancel undoes what
+  it cancels: A11 the admission (`cancelled`), A12 the transfer (PV1-3 is where the patient is again, as HL7
+  has the cancel say it), A13 the discharge (`in-progress`, no end, whatever PV1-45 still says).
 - The class from PV1-2 by the ConceptMap `mappings/hl7v2-patient-class.json`; start PV1-44, end PV1-45; the
-  patient by PID-3 (a CPR number when the identifier type, or its authority, says so); the hospital by MSH-4;
-  when it happened by EVN-6, else EVN-2, else MSH-7. Times without an offset are Danish time.
+  location PV1-3 (point of care^room^bed); the patient by PID-3 (a CPR number when the identifier type, or its
+  authority, says so); the hospital by MSH-4; when it happened by EVN-6, else EVN-2, else MSH-7. Times without
+  an offset are Danish time.
+- Patient events: A28 (add person) and A31 (update person) concern no stay: taken and kept, nothing to change
+  in the stays; A40 (merge patient) moves every stay of the patient MRG-1 names to the patient PID-3 names
+  (`merge`).
 """
 
 from __future__ import annotations
@@ -19,8 +26,13 @@ from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
 
 V2_CLASS = "http://terminology.hl7.org/CodeSystem/v2-0004"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A11": "cancelled"}
-TRIGGERS = ("A01", "A03", "A04", "A08", "A11")
+STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "in-progress", "A05": "planned",
+          "A06": "in-progress", "A07": "in-progress", "A11": "cancelled", "A12": "in-progress",
+          "A13": "in-progress"}
+# the status of the stay's location, by the stay's
+LOCATION_STATUS = {"in-progress": "active", "finished": "completed", "planned": "planned"}
+PATIENT_TRIGGERS = ("A28", "A31", "A40")  # about the person, not a stay
+TRIGGERS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", *PATIENT_TRIGGERS)
 CPR_MARKS = ("CPR", "1.2.208.176.1.2")
 
 
@@ -34,7 +46,7 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
                              "PV1", 19)
     facility = message.get("MSH.4") or message.get("MSH.3")
     stay = f"urn:hub:hl7v2:visit:{authority or facility}|{visit}"
-    end = message.time("PV1.45")
+    end = message.time("PV1.45") if trigger != "A13" else None  # A13: the discharge is undone
     status = STATUS.get(trigger) or ("finished" if end else "in-progress")
     start = message.time("PV1.44")
     patient = patient_identifier(message)
@@ -54,6 +66,12 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
     period = {k: v.isoformat() for k, v in (("start", start), ("end", end)) if v is not None}
     if period:
         resource["period"] = period
+    here, state = _location(message, 3, facility), LOCATION_STATUS.get(status)
+    locations = [{"location": here, **({"status": state} if state else {})}] if here is not None else []
+    if trigger == "A02" and (left := _location(message, 6, facility)) is not None:
+        locations.append({"location": left, "status": "completed"})  # where the transfer came from
+    if locations:
+        resource["location"] = locations
     occurred = hl7_time(message.get("EVN.6")) or hl7_time(message.get("EVN.2")) or hl7_time(message.get("MSH.7"))
     return EncounterEvent(stay=stay, event=f"ADT^{trigger}", status=status, encounter_class=encounter_class,
                           start=start, end=end, patient=patient,
@@ -61,10 +79,36 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
                           resource=resource)
 
 
+def _location(message: Hl7Message, field: int, facility: str) -> dict[str, object] | None:
+    """A PV1 location (PL: point of care^room^bed^facility…) as a Reference to the Location by identifier."""
+    place = [message.get(f"PV1.{field}.{c}") for c in (1, 2, 3)]
+    if not any(place):
+        return None
+    where = message.get(f"PV1.{field}.4") or facility
+    return {"identifier": {"system": f"urn:hub:hl7v2:location:{where}", "value": "^".join(place).rstrip("^")},
+            "display": " ".join(p for p in place if p)}
+
+
+def merge(message: Hl7Message) -> tuple[Identifier, Identifier]:
+    """A40: the patient merged away (MRG-1) and the one kept (PID-3), by the rules of `patient_identifier`."""
+    kept = patient_identifier(message)
+    if kept is None:
+        raise Unmappable("The merge names no patient to keep (PID-3)", "PID", 3)
+    gone = _identifier(message.repetitions("MRG", 1))
+    if gone is None:
+        raise Unmappable("The merge names no patient to merge (MRG-1)", "MRG", 1)
+    return gone, kept
+
+
 def patient_identifier(message: Hl7Message) -> Identifier | None:
     """The PID-3 repetition that is a CPR number (by identifier type or authority), else the first."""
+    return _identifier(message.repetitions("PID", 3))
+
+
+def _identifier(repetitions: list[list[str]]) -> Identifier | None:
+    """Of a CX field's repetitions, the CPR number (by identifier type or authority), else the first."""
     first: Identifier | None = None
-    for repetition in message.repetitions("PID", 3):
+    for repetition in repetitions:
         cx = repetition + [""] * 5  # CX: ID ^ check digit ^ its scheme ^ assigning authority ^ identifier type
         value, authority, kind = cx[0], cx[3], cx[4]
         if not value:

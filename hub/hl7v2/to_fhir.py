@@ -15,7 +15,7 @@ from typing import Any
 from hub.core.model import Participant, ParticipantKind
 from hub.fhir import appointment as fa
 from hub.hl7v2 import adt, siu
-from hub.hl7v2.message import Hl7Message, hl7_time
+from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
 
 IDS = uuid.UUID("3b0d6c55-1f4e-4b8e-9c3a-2d8f6f1e0a47")
 RESOURCE_TYPES = {ParticipantKind.PATIENT: "Patient", ParticipantKind.PRACTITIONER: "Practitioner",
@@ -30,6 +30,8 @@ def to_bundle(message: Hl7Message) -> dict[str, Any]:
     key = f"{message.sender}:{message.control_id}"
     if message.message_type == "SIU" and message.trigger in siu.TRIGGERS:
         entries = _appointment(message, key)
+    elif message.message_type == "ADT" and message.trigger in adt.PATIENT_TRIGGERS:
+        entries = [_person(message, key)]
     elif message.message_type == "ADT" and message.trigger in adt.TRIGGERS:
         entries = _encounter(message, key)
     else:
@@ -65,14 +67,24 @@ def _appointment(message: Hl7Message, key: str) -> list[dict[str, Any]]:
 def _encounter(message: Hl7Message, key: str) -> list[dict[str, Any]]:
     event = adt.encounter_event(message)
     encounter = {**event.resource, "id": _id(key, "encounter")}
-    resources: list[dict[str, Any]] = [encounter]
-    if event.patient is not None:
-        name = " ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1")) if n) or None
-        patient = _party("Patient", Participant(ParticipantKind.PATIENT, identifier=event.patient, display=name),
-                         _id(key, "patient"))
-        resources.append(patient)
-        encounter["subject"] = {"reference": f"urn:uuid:{patient['id']}"}
-    return resources
+    patient = _person(message, key)
+    encounter["subject"] = {"reference": f"urn:uuid:{patient['id']}"}
+    return [encounter, patient]
+
+
+def _person(message: Hl7Message, key: str) -> dict[str, Any]:
+    """The Patient PID names; after a merge (A40) it replaces the one MRG-1 names."""
+    identifier = adt.patient_identifier(message)
+    if identifier is None:
+        raise Unmappable("The message names no patient (PID-3)", "PID", 3)
+    name = " ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1")) if n) or None
+    patient = _party("Patient", Participant(ParticipantKind.PATIENT, identifier=identifier, display=name),
+                     _id(key, "patient"))
+    if message.trigger == "A40":
+        gone, _ = adt.merge(message)
+        patient["link"] = [{"other": {"identifier": {"system": gone.system, "value": gone.value}},
+                            "type": "replaces"}]
+    return patient
 
 
 def _party(rtype: str, participant: Participant, rid: str) -> dict[str, Any]:

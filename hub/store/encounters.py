@@ -54,5 +54,15 @@ class EncounterStore:
             if status is not None and row.status != status:
                 continue
             out.append({**row.resource, "resourceType": "Encounter", "id": key,
-                        "meta": {"lastUpdated": row.received_at.isoformat()}})
+                        "meta": {"lastUpdated": row.received_at.isoformat()}, **_merged(row)})
         return out
+
+
+def _merged(row: Any) -> dict[str, Any]:
+    """The subject of a stay whose patient was merged into another since (HL7 v2 A40): the patient kept."""
+    subject = (row.resource.get("subject") or {}).get("identifier")
+    if not isinstance(subject, dict) or row.patient_identifier in (None, f"{subject.get('system')}|"
+                                                                         f"{subject.get('value')}"):
+        return {}
+    system, _, value = row.patient_identifier.partition("|")
+    return {"subject": {"identifier": {"system": system, "value": value}}}

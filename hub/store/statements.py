@@ -29,6 +29,9 @@ INSERT_MEETING = MEETINGS.insert()
 INSERT_OUTBOX = OUTBOX.insert()
 INSERT_RECEIVED = RECEIVED.insert()
 INSERT_ENCOUNTER_EVENT = ENCOUNTER_EVENTS.insert()
+# A patient merged into another (HL7 v2 A40): every stay of the one is the other's
+MERGE_PATIENT = (ENCOUNTER_EVENTS.update().where(ENCOUNTER_EVENTS.c.patient_identifier == bindparam("m_gone"))
+                 .values(patient_identifier=bindparam("m_kept")))
 MARK_BOOKED = (APPOINTMENTS.update().where(APPOINTMENTS.c.id == bindparam("b_id"))
                .values(state="booked", resource=bindparam("b_resource"), version=1, updated_at=bindparam("b_now")))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
@@ -18,6 +19,7 @@ from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2.message import NotHl7, read
 from hub.hl7v2.mllp import MllpServer
 from hub.store.db import make_engine, migrate
+from hub.store.encounters import EncounterStore
 from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES, OUTBOX
 
 CPR = "0101011234"
@@ -126,7 +128,7 @@ def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> No
 
 @pytest.mark.parametrize(("raw", "code", "err_code", "where"), [
     (adt().replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01"), "AR", "200", "MSH^1^9"),
-    (adt().replace("ADT^A01^ADT_A01", "ADT^A40^ADT_A39"), "AR", "201", "MSH^1^9"),
+    (adt().replace("ADT^A01^ADT_A01", "ADT^A17^ADT_A17"), "AR", "201", "MSH^1^9"),  # a swap: not taken
     (adt(version="2.9"), "AR", "203", "MSH^1^12"),
     (adt().replace("|M1|P|", "|M1|X|"), "AR", "202", "MSH^1^11"),
     (adt().replace("|M1|P|", "||P|"), "AR", "101", "MSH^1^10"),
@@ -216,3 +218,56 @@ def test_the_listener_takes_what_it_can_act_on_though_the_version_calls_more_req
     raw = adt().replace("||Bærggren^Nåncy||", "||||").replace("EVN|A01|20270312085500", "EVN|A01|2027x")
     ack = Hl7v2Flow(engine).receive(raw.encode("iso-8859-1"))
     assert ack is not None and segments(ack)["MSA"][1] == "AA"
+
+
+# --- the encounter and patient life cycle -------------------------------------------------------------------
+
+def _stay(engine: Engine) -> dict[str, Any]:
+    (stay,) = EncounterStore(engine).stays()
+    return stay
+
+
+def test_transfer_class_changes_and_their_cancels_follow_the_stay(engine: Engine) -> None:
+    flow = Hl7v2Flow(engine)
+
+    def send(trigger: str, control_id: str, raw: str | None = None, **fields: str) -> None:
+        message = raw or adt(trigger, control_id, **fields)
+        assert segments(flow.receive(message.encode("iso-8859-1")) or b"")["MSA"][1:3] == ["AA", control_id]
+
+    send("A05", "P1", patient_class="P")
+    assert (_stay(engine)["status"], _stay(engine)["location"][0]["status"]) == ("planned", "planned")
+    send("A01", "P2")
+    assert _stay(engine)["location"] == [{"location": {"identifier": {
+        "system": "urn:hub:hl7v2:location:OUH", "value": "OUH^K1^3"}, "display": "OUH K1 3"}, "status": "active"}]
+    moved = adt("A02", "P3").replace("|OUH^K1^3||||", "|OUH^K2^7|||OUH^K1^3|")  # PV1-3 new, PV1-6 prior
+    send("A02", "P3", moved)
+    assert [(p["location"]["display"], p["status"]) for p in _stay(engine)["location"]] == [
+        ("OUH K2 7", "active"), ("OUH K1 3", "completed")]
+    send("A12", "P4")  # cancel transfer: PV1-3 is where the patient is again
+    assert [p["location"]["display"] for p in _stay(engine)["location"]] == ["OUH K1 3"]
+    send("A07", "P5", patient_class="O")
+    assert _stay(engine)["class"]["code"] == "AMB"
+    send("A06", "P6", patient_class="I")
+    assert _stay(engine)["class"]["code"] == "IMP"
+    send("A03", "P7", end="20270315120000")
+    assert _stay(engine)["status"] == "finished" and _stay(engine)["period"]["end"]
+    send("A13", "P8", end="20270315120000")  # cancel discharge: the end goes, whatever PV1-45 still says
+    after = _stay(engine)
+    assert after["status"] == "in-progress" and "end" not in after.get("period", {})
+
+
+def test_a_merge_moves_the_stays_and_person_events_are_taken(engine: Engine) -> None:
+    flow = Hl7v2Flow(engine)
+    flow.receive(adt(control_id="G1").replace(CPR, "0303031234").encode("iso-8859-1"))
+    person = adt("A28", "G2").replace("ADT_A01", "ADT_A05")
+    assert segments(flow.receive(person.encode("iso-8859-1")) or b"")["MSA"][1] == "AA"
+    merged = "\r".join([adt("A40", "G3").replace("ADT_A01", "ADT_A39").split("\r")[0],
+                        "EVN|A40|20270312085500", f"PID|1||{CPR}^^^CPR^NNDNK||Bærggren^Nåncy",
+                        "MRG|0303031234^^^CPR^NNDNK"]) + "\r"
+    assert segments(flow.receive(merged.encode("iso-8859-1")) or b"")["MSA"][1:3] == ["AA", "G3"]
+    assert _stay(engine)["subject"] == {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": CPR}}
+    assert EncounterStore(engine).stays(patient_identifier=f"urn:oid:1.2.208.176.1.2|{CPR}")
+    assert EncounterStore(engine).stays(patient_identifier="urn:oid:1.2.208.176.1.2|0303031234") == []
+    no_mrg = merged.replace("MRG|0303031234^^^CPR^NNDNK\r", "").replace("|G3|", "|G4|")
+    seg = segments(flow.receive(no_mrg.encode("iso-8859-1")) or b"")
+    assert seg["MSA"][1] == "AE" and seg["ERR"][2] == "MRG^1^1"
