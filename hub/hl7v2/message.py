@@ -16,6 +16,7 @@ field is empty ("not sent"); neither is an error (`NULL`). A refusal names what 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,11 @@ _SEGMENT_END = re.compile(r"\r\n|\n|\r")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 # A segment that follows MSH, after a space on MSH's line: the message's line ends were lost on the way
 _AFTER_MSH = " (?:SFT|UAC|EVN|PID|PD1|NK1|PV1|MRG|SCH|TQ1|RGS|ARQ|NTE|MSA|OBX)"
+
+
+@functools.lru_cache(maxsize=16)
+def _after_msh(separator: str) -> re.Pattern[str]:
+    return re.compile(_AFTER_MSH + re.escape(separator))
 NULL = '""'  # HL7's explicit null
 ACK_TYPES = ("AL", "NE", "ER", "SU")  # HL7 table 0155: MSH-15 and MSH-16
 
@@ -185,36 +191,33 @@ def read(raw: bytes) -> Hl7Message:
         raise NotHl7("The message does not start with an MSH segment")
     if len(body) < 8:
         raise NotHl7("The MSH segment is cut short", field=2)
-    separator = body[3:4]
+    sep = body[3:4].decode("latin-1")
     first_line = _SEGMENT_END.split(body[:4096].decode("latin-1"), maxsplit=1)[0]
-    fields = first_line.split(separator.decode("latin-1"))
-    encoding = fields[1] if len(fields) > 1 else ""
-    header = _header(raw, separator.decode("latin-1"), fields)
-    lost = re.search(_AFTER_MSH + re.escape(separator.decode("latin-1")), first_line)
-    if lost is not None:
-        raise NotHl7(f"The segments are not separated by carriage returns (a segment {lost.group()[1:4]} follows "
-                     "on MSH's line: were the line ends lost on the way?)", header=header)
+    msh = first_line.split(sep)
+    encoding = msh[1] if len(msh) > 1 else ""
     try:
-        _check_separators(separator.decode("latin-1"), encoding)
-        charset = _charset(fields[17].strip() if len(fields) > 17 else "", body)
+        lost = _after_msh(sep).search(first_line)
+        if lost is not None:
+            raise NotHl7(f"The segments are not separated by carriage returns (a segment {lost.group()[1:4]} "
+                         "follows on MSH's line: were the line ends lost on the way?)")
+        _check_separators(sep, encoding)
+        charset = _charset(msh[17].strip() if len(msh) > 17 else "", body)
+        try:
+            text = body.decode(charset)
+        except UnicodeDecodeError as exc:
+            raise NotHl7(f"The message is not {charset} as MSH-18 says: byte {exc.start} cannot be read",
+                         code="102", field=18) from None
+        segments = [s for s in _SEGMENT_END.split(text) if s.strip()]
+        for number, segment in enumerate(segments, 1):
+            if not _SEGMENT_ID.fullmatch(segment[:3]) or (len(segment) > 3 and segment[3] != sep):
+                raise NotHl7(f"Segment {number} does not start with a segment id and the field separator: "
+                             f"{segment[:10]!r}")
     except NotHl7 as exc:
-        exc.header = header
+        exc.header = _header(raw, sep, msh)
         raise
-    try:
-        text = body.decode(charset)
-    except UnicodeDecodeError as exc:
-        raise NotHl7(f"The message is not {charset} as MSH-18 says: byte {exc.start} cannot be read", code="102",
-                     field=18, header=header) from None
-    sep = separator.decode("latin-1")
-    segments = [s for s in _SEGMENT_END.split(text) if s.strip()]
-    for number, segment in enumerate(segments, 1):
-        if not _SEGMENT_ID.fullmatch(segment[:3]) or (len(segment) > 3 and segment[3] != sep):
-            raise NotHl7(f"Segment {number} does not start with a segment id and the field separator: "
-                         f"{segment[:10]!r}", header=header)
     separators = Separators(sep, *(encoding + "&")[:4]) if len(encoding) >= 4 else Separators(sep)
-    fields = tuple(tuple(segment.split(sep)) for segment in segments)
-    msh = fields[0]
-    fields = ((msh[0], sep, *msh[1:]), *fields[1:])  # MSH-1 is the field separator itself: MSH-n is [n]
+    split = [tuple(segment.split(sep)) for segment in segments]
+    fields = ((split[0][0], sep, *split[0][1:]), *split[1:])  # MSH-1 is the field separator itself: MSH-n is [n]
     return Hl7Message(raw, "\r".join(segments), charset, separators, fields)
 
 
