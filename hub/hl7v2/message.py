@@ -9,8 +9,9 @@ without MSH-18 (HL7's default is ASCII, which has no æøå) as UTF-8 when the b
 ISO-8859-1, which is what Danish systems that leave it out write. An MSH-18 the hub does not know is refused.
 Values are read unescaped (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\`).
 
-HL7's explicit null, `""`, says "delete this value" (HL7 v2 2.5 §2.5.3): the value is gone, as it is when the
-field is empty ("not sent"); neither is an error (`NULL`). A refusal names what can be read of MSH
+HL7's explicit null, `""`, says "delete this value" (HL7 v2 2.5 §2.5.3). Every event the hub makes of a message
+states the whole of what it is about (the stay as it stands), so a deleted value is one the new state lacks:
+`get` reads a null as empty, as a value not sent; neither is an error. A refusal names what can be read of MSH
 (`NotHl7.header`): MSH-10 and the sender answer in MSA-2 and the ACK's MSH-5/6 even when the rest is unreadable.
 """
 
@@ -115,7 +116,8 @@ class Hl7Message:
         value = found[occurrence - 1][int(numbers[0])]
         if segment_id == "MSH" and int(numbers[0]) <= 2:
             return value  # the separators themselves
-        return self.unescape(self.component(value, *(int(n) for n in numbers[1:3])))
+        value = self.component(value, *(int(n) for n in numbers[1:3]))
+        return "" if value == NULL else self.unescape(value)
 
     def component(self, field: str, component: int = 1, subcomponent: int | None = None) -> str:
         """One component (and subcomponent) of a field's first repetition, as sent."""
@@ -131,7 +133,7 @@ class Hl7Message:
         found = self.segments(segment_id)
         if not found or len(found[0]) <= field or not found[0][field]:
             return []
-        return [[self.unescape(c) for c in repetition.split(self.separators.component)]
+        return [["" if c == NULL else self.unescape(c) for c in repetition.split(self.separators.component)]
                 for repetition in found[0][field].split(self.separators.repetition)]
 
     def unescape(self, value: str) -> str:
@@ -142,8 +144,6 @@ class Hl7Message:
         """A time the hub acts on, by HL7 path: absent or null (`""`) is None, present but unreadable is
         `Unmappable` (102)."""
         value = self.get(path)
-        if value == NULL:
-            return None
         moment = hl7_time(value)
         if value and moment is None:
             segment, field = path.split(".")[:2]

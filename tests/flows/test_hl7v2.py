@@ -271,3 +271,11 @@ def test_a_merge_moves_the_stays_and_person_events_are_taken(engine: Engine) -> 
     no_mrg = merged.replace("MRG|0303031234^^^CPR^NNDNK\r", "").replace("|G3|", "|G4|")
     seg = segments(flow.receive(no_mrg.encode("iso-8859-1")) or b"")
     assert seg["MSA"][1] == "AE" and seg["ERR"][2] == "MRG^1^1"
+
+
+def test_an_explicit_null_reads_as_no_value_anywhere() -> None:
+    message = read(adt(end='""').replace("|OUH^K1^3|", '|""|').replace("||19010101|F", '||""|""')
+                   .encode("iso-8859-1"))
+    assert [message.get(p) for p in ("PV1.45", "PV1.3", "PID.7", "PID.8")] == ["", "", "", ""]
+    assert message.time("PV1.45") is None
+    assert message.segments("PV1")[0][3] == '""'  # as sent, for what keeps the raw fields
