@@ -129,6 +129,7 @@ def _hl7v2_to_fhir(bodies: list[bytes], to: Target) -> list[Output]:
     import json
 
     from hub.conformance.files import detect
+    from hub.hl7v2.ig_tables import IgTables
     from hub.hl7v2.message import read
     from hub.hl7v2.to_fhir import to_bundle
 
@@ -139,7 +140,7 @@ def _hl7v2_to_fhir(bodies: list[bytes], to: Target) -> list[Output]:
     outputs = []
     for body in bodies:
         message = read(body)
-        bundle = to_bundle(message)
+        bundle = to_bundle(message, IgTables.in_store(_settings().standards_store))
         kind = bundle["entry"][0]["resource"]["resourceType"]
         outputs.append(Output(f"{kind}-{message.control_id or bundle['id']}.json", "application/fhir+json",
                               json.dumps(bundle, ensure_ascii=False, indent=2).encode()))

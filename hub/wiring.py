@@ -42,6 +42,7 @@ from hub.flows.housekeeping import HousekeepingFlow
 from hub.flows.letter import LetterFlow
 from hub.flows.message import MessageFlow
 from hub.flows.vans import VansFlow
+from hub.hl7v2.ig_tables import IgTables
 from hub.hl7v2.siu import VideoPolicy
 from hub.medcom.booking_confirmation import Xdis13Policy
 from hub.medcom.schemas import OioxmlSchemas
@@ -147,7 +148,8 @@ def hl7v2_flow(settings: Settings, engine: Engine) -> Hl7v2Flow:
     one they are answered AE: there is nowhere to book), messages group-committed."""
     bookings = booking_flow(settings, engine, session_factory(engine)) if settings.vdx_url else None
     committer = GroupCommit(engine, WriterLock(engine))
-    return Hl7v2Flow(engine, bookings, committer=committer, video=VideoPolicy(settings.hl7v2_video_codes))
+    return Hl7v2Flow(engine, bookings, committer=committer, video=VideoPolicy(settings.hl7v2_video_codes),
+                     tables=IgTables.in_store(settings.standards_store))
 
 
 # --- deliveries -------------------------------------------------------------------------------------------

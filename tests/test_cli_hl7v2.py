@@ -91,7 +91,8 @@ def test_hub_validate_checks_each_version_from_2_3_to_2_8_2(data_root: Path, tmp
 
 def test_a_transfer_and_a_merge_convert_to_fhir_that_validates(data_root: Path, tmp_path: Path,
                                                                 validator: Validator) -> None:
-    moved = adt("A02", "T1").replace("|OUH^K1^3||||", "|OUH^K2^7|||OUH^K1^3|")
+    moved = adt("A02", "T1", name="Bærggren&&Bærggren^Nåncy").replace("|OUH^K1^3||||", "|OUH^K2^7|||OUH^K1^3|")
+    moved = moved.replace("||19010101|F", "||19010101|F" + "|" * 8 + "M")  # PID-16 married
     merge = "\r".join([adt("A40", "T2").replace("ADT_A01", "ADT_A39").split("\r")[0], "EVN|A40|20270312085500",
                        f"PID|1||{CPR}^^^CPR^NNDNK||Bærggren^Nåncy", "MRG|0303031234^^^CPR^NNDNK"]) + "\r"
     (tmp_path / "a02.hl7").write_bytes(moved.encode("iso-8859-1"))
@@ -107,6 +108,10 @@ def test_a_transfer_and_a_merge_convert_to_fhir_that_validates(data_root: Path, 
     (encounter,) = resources(transfer, "Encounter")
     assert [(p["location"]["display"], p["status"]) for p in encounter["location"]] == [
         ("OUH K2 7", "active"), ("OUH K1 3", "completed")]
+    (patient,) = resources(transfer, "Patient")
+    assert (patient["birthDate"], patient["gender"]) == ("1901-01-01", "female")
+    assert patient["maritalStatus"]["coding"][0]["code"] == "M"
+    assert patient["name"] == [{"family": "Bærggren", "given": ["Nåncy"]}]
     (patient,) = resources(merged, "Patient")
     assert patient["link"] == [{"other": {"identifier": {"system": "urn:oid:1.2.208.176.1.2",
                                                          "value": "0303031234"}}, "type": "replaces"}]

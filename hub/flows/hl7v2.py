@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -38,12 +38,14 @@ from typing import Any
 from sqlalchemy import Engine, Executable
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from hub.core.config import Settings
 from hub.core.errors import HubError
 from hub.delivery.application_ack import application_ack_row
 from hub.fhir import appointment as fa
 from hub.flows.booking import BookingFlow
 from hub.hl7v2 import adt, edge, siu
 from hub.hl7v2.ack import Finding, acknowledgement
+from hub.hl7v2.ig_tables import IgTables
 from hub.hl7v2.message import Hl7Message, NotHl7, Unmappable
 from hub.hl7v2.mllp import Peer, Problem
 from hub.hl7v2.siu import VideoPolicy
@@ -80,6 +82,8 @@ class Hl7v2Flow:
     committer: Committer | None = None
     video: VideoPolicy = VideoPolicy()
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # the V2-to-FHIR IG's tables: by default those of the standards store the settings name
+    tables: IgTables = field(default_factory=lambda: IgTables.in_store(Settings().standards_store))
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine, self.now)
@@ -185,7 +189,7 @@ class Hl7v2Flow:
                 return _Verdict("AA", [], [(MERGE_PATIENT, [{"m_gone": gone.key, "m_kept": kept.key}])])
             if message.trigger in adt.PATIENT_TRIGGERS:
                 return _Verdict("AA", [], [])  # the person added or updated: no stay changes
-            event = adt.encounter_event(message)
+            event = adt.encounter_event(message, self.tables)
         except Unmappable as exc:
             return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
         return _Verdict("AA", [], [(INSERT_ENCOUNTER_EVENT, [event_row(event, message_id, self.now())])])

@@ -8,7 +8,8 @@
   the end); A08 (update) restates it (`finished` when PV1-45 is given, else `in-progress`). A cancel undoes what
   it cancels: A11 the admission (`cancelled`), A12 the transfer (PV1-3 is where the patient is again, as HL7
   has the cancel say it), A13 the discharge (`in-progress`, no end, whatever PV1-45 still says).
-- The class from PV1-2 by the ConceptMap `mappings/hl7v2-patient-class.json`; start PV1-44, end PV1-45; the
+- The class from PV1-2 by the V2-to-FHIR IG's vocabulary map `PatientClass[EncounterClass]` (table 0004 → v3
+  ActCode, or table 0004's own code where ActCode has none; `hub.hl7v2.ig_tables`); start PV1-44, end PV1-45; the
   location PV1-3 (point of care^room^bed); the patient by PID-3 (a CPR number when the identifier type, or its
   authority, says so); the hospital by MSH-4; when it happened by EVN-6, else EVN-2, else MSH-7. Times without
   an offset are Danish time.
@@ -20,12 +21,11 @@
 from __future__ import annotations
 
 from hub.core.cpr import CPR_SYSTEM
-from hub.core.mappings import MAPPINGS, code_maps
 from hub.core.model import EncounterEvent, Identifier
+from hub.hl7v2.ig_tables import IgTables
 from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
 
-V2_CLASS = "http://terminology.hl7.org/CodeSystem/v2-0004"
-ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+PATIENT_CLASS = "PatientClass[EncounterClass]"  # the IG's map of table 0004
 STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "in-progress", "A05": "planned",
           "A06": "in-progress", "A07": "in-progress", "A11": "cancelled", "A12": "in-progress",
           "A13": "in-progress"}
@@ -36,7 +36,7 @@ TRIGGERS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12"
 CPR_MARKS = ("CPR", "1.2.208.176.1.2")
 
 
-def encounter_event(message: Hl7Message) -> EncounterEvent:
+def encounter_event(message: Hl7Message, tables: IgTables) -> EncounterEvent:
     trigger = message.trigger or message.get("EVN.1")
     visit, authority = message.get("PV1.19.1"), message.get("PV1.19.4")
     if not visit:
@@ -52,13 +52,13 @@ def encounter_event(message: Hl7Message) -> EncounterEvent:
     patient = patient_identifier(message)
     if patient is None:
         raise Unmappable("The message names no patient (PID-3)", "PID", 3)
-    encounter_class = code_maps(MAPPINGS / "hl7v2-patient-class.json").get(V2_CLASS, ACT_CODE,
-                                                                          message.get("PV1.2") or None)
+    found = tables.concepts(PATIENT_CLASS).get(message.get("PV1.2"))
+    encounter_class = found.code if found is not None else None
     resource: dict[str, object] = {
         "resourceType": "Encounter",
         "identifier": [{"system": f"urn:hub:hl7v2:visit:{authority or facility}", "value": visit}],
         "status": status,
-        "class": {"system": ACT_CODE, "code": encounter_class} if encounter_class else
+        "class": found.json() if found is not None else
         {"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK"},
     }
     if patient is not None:

@@ -100,7 +100,7 @@ def _participants(message: Hl7Message) -> list[Participant]:
     patient = patient_identifier(message)
     if patient is not None:
         out.append(Participant(ParticipantKind.PATIENT, identifier=patient, status="accepted",
-                               display=" ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1")) if n)
+                               display=" ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1.1")) if n)
                                or None))
     for segment, field in (("AIP", 3), ("AIL", 3), ("AIG", 3)):
         kind = ParticipantKind(kinds.get(SEGMENT_SYSTEM, PARTICIPANT_KIND, segment) or "other")
