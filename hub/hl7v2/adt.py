@@ -20,7 +20,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from hub.core.cpr import CPR_SYSTEM
+from hub.core.mappings import table
 from hub.core.model import EncounterEvent, Identifier
 from hub.hl7v2.ig_tables import IgTables
 from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
@@ -33,7 +36,7 @@ STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": 
 LOCATION_STATUS = {"in-progress": "active", "finished": "completed", "planned": "planned"}
 PATIENT_TRIGGERS = ("A28", "A31", "A40")  # about the person, not a stay
 TRIGGERS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", *PATIENT_TRIGGERS)
-CPR_MARKS = ("CPR", "1.2.208.176.1.2")
+AUTHORITIES = "hl7v2-assigning-authorities.json"  # in mappings/: identifier systems by CX-4 or CX-5
 
 
 def encounter_event(message: Hl7Message, tables: IgTables) -> EncounterEvent:
@@ -94,26 +97,45 @@ def merge(message: Hl7Message) -> tuple[Identifier, Identifier]:
     kept = patient_identifier(message)
     if kept is None:
         raise Unmappable("The merge names no patient to keep (PID-3)", "PID", 3)
-    gone = _identifier(message.repetitions("MRG", 1))
+    gone = _identifier(message, "MRG", 1)
     if gone is None:
         raise Unmappable("The merge names no patient to merge (MRG-1)", "MRG", 1)
     return gone, kept
 
 
 def patient_identifier(message: Hl7Message) -> Identifier | None:
-    """The PID-3 repetition that is a CPR number (by identifier type or authority), else the first."""
-    return _identifier(message.repetitions("PID", 3))
+    """The PID-3 repetition that is a CPR number, else the first (`identifier`)."""
+    return _identifier(message, "PID", 3)
 
 
-def _identifier(repetitions: list[list[str]]) -> Identifier | None:
-    """Of a CX field's repetitions, the CPR number (by identifier type or authority), else the first."""
-    first: Identifier | None = None
-    for repetition in repetitions:
-        cx = repetition + [""] * 5  # CX: ID ^ check digit ^ its scheme ^ assigning authority ^ identifier type
-        value, authority, kind = cx[0], cx[3], cx[4]
-        if not value:
-            continue
-        if any(mark in (authority + kind).upper() for mark in CPR_MARKS):
-            return Identifier(CPR_SYSTEM, value.replace("-", ""))
-        first = first or Identifier(f"urn:hub:hl7v2:id:{authority or kind or 'local'}", value)
-    return first
+def identifier(message: Hl7Message, cx: list[str]) -> Identifier | None:
+    """A CX value (its components) as an Identifier: the system by the assigning authority (CX-4: its universal
+    id, then its namespace id) or the identifier type (CX-5), by `mappings/hl7v2-assigning-authorities.json`;
+    a CPR number without its hyphen. None when it has no value."""
+    cx = cx + [""] * 5  # CX: ID ^ check digit ^ its scheme ^ assigning authority ^ identifier type
+    value, authority, kind = cx[0], cx[3].split(message.separators.subcomponent), cx[4].strip()
+    if not value:
+        return None
+    systems = _authorities()
+    namespace, universal = authority[0].strip(), (authority + ["", ""])[1].strip()
+    system = systems["authorities"].get(universal) or _folded(systems["authorities"], namespace) or \
+        _folded(systems["identifier_types"], kind)
+    if system == CPR_SYSTEM:
+        value = value.replace("-", "")
+    return Identifier(system or f"urn:hub:hl7v2:id:{namespace or universal or kind or 'local'}", value)
+
+
+@functools.cache
+def _authorities() -> dict[str, dict[str, str]]:
+    return table(AUTHORITIES)  # type: ignore[no-any-return]
+
+
+def _folded(systems: dict[str, str], key: str) -> str | None:
+    """A system by a name, whatever its case."""
+    return next((s for k, s in systems.items() if key and k.upper() == key.upper()), None)
+
+
+def _identifier(message: Hl7Message, segment: str, field: int) -> Identifier | None:
+    """Of a CX field's repetitions, the CPR number, else the first."""
+    found = [i for cx in message.repetitions(segment, field) if (i := identifier(message, cx)) is not None]
+    return next((i for i in found if i.system == CPR_SYSTEM), found[0] if found else None)

@@ -16,6 +16,7 @@ from hub.delivery.application_ack import TOPIC as APPLICATION_ACK_TOPIC
 from hub.delivery.application_ack import ApplicationAckDelivery
 from hub.delivery.worker import OutboxWorker, PermanentFailure
 from hub.flows.hl7v2 import Hl7v2Flow
+from hub.hl7v2.adt import patient_identifier
 from hub.hl7v2.message import NotHl7, read
 from hub.hl7v2.mllp import MllpServer
 from hub.store.db import make_engine, migrate
@@ -279,3 +280,16 @@ def test_an_explicit_null_reads_as_no_value_anywhere() -> None:
     assert [message.get(p) for p in ("PV1.45", "PV1.3", "PID.7", "PID.8")] == ["", "", "", ""]
     assert message.time("PV1.45") is None
     assert message.segments("PV1")[0][3] == '""'  # as sent, for what keeps the raw fields
+
+
+@pytest.mark.parametrize(("cx", "system", "value"), [
+    (f"{CPR}^^^CPR^NNDNK", "urn:oid:1.2.208.176.1.2", CPR),
+    ("010101-1234^^^^NNDNK", "urn:oid:1.2.208.176.1.2", CPR),  # by its type alone, without the hyphen
+    (f"{CPR}^^^&1.2.208.176.1.2&ISO", "urn:oid:1.2.208.176.1.2", CPR),  # by the authority's universal id
+    ("123456789012345^^^sor", "urn:oid:1.2.208.176.1.1", "123456789012345"),  # SOR, whatever the case
+    ("X77^^^OUH^MR", "urn:hub:hl7v2:id:OUH", "X77"),  # a hospital's own, not in the map
+])
+def test_identifier_systems_come_from_the_map_of_assigning_authorities(cx: str, system: str, value: str) -> None:
+    message = read(adt().replace(f"{CPR}^^^CPR^NNDNK~X77^^^OUH^MR", cx).encode("iso-8859-1"))
+    found = patient_identifier(message)
+    assert found is not None and (found.system, found.value) == (system, value)
