@@ -129,6 +129,10 @@ def _hl7v2_to_fhir(bodies: list[bytes], to: Target) -> list[Output]:
     import json
 
     from hub.conformance.files import detect
+    from hub.fhir.packages import load_store
+    from hub.fhir.structure import StructureValidator
+    from hub.hl7v2.adt import registry
+    from hub.hl7v2.ig_mapping import IgMapping
     from hub.hl7v2.ig_tables import IgTables
     from hub.hl7v2.message import read
     from hub.hl7v2.to_fhir import to_bundle
@@ -137,10 +141,12 @@ def _hl7v2_to_fhir(bodies: list[bytes], to: Target) -> list[Output]:
         raise ValueError("HL7 v2 messages convert --to fhir, and not together with other formats")
     from hub.convert.service import Output
 
+    store = _settings().standards_store
+    mapping = IgMapping(IgTables.in_store(store), registry, StructureValidator(load_store(store)).with_arrays)
     outputs = []
     for body in bodies:
         message = read(body)
-        bundle = to_bundle(message, IgTables.in_store(_settings().standards_store))
+        bundle = to_bundle(message, mapping)
         kind = bundle["entry"][0]["resource"]["resourceType"]
         outputs.append(Output(f"{kind}-{message.control_id or bundle['id']}.json", "application/fhir+json",
                               json.dumps(bundle, ensure_ascii=False, indent=2).encode()))

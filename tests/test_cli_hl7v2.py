@@ -111,7 +111,8 @@ def test_a_transfer_and_a_merge_convert_to_fhir_that_validates(data_root: Path, 
     (patient,) = resources(transfer, "Patient")
     assert (patient["birthDate"], patient["gender"]) == ("1901-01-01", "female")
     assert patient["maritalStatus"]["coding"][0]["code"] == "M"
-    assert patient["name"] == [{"family": "Bærggren", "given": ["Nåncy"]}]
+    assert patient["name"] == [{"family": "Bærggren", "given": ["Nåncy"], "_family": {"extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/humanname-own-name", "valueString": "Bærggren"}]}}]
     (patient,) = resources(merged, "Patient")
     assert patient["link"] == [{"other": {"identifier": {"system": "urn:oid:1.2.208.176.1.2",
                                                          "value": "0303031234"}}, "type": "replaces"}]

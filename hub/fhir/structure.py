@@ -142,6 +142,29 @@ class StructureValidator:
         self._types: dict[str, Node | _Primitive | None] = {}
         self._lock = threading.Lock()
 
+    def with_arrays(self, value: dict[str, Any], type_code: str) -> dict[str, Any]:
+        """`value` with each element its definition says repeats made a JSON array (a single value wrapped), and
+        a single-valued one given one value: for JSON made by tables that do not say which elements repeat (the
+        V2-to-FHIR IG's sheets). Names the definitions do not know are left as they are."""
+        node = self.definition(type_code)
+        return self._arrays(value, node) if isinstance(node, Node) else value
+
+    def _arrays(self, value: Any, node: Node) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            f = node.fields.get(key[1:] if key.startswith("_") else key)
+            if f is None:
+                out[key] = item
+                continue
+            inner = self.definition("Element") if key.startswith("_") else f.inline or (
+                self.definition(f.type) if f.type[:1].isupper() else None)
+            items = [self._arrays(i, inner) if isinstance(inner, Node) else i
+                     for i in (item if isinstance(item, list) else [item])]
+            out[key] = items if f.many else items[0]
+        return out
+
     # --- compiling --------------------------------------------------------------------------------------
 
     def definition(self, type_code: str) -> Node | _Primitive | None:

@@ -130,6 +130,13 @@ def _authorities() -> dict[str, dict[str, str]]:
     return table(AUTHORITIES)  # type: ignore[no-any-return]
 
 
+def registry(message: Hl7Message, cx: list[str]) -> str | None:
+    """The identifier system of a CX value (its components): the V2-to-FHIR IG's "identifier registry", as the
+    hub keeps it (`identifier`)."""
+    found = identifier(message, cx)
+    return found.system if found is not None else None
+
+
 def _folded(systems: dict[str, str], key: str) -> str | None:
     """A system by a name, whatever its case."""
     return next((s for k, s in systems.items() if key and k.upper() == key.upper()), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,25 @@ class Coding:
         return {"system": self.system, "code": self.code, **({"display": self.display} if self.display else {})}
 
 
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of a segment or data-type sheet (`hub.hl7v2.ig_mapping` applies them)."""
+
+    source: str  # `PID-5`, `XPN.1`
+    number: int  # the field or component number
+    repeats: bool  # the field may repeat (segment sheets)
+    condition: str  # `IF …`, or ''
+    target: str  # the FHIR element path, or '' where the IG maps nothing
+    fhir_type: str
+    datatype: str  # the data-type sheet (`XPN[HumanName]`), or ''
+    vocabulary: str  # the vocabulary map, or ''
+    assignment: str  # an assigned value, or ''
+
+
+_SHEETS = {"segments": "HL7 Segment - FHIR R4_ ", "datatypes": "HL7 Data Type - FHIR R4_ "}
+_NUMBER = re.compile(r"[-.](\d+)$")
+
+
 class IgTables:
     """The IG's tables in `folder` (its `mappings/`); each sheet read once."""
 
@@ -38,6 +58,31 @@ class IgTables:
     @classmethod
     def in_store(cls, store: Path) -> IgTables:
         return cls(store / FOLDER)
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - the tables live as long as the process
+    def rows(self, kind: str, name: str) -> list[Row] | None:
+        """The rows of a segment sheet (`kind` "segments", `PID[Patient]`) or data-type sheet ("datatypes",
+        `XPN[HumanName]`; its name matched without case); None when the IG has no such sheet."""
+        path = self._index(kind).get(name.lower())
+        if path is None:
+            return None
+        with path.open(newline="", encoding="utf-8") as sheet:
+            found = list(csv.reader(sheet))[2:]
+        out = []
+        for row in found:
+            cells = [c.strip() for c in row] + [""] * (17 - len(row))
+            number = _NUMBER.search(cells[1])
+            if number is None:
+                continue
+            out.append(Row(cells[1], int(number.group(1)), cells[5] not in ("", "0", "1"), cells[6], cells[9],
+                           cells[11], cells[14], cells[15], cells[16]))
+        return out
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019
+    def _index(self, kind: str) -> dict[str, Path]:
+        prefix = _SHEETS[kind]
+        return {p.name[len(prefix):].rsplit(" - ", 1)[0].lower(): p
+                for p in sorted((self.folder / kind).glob(f"{prefix}*.csv"))}
 
     @functools.lru_cache(maxsize=128)  # noqa: B019 - the tables live as long as the process
     def concepts(self, name: str) -> dict[str, Coding]:

@@ -15,7 +15,7 @@ from typing import Any
 from hub.core.model import Participant, ParticipantKind
 from hub.fhir import appointment as fa
 from hub.hl7v2 import adt, siu
-from hub.hl7v2.ig_tables import IgTables
+from hub.hl7v2.ig_mapping import IgMapping
 from hub.hl7v2.message import Hl7Message, Unmappable, hl7_time
 
 IDS = uuid.UUID("3b0d6c55-1f4e-4b8e-9c3a-2d8f6f1e0a47")
@@ -27,14 +27,14 @@ class NotConvertible(ValueError):
     """The message is not one the hub converts (only the SIU and ADT events it takes)."""
 
 
-def to_bundle(message: Hl7Message, tables: IgTables) -> dict[str, Any]:
+def to_bundle(message: Hl7Message, mapping: IgMapping) -> dict[str, Any]:
     key = f"{message.sender}:{message.control_id}"
     if message.message_type == "SIU" and message.trigger in siu.TRIGGERS:
         entries = _appointment(message, key)
     elif message.message_type == "ADT" and message.trigger in adt.PATIENT_TRIGGERS:
-        entries = [_person(message, key, tables)]
+        entries = [_person(message, key, mapping)]
     elif message.message_type == "ADT" and message.trigger in adt.TRIGGERS:
-        entries = _encounter(message, key, tables)
+        entries = _encounter(message, key, mapping)
     else:
         raise NotConvertible(f"{message.message_type}^{message.trigger} is not converted; the hub converts SIU "
                              f"{', '.join(siu.TRIGGERS)} and ADT {', '.join(adt.TRIGGERS)}")
@@ -65,32 +65,22 @@ def _appointment(message: Hl7Message, key: str) -> list[dict[str, Any]]:
     return resources
 
 
-def _encounter(message: Hl7Message, key: str, tables: IgTables) -> list[dict[str, Any]]:
-    event = adt.encounter_event(message, tables)
+def _encounter(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict[str, Any]]:
+    event = adt.encounter_event(message, mapping.tables)
     encounter = {**event.resource, "id": _id(key, "encounter")}
-    patient = _person(message, key, tables)
+    patient = _person(message, key, mapping)
     encounter["subject"] = {"reference": f"urn:uuid:{patient['id']}"}
     return [encounter, patient]
 
 
-def _person(message: Hl7Message, key: str, tables: IgTables) -> dict[str, Any]:
-    """The Patient PID names (the family name PID-5's surname, FN's first sub-component; gender and marital
-    status by the IG's vocabulary maps); after a merge (A40) it replaces the one MRG-1 names."""
-    identifier = adt.patient_identifier(message)
-    if identifier is None:
+def _person(message: Hl7Message, key: str, mapping: IgMapping) -> dict[str, Any]:
+    """The Patient PID becomes by the IG's sheet `PID[Patient]` (`hub.hl7v2.ig_mapping`); after a merge (A40) it
+    replaces the one MRG-1 names."""
+    if adt.patient_identifier(message) is None:
         raise Unmappable("The message names no patient (PID-3)", "PID", 3)
-    name = " ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1.1")) if n) or None
-    patient = _party("Patient", Participant(ParticipantKind.PATIENT, identifier=identifier, display=name),
-                     _id(key, "patient"))
-    born = message.get("PID.7")[:8]
-    if born.isdigit() and len(born) in (4, 6, 8):
-        patient["birthDate"] = "-".join(p for p in (born[:4], born[4:6], born[6:8]) if p)
-    sex = tables.concepts("AdministrativeSex").get(message.get("PID.8"))
-    if sex is not None:
-        patient["gender"] = sex.code
-    marital = tables.concepts("MaritalStatus").get(message.get("PID.16"))
-    if marital is not None:
-        patient["maritalStatus"] = {"coding": [marital.json()]}
+    mapped = mapping.resource(message, "PID", "PID[Patient]", "Patient")
+    patient = {"resourceType": "Patient", "id": _id(key, "patient"),
+               **{k: v for k, v in mapped.items() if k != "resourceType"}}
     if message.trigger == "A40":
         gone, _ = adt.merge(message)
         patient["link"] = [{"other": {"identifier": {"system": gone.system, "value": gone.value}},

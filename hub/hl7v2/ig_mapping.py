@@ -1,0 +1,391 @@
+"""The V2-to-FHIR IG's segment and data-type sheets applied as data: a segment becomes a resource's elements.
+
+Each sheet row says: this field (segment sheets, `PID-5`) or component (data-type sheets, `XPN.1`), if its
+condition holds, goes to this FHIR element (`name[1]`, `[1].family`, `extension[1].valueString`), through this
+data-type sheet (`XPN[HumanName]`) or cast to this FHIR type, its code through this vocabulary map, or takes this
+assigned value (`"home"`, `XTN.6+" "+XTN.7`). Read the way the IG's own tooling reads them:
+- A row applies to a value that is there (a field or component neither empty nor HL7's null).
+- An index in a path (`identifier[2]`) names a group of the element: rows with the same index fill the same
+  object; a field that repeats fills one object a repetition, in the group's place. A path that starts with an
+  index (`[2].given`, in a data-type sheet) names a group of the element the sheet fills (a second HumanName).
+- `$value` is the element itself. A data-type sheet fills the element a row names when it is of the type the
+  sheet fills (`XPN[HumanName]` for `name`), else that element's parent (`FN[HumanName]` for `family`,
+  `SAD[Address]` for `line[1-3]`). A primitive's extensions (`birthDate.extension[1].url`) go to `_birthDate`.
+- A data-type map the IG has no sheet for (`ID[Boolean]`, `DTM[DateTime]`) is a cast to the row's FHIR type;
+  sheet names are matched without case (`DTM[DateTime]` is the sheet `DTM[dateTime]`).
+- A code goes through the vocabulary map when the row names one (`Yes/NoIndicator` is the sheet
+  `YesNoIndicator`); a code the map does not list is not a FHIR code, and a `code` element then stays empty.
+- Conditions: `VALUED`, `NOT VALUED` (with or without `IS`), `IN (…)`, `NOT IN (…)`, `EQUALS "…"` / `= "…"`,
+  `LENGTH GREATER THAN n`, `LST.COUNT EQUALS n` / `GREATER THAN n`, `IS VALUED NOT EQUAL <field>`, joined by AND.
+  `IN <identifier registry>`: the hub's registry is its map of assigning authorities (`hub.hl7v2.adt.identifier`),
+  which gives every identifier a system, so the row applies with the system it gives.
+- The sheets do not say which elements repeat: `shape` (the R4 definitions, `StructureValidator.with_arrays`)
+  makes each repeating element a JSON array.
+A row this reading cannot apply (a condition it does not know, a path into another resource: `assigner(...)`,
+`$this`) is not applied; `unapplied` lists them, and the tests hold that list to the written reasons in
+`NOT_APPLIED`. Pure: the sheets come from `IgTables`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hub.hl7v2.ig_tables import IgTables, Row
+from hub.hl7v2.message import COPENHAGEN, NULL, Hl7Message, hl7_time
+
+Step = tuple[str, tuple[int, ...] | None]  # an element's name and, for a list, the key of its group
+Path = tuple[Step, ...]
+Registry = Callable[[Hl7Message, list[str]], str | None]  # a CX's components → its identifier system
+Shape = Callable[[dict[str, Any], str], dict[str, Any]]  # a resource made JSON-shaped by its type's definitions
+
+_TERM = re.compile(r"\s+AND\s+(?:IF\s+)?")
+_REF = r"([A-Z][A-Z0-9]{1,2})[-.](\d+)(?:\.(\d+))?"
+_TESTS: list[tuple[re.Pattern[str], str]] = [(re.compile(f"^{_REF} {body}$"), kind) for body, kind in (
+    (r"(?:IS )?NOT VALUED", "absent"), (r"(?:IS )?VALUED", "present"),
+    (r'NOT IN \(([^)]*)\)', "not-in"), (r'IN \(([^)]*)\)', "in"), (r'(?:EQUALS|=) "([^"]*)"', "equals"),
+    (r"LENGTH GREATER THAN (\d+)", "longer"), (r"LST\.COUNT EQUALS (\d+)", "count"),
+    (r"LST\.COUNT GREATER THAN (\d+)", "more"), (r"IS VALUED NOT EQUAL " + _REF, "differs"),
+    (r"IN http\S*identifier-registry\S*", "registered"))]
+_STEP = re.compile(r"^([A-Za-z$][\w$-]*)?(?:\[(\d+)(?:-(\d+))?\])?$")
+_ELEMENT = re.compile(r"^[a-z][A-Za-z0-9]*$")
+
+
+class Unapplied(ValueError):
+    """A row this reading of the sheets does not apply."""
+
+
+# Rows the hub does not apply, with the reason (sheet, source, target): what `unapplied` must find, no more.
+NOT_APPLIED: dict[tuple[str, str, str], str] = {
+    ("CX[Identifier]", "CX.4", "assigner(Organization)"): "an Organization of its own: the hub names the "
+    "assigning authority by the identifier's system",
+    ("PID[Patient]", "PID-21", "$this"): "a RelatedPerson of its own (the mother), outside the Patient",
+    ("XPN[String]", "XPN.1", "$this"): "the mother's maiden name as one string: the sheet says in prose only "
+    "how to join its parts (`/concatenate according to XPN.11/`)",
+    ("XAD[Address]", "XAD.7", "extension[2].uri"): "a defect of the sheet: Extension has `url`, not `uri`; the "
+    "rows beside it (`valueCodeableConcept.coding.value`) name no element `value` either",
+    ("XAD[Address]", "XAD.7", "extension[2].valueCodeableConcept.coding.value"): "a defect of the sheet (above)",
+    ("XAD[Address]", "XAD.7", "extension[2].valueCodeableConcept.coding.system"): "a defect of the sheet (above)",
+    ("XTN[ContactPoint]", "XTN.3", "system.extension-data-absent-reason"): "a defect of the sheet: no such "
+    "element (the data-absent-reason extension on `system`)",
+    ("DLN[Identifier]", "DLN.1", "type.coding.sytem"): "a defect of the sheet: `sytem`",
+    ("PID[Patient]", "PID-19", "identifier[4].system"): "the US social security number: not a Danish identifier",
+    ("PID[Patient]", "PID-19", "identifier[4].type.coding.code"): "the US social security number (above)",
+    ("PID[Patient]", "PID-19", "identifier[4].type.coding.system"): "the US social security number (above)",
+    ("PID[Patient]", "PID-19", "identifier[4].value"): "the US social security number (above)",
+}
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A piece of a message: a field repetition (components by `^`), a component (sub-components by `&`) or a
+    sub-component, as sent (escaped)."""
+
+    message: Hl7Message
+    raw: str
+    level: int  # 0 repetition, 1 component, 2 sub-component
+
+    def part(self, number: int) -> _Value:
+        separator = (self.message.separators.component, self.message.separators.subcomponent)[min(self.level, 1)]
+        parts = self.raw.split(separator) if self.level < 2 else [self.raw]
+        return _Value(self.message, parts[number - 1] if len(parts) >= number else "", self.level + 1)
+
+    @property
+    def text(self) -> str:
+        """The first component's text (the code of a coded value), unescaped; '' for none or HL7's null."""
+        return self.part(1).whole if self.level < 2 else self.whole
+
+    @property
+    def whole(self) -> str:
+        return "" if self.raw in ("", NULL) else self.message.unescape(self.raw)
+
+
+class IgMapping:
+    """The sheets of `tables`, applied to messages; `registry` gives an identifier's system (the hub's map),
+    `shape` makes the JSON's repeating elements arrays."""
+
+    def __init__(self, tables: IgTables, registry: Registry, shape: Shape) -> None:
+        self.tables = tables
+        self.registry = registry
+        self.shape = shape
+
+    def resource(self, message: Hl7Message, segment: str, sheet: str, resource_type: str) -> dict[str, Any]:
+        """The resource the first `segment` of `message` becomes by the segment sheet `sheet` (`PID[Patient]`)."""
+        found = message.segments(segment)
+        pairs = list(self._segment(message, found[0], sheet)) if found else []
+        return self.shape({"resourceType": resource_type, **_assemble(pairs)}, resource_type)
+
+    def unapplied(self, sheet: str) -> dict[tuple[str, str, str], str]:
+        """The rows of a segment sheet, and of the data-type sheets it leads to, that are not applied, with why."""
+        out: dict[tuple[str, str, str], str] = {}
+        todo, seen = [("segments", sheet)], set()
+        while todo:
+            kind, name = todo.pop()
+            if (kind, name.lower()) in seen:
+                continue
+            seen.add((kind, name.lower()))
+            for row in self.tables.rows(kind, name) or []:
+                if not row.target:
+                    continue
+                why = NOT_APPLIED.get((name, row.source, row.target)) or _unapplicable(row)
+                if why:
+                    out[(name, row.source, row.target)] = why
+                elif row.datatype and self.tables.rows("datatypes", row.datatype) is not None:
+                    todo.append(("datatypes", row.datatype))
+        return out
+
+    # --- applying ---------------------------------------------------------------------------------------------
+
+    def _segment(self, message: Hl7Message, fields: tuple[str, ...], sheet: str) -> Iterator[tuple[Path, Any]]:
+        for row in self.tables.rows("segments", sheet) or []:
+            if not row.target or _unapplicable(row) or (sheet, row.source, row.target) in NOT_APPLIED:
+                continue
+            raw = fields[row.number] if len(fields) > row.number else ""
+            repetitions = raw.split(message.separators.repetition) if raw else []
+            for r, repetition in enumerate(repetitions if row.repeats else repetitions[:1], 1):
+                value = _Value(message, repetition, 0)
+                if self._holds(row.condition, value, fields):
+                    yield from self._row(row, value, fields, r if row.repeats else None)
+
+    def _row(self, row: Row, value: _Value, fields: tuple[str, ...], repetition: int | None,
+             within: _Value | None = None) -> Iterator[tuple[Path, Any]]:
+        """One row on its value; `within`: the value of the data type whose sheet the row is in, which its
+        assignment's components (`XTN.6`) are of."""
+        if not value.whole:
+            return  # a row applies to a value that is there
+        path = _path(row.target, repetition)
+        if row.assignment:
+            leaf = _assigned(row.assignment, within or value)
+            if leaf:
+                yield path, _cast(leaf, row.fhir_type)
+            return
+        rows = self.tables.rows("datatypes", row.datatype) if row.datatype else None
+        if row.vocabulary:
+            coding = self.tables.concepts(row.vocabulary.replace("/", "")).get(value.text)
+            if coding is not None:
+                yield path, _coded(coding, row.fhir_type)
+                return
+            if row.fhir_type == "code" or rows is None:
+                return  # a code the map does not list is no FHIR code
+        if rows is None:
+            leaf = _cast(value.text if value.level < 2 else value.whole, row.fhir_type)
+            if leaf is not None and leaf != "":
+                yield path, leaf
+            return
+        if _filled(row.datatype) != row.fhir_type.lower() and path:
+            path = path[:-1]  # the sheet fills the element's parent (FN[HumanName] for `family`)
+        for sub in rows:
+            if not sub.target or _unapplicable(sub) or (row.datatype, sub.source, sub.target) in NOT_APPLIED:
+                continue
+            if not self._holds(sub.condition, value, fields):
+                continue
+            part = value.part(sub.number)
+            if "identifier-registry" in sub.condition:
+                system = self.registry(value.message, [value.part(n).whole for n in range(1, 6)]) \
+                    if part.whole else None
+                if system:
+                    yield _join(path, _path(sub.target, None)), system
+                continue
+            for sub_path, leaf in self._row(sub, part, fields, None, value):
+                yield _join(path, sub_path), leaf
+
+    def _holds(self, condition: str, value: _Value, fields: tuple[str, ...]) -> bool:
+        if not condition:
+            return True
+        for term in _TERM.split(condition.strip()[3:].strip()):
+            kind, ref, argument = _test(term)
+            if kind == "registered":
+                continue  # decided by the registry where the system is made
+            if not _passes(kind, _lookup(ref, value, fields), argument, value, fields):
+                return False
+        return True
+
+
+# --- conditions -------------------------------------------------------------------------------------------------
+
+def _test(term: str) -> tuple[str, tuple[str, int, int | None], Any]:
+    for pattern, kind in _TESTS:
+        found = pattern.match(" ".join(term.split()))
+        if found:
+            segment, field, component = found.group(1), int(found.group(2)), found.group(3)
+            return kind, (segment, field, int(component) if component else None), found.groups()[3:]
+    raise Unapplied(f"a condition this reading does not know: {term}")
+
+
+def _lookup(ref: tuple[str, int, int | None], value: _Value, fields: tuple[str, ...]) -> list[_Value]:
+    """What a condition names: a field of the segment (`PID-11`, its repetitions; `PID-11.9`, a component of the
+    first), or a component of the value the data-type sheet reads (`XTN.3`)."""
+    segment, number, component = ref
+    if fields and fields[0] == segment:
+        raw = fields[number] if len(fields) > number else ""
+        repetitions = [_Value(value.message, r, 0) for r in raw.split(value.message.separators.repetition) if r]
+        return [repetitions[0].part(component)] if component and repetitions else repetitions
+    return [value.part(number)]
+
+
+def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: tuple[str, ...]) -> bool:
+    texts = [g.whole for g in got if g.whole]
+    first = texts[0] if texts else ""
+    if kind == "absent":
+        return not texts
+    if kind == "present":
+        return bool(texts)
+    if kind in ("in", "not-in"):
+        listed = [c.strip().strip('"') for c in argument[0].split(",")]
+        return (first in listed) == (kind == "in")
+    if kind == "equals":
+        return bool(first == argument[0])
+    if kind == "longer":
+        return len(first) > int(argument[0])
+    if kind == "count":
+        return len(texts) == int(argument[0])
+    if kind == "more":
+        return len(texts) > int(argument[0])
+    other = _lookup((argument[0], int(argument[1]), int(argument[2]) if argument[2] else None), value, fields)
+    return bool(texts) and first != next((o.whole for o in other if o.whole), "")
+
+
+def _filled(sheet: str) -> str:
+    """What a data-type sheet fills: `humanname` for `FN[HumanName]`."""
+    return sheet.partition("[")[2].rstrip("]").lower()
+
+
+def _unapplicable(row: Row) -> str | None:
+    """Why this reading cannot apply a row, or None."""
+    if row.condition:
+        try:
+            for term in _TERM.split(row.condition.strip()[3:].strip()):
+                _test(term)
+        except Unapplied as exc:
+            return str(exc)
+    for step in row.target.split("."):
+        found = _STEP.match(step)
+        if found is None or (found.group(1) and found.group(1) != "$value" and not _ELEMENT.match(found.group(1))):
+            return f"a path into another resource or no FHIR element: {row.target}"
+    return None
+
+
+# --- values -----------------------------------------------------------------------------------------------------
+
+def _assigned(assignment: str, value: _Value) -> str:
+    """An assigned value: a literal (`"home"`) or literals and components joined by `+` (`XTN.6+" "+XTN.7`);
+    empty when a component it joins is."""
+    terms = re.findall(r'"[^"]*"|[A-Z][A-Z0-9]{1,2}\.\d+', assignment)
+    parts = [t[1:-1] if t.startswith('"') else value.part(int(t.split(".")[1])).whole for t in terms]
+    return "" if any(not p and not t.startswith('"') for p, t in zip(parts, terms, strict=True)) else "".join(parts)
+
+
+def _coded(coding: Any, fhir_type: str) -> Any:
+    if fhir_type in ("code", "string", "uri"):
+        return coding.code
+    if fhir_type == "boolean":
+        return {"true": True, "false": False}.get(coding.code)
+    if fhir_type == "Coding":
+        return coding.json()
+    return {"coding": [coding.json()]}
+
+
+def _cast(text: str, fhir_type: str) -> Any:
+    """A v2 value as a FHIR primitive of `fhir_type`; None when it is not one."""
+    kind = fhir_type.lower()
+    if kind == "date":
+        return _date(text)
+    if kind in ("datetime", "instant"):
+        return _date_time(text)
+    if kind == "boolean":
+        return {"Y": True, "N": False}.get(text)
+    if kind in ("integer", "positiveint", "unsignedint"):
+        return int(text) if text.isdigit() and (kind != "positiveint" or int(text) > 0) else None
+    if kind == "decimal":
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return text
+
+
+def _date(text: str) -> str | None:
+    """A v2 DT/DTM's date, at its precision (`1901`, `1901-01`, `1901-01-01`)."""
+    digits = text[:8]
+    return "-".join(p for p in (digits[:4], digits[4:6], digits[6:8]) if p) \
+        if digits.isdigit() and len(digits) in (4, 6, 8) else None
+
+
+def _date_time(text: str) -> str | None:
+    """A v2 DTM as a FHIR dateTime: a date alone at its precision, else the time in Danish time's offset."""
+    digits = text.split("^")[0]
+    if len(digits) <= 8:
+        return _date(digits)
+    moment = hl7_time(digits)
+    return moment.astimezone(COPENHAGEN).isoformat() if isinstance(moment, datetime) else None
+
+
+# --- paths ------------------------------------------------------------------------------------------------------
+
+def _path(target: str, repetition: int | None) -> Path:
+    """A sheet's target as steps; the field's repetition goes into the first list step's group key."""
+    steps: list[Step] = []
+    for text in target.split("."):
+        found = _STEP.match(text)
+        assert found is not None  # `_unapplicable` let only such paths through
+        name, index = found.group(1) or "", found.group(2)
+        if name == "$value":
+            continue
+        key: tuple[int, ...] | None = (int(index),) if index else None
+        if repetition is not None and key is not None and not any(k for _, k in steps):
+            key = (*key, repetition)
+        steps.append((name, key))
+    return tuple(steps)
+
+
+def _join(outer: Path, inner: Path) -> Path:
+    """A data-type sheet's path inside the element a row fills: a leading index (`[2]`) groups that element."""
+    if inner and inner[0][0] == "" and outer:
+        name, key = outer[-1]
+        return (*outer[:-1], (name, (*(key or (1,)), *(inner[0][1] or ()))), *inner[1:])
+    return (*outer, *inner)
+
+
+def _assemble(pairs: list[tuple[Path, Any]]) -> dict[str, Any]:
+    """The (path, value) pairs as JSON; where two rows fill the same place (a defect of the sheet: FN.4 and FN.5
+    both name `extension[3]`), the first stands."""
+    root: dict[str, Any] = {}
+    for path, leaf in pairs:
+        node = root
+        for depth, (name, key) in enumerate(path):
+            end = depth == len(path) - 1
+            if key is not None:
+                groups = node.setdefault(name, {})
+                if not isinstance(groups, dict) or (groups and not isinstance(next(iter(groups)), tuple)):
+                    break  # the sheet put a single value where it also lists: the first stands
+                if end:
+                    groups.setdefault(key, leaf)
+                    break
+                node = groups.setdefault(key, {})
+                if not isinstance(node, dict):
+                    break
+            elif end:
+                if isinstance(node.get(name), dict):  # a primitive's extensions came first
+                    node["_" + name] = node.pop(name)
+                node.setdefault(name, leaf)
+            else:
+                child = node.get(name)
+                if child is not None and not isinstance(child, dict):
+                    name = "_" + name  # into a primitive: its extensions
+                node = node.setdefault(name, {})
+    return dict(_finished(root))
+
+
+def _finished(node: Any) -> Any:
+    """Groups become lists, in their keys' order; empty objects go, and so does an extension the rows gave a
+    url but no value (PID-6's, whose value the IG describes in prose only)."""
+    if isinstance(node, dict):
+        if node and all(isinstance(k, tuple) for k in node):
+            items = [_finished(node[k]) for k in sorted(node)]
+            return [i for i in items if i not in ({}, None, "")]
+        out = {k: v for k, v in ((k, _finished(v)) for k, v in node.items()) if v not in ({}, [], None, "")}
+        return {} if set(out) == {"url"} else out
+    return node
