@@ -45,6 +45,7 @@ def test_an_siu_and_an_adt_convert_to_fhir_that_validates(data_root: Path, tmp_p
     assert appointment["start"] == "2031-03-12T09:00:00Z" and appointment["status"] == "booked"
     assert patient["identifier"] == [{"system": "urn:oid:1.2.208.176.1.2", "value": CPR}]
     assert patient["name"] == [{"family": "Bærggren", "given": ["Nåncy"]}]
+    assert (patient["birthDate"], patient["gender"]) == ("1901-01-01", "female")  # PID by the IG's sheets
     assert doctor["name"] == [{"family": "Hansen", "given": ["Peter"]}]
     actors = {p["actor"]["reference"] for p in appointment["participant"]}
     assert actors == {f"urn:uuid:{patient['id']}", f"urn:uuid:{doctor['id']}"}

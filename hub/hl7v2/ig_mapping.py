@@ -28,6 +28,7 @@ A row this reading cannot apply (a condition it does not know, a path into anoth
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -141,7 +142,7 @@ class IgMapping:
 
     def _segment(self, message: Hl7Message, fields: tuple[str, ...], sheet: str) -> Iterator[tuple[Path, Any]]:
         for row in self.tables.rows("segments", sheet) or []:
-            if not row.target or _unapplicable(row) or (sheet, row.source, row.target) in NOT_APPLIED:
+            if _skipped(sheet, row):
                 continue
             raw = fields[row.number] if len(fields) > row.number else ""
             repetitions = raw.split(message.separators.repetition) if raw else []
@@ -178,7 +179,7 @@ class IgMapping:
         if _filled(row.datatype) != row.fhir_type.lower() and path:
             path = path[:-1]  # the sheet fills the element's parent (FN[HumanName] for `family`)
         for sub in rows:
-            if not sub.target or _unapplicable(sub) or (row.datatype, sub.source, sub.target) in NOT_APPLIED:
+            if _skipped(row.datatype, sub):
                 continue
             if not self._holds(sub.condition, value, fields):
                 continue
@@ -253,6 +254,12 @@ def _filled(sheet: str) -> str:
     return sheet.partition("[")[2].rstrip("]").lower()
 
 
+def _skipped(sheet: str, row: Row) -> bool:
+    """A row that maps nothing, or that is not applied (`unapplied`)."""
+    return not row.target or (sheet, row.source, row.target) in NOT_APPLIED or _unapplicable(row) is not None
+
+
+@functools.lru_cache(maxsize=4096)
 def _unapplicable(row: Row) -> str | None:
     """Why this reading cannot apply a row, or None."""
     if row.condition:

@@ -30,7 +30,7 @@ class NotConvertible(ValueError):
 def to_bundle(message: Hl7Message, mapping: IgMapping) -> dict[str, Any]:
     key = f"{message.sender}:{message.control_id}"
     if message.message_type == "SIU" and message.trigger in siu.TRIGGERS:
-        entries = _appointment(message, key)
+        entries = _appointment(message, key, mapping)
     elif message.message_type == "ADT" and message.trigger in adt.PATIENT_TRIGGERS:
         entries = [_person(message, key, mapping)]
     elif message.message_type == "ADT" and message.trigger in adt.TRIGGERS:
@@ -48,7 +48,7 @@ def _id(key: str, role: str) -> str:
     return str(uuid.uuid5(IDS, f"{key}|{role}"))
 
 
-def _appointment(message: Hl7Message, key: str) -> list[dict[str, Any]]:
+def _appointment(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict[str, Any]]:
     request = siu.meeting_request(message)
     appointment = fa.core_appointment(request, f"urn:hub:{siu.KEY_PREFIX}")
     appointment["id"] = _id(key, "appointment")
@@ -58,7 +58,8 @@ def _appointment(message: Hl7Message, key: str) -> list[dict[str, Any]]:
         rtype = RESOURCE_TYPES.get(participant.kind)
         if rtype is None:
             continue
-        resource = _party(rtype, participant, _id(key, f"participant{number}"))
+        resource = _person(message, key, mapping) if participant.kind is ParticipantKind.PATIENT else \
+            _party(rtype, participant, _id(key, f"participant{number}"))
         resources.append(resource)
         entry["actor"] = {"reference": f"urn:uuid:{resource['id']}",
                           **({"display": participant.display} if participant.display else {})}
