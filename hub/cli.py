@@ -282,8 +282,20 @@ def validate(
         output.write_text(written + "\n", encoding="utf-8")
         failed = sum(not r.valid(fail_on.value) for r in results)
         typer.echo(f"{len(results)} files, {len(results) - failed} passed, {failed} failed: {output}", err=True)
-    if not all(r.valid(fail_on.value) for r in results):
-        raise typer.Exit(1)
+    _leave(0 if all(r.valid(fail_on.value) for r in results) else 1)
+
+
+def _leave(code: int) -> None:
+    """End the command with `code`. As a process of its own (its output not captured by a caller in the same
+    process), it ends at once, as mypy does, without tearing down its heap of packages, compiled profiles and
+    input: a third of a 10,000-entry Bundle's run went to freeing memory the system frees anyway. Nothing is
+    left to run by then: the output is written, the worker pool shut, the parse cache saved."""
+    if sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__:
+        typer.echo(nl=False)  # flushes stdout
+        typer.echo(nl=False, err=True)
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
