@@ -107,8 +107,17 @@ def test_a_transfer_and_a_merge_convert_to_fhir_that_validates(data_root: Path, 
         verdict = validator.validate(bundle)
         assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
     (encounter,) = resources(transfer, "Encounter")
-    assert [(p["location"]["display"], p["status"]) for p in encounter["location"]] == [
-        ("OUH K2 7", "active"), ("OUH K1 3", "completed")]
+    places = {f"urn:uuid:{r['id']}": r for r in resources(transfer, "Location")}
+
+    def levels(reference: str | None) -> list[str]:  # the bed, then what it is part of
+        found = []
+        while reference:
+            found.append(places[reference]["identifier"][0]["value"])
+            reference = places[reference].get("partOf", {}).get("reference")
+        return found
+
+    assert [(levels(p["location"]["reference"]), p["status"]) for p in encounter["location"]] == [
+        (["7", "K2", "OUH"], "active"), (["3", "K1", "OUH"], "completed")]  # PV1-3 bed^room^point of care, PV1-6
     (patient,) = resources(transfer, "Patient")
     assert (patient["birthDate"], patient["gender"]) == ("1901-01-01", "female")
     assert patient["maritalStatus"]["coding"][0]["code"] == "M"

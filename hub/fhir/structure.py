@@ -143,9 +143,11 @@ class StructureValidator:
         self._lock = threading.Lock()
 
     def with_arrays(self, value: dict[str, Any], type_code: str) -> dict[str, Any]:
-        """`value` with each element its definition says repeats made a JSON array (a single value wrapped), and
-        a single-valued one given one value: for JSON made by tables that do not say which elements repeat (the
-        V2-to-FHIR IG's sheets). Names the definitions do not know are left as they are."""
+        """`value` with each element its definition says repeats made a JSON array (a single value wrapped), a
+        single-valued one given one value, and a number or boolean given as text in its JSON form (`"3"` for a
+        decimal): for JSON made by tables that do not say which elements repeat or what type a value is (the
+        V2-to-FHIR IG's sheets). Names the definitions do not know, and text that is no such value, are left as
+        they are."""
         node = self.definition(type_code)
         return self._arrays(value, node) if isinstance(node, Node) else value
 
@@ -160,7 +162,7 @@ class StructureValidator:
                 continue
             inner = self.definition("Element") if key.startswith("_") else f.inline or (
                 self.definition(f.type) if f.type[:1].isupper() else None)
-            items = [self._arrays(i, inner) if isinstance(inner, Node) else i
+            items = [self._arrays(i, inner) if isinstance(inner, Node) else _json_form(i, f.type)
                      for i in (item if isinstance(item, list) else [item])]
             out[key] = items if f.many else items[0]
         return out
@@ -416,3 +418,16 @@ def _json_kind(t: str) -> str:
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _json_form(item: Any, type_code: str) -> Any:
+    """Text in the JSON form of a number or boolean primitive (`"3"` for a decimal, `"true"` for a boolean)."""
+    if not isinstance(item, str):
+        return item
+    if type_code in _JSON_BOOL:
+        return {"true": True, "false": False}.get(item, item)
+    if (type_code in _JSON_INT or type_code in _JSON_NUMBER) and re.fullmatch(r"-?\d+", item):
+        return int(item)
+    if type_code in _JSON_NUMBER and re.fullmatch(r"-?\d+\.\d+", item):
+        return float(item)
+    return item

@@ -3,35 +3,44 @@
 Each sheet row says: this field (segment sheets, `PID-5`) or component (data-type sheets, `XPN.1`), if its
 condition holds, goes to this FHIR element (`name[1]`, `[1].family`, `extension[1].valueString`), through this
 data-type sheet (`XPN[HumanName]`) or cast to this FHIR type, its code through this vocabulary map, or takes this
-assigned value (`"home"`, `XTN.6+" "+XTN.7`). Read the way the IG's own tooling reads them:
+assigned value (`"home"`, `XTN.6+" "+XTN.7`, or in the target: `status="finished"`). Read the way the IG's own
+tooling reads them:
 - A row applies to a value that is there (a field or component neither empty nor HL7's null).
 - An index in a path (`identifier[2]`) names a group of the element: rows with the same index fill the same
   object; a field that repeats fills one object a repetition, in the group's place. A path that starts with an
   index (`[2].given`, in a data-type sheet) names a group of the element the sheet fills (a second HumanName).
-- `$value` is the element itself. A data-type sheet fills the element a row names when it is of the type the
-  sheet fills (`XPN[HumanName]` for `name`), else that element's parent (`FN[HumanName]` for `family`,
-  `SAD[Address]` for `line[1-3]`). A primitive's extensions (`birthDate.extension[1].url`) go to `_birthDate`.
+- `$value` is the element itself. A data-type sheet fills the element a row names (`XPN[HumanName]` for `name`,
+  `NM[Quantity-LengthOfStay]` for a Duration), but where that element is a primitive and the sheet fills a
+  complex type, that element's parent (`FN[HumanName]` for `family`, `SAD[Address]` for `line[1-3]`). A
+  primitive's extensions (`birthDate.extension[1].url`) go to `_birthDate`.
+- A target that names a resource (`individual(Practitioner)`, or a row of type `Reference(Location)`) makes that
+  resource by the row's data-type sheet and refers to it (`_made`); one into another resource's element
+  (`location(Location.operationalStatus)`) is not applied.
 - A data-type map the IG has no sheet for (`ID[Boolean]`, `DTM[DateTime]`) is a cast to the row's FHIR type;
   sheet names are matched without case (`DTM[DateTime]` is the sheet `DTM[dateTime]`).
 - A code goes through the vocabulary map when the row names one (`Yes/NoIndicator` is the sheet
   `YesNoIndicator`); a code the map does not list is not a FHIR code, and a `code` element then stays empty.
-- Conditions: `VALUED`, `NOT VALUED` (with or without `IS`), `IN (…)`, `NOT IN (…)`, `EQUALS "…"` / `= "…"`,
-  `LENGTH GREATER THAN n`, `LST.COUNT EQUALS n` / `GREATER THAN n`, `IS VALUED NOT EQUAL <field>`, joined by AND.
+- Conditions: `VALUED`, `NOT VALUED` (with or without `IS`) or `DOES NOT EXIST`, `IN (…)`, `NOT IN (…)`,
+  `EQUALS "…"` / `= "…"` / `IS "…"`, `NOT EQUALS "…"` / `NOT "…"`, `LENGTH GREATER THAN n`, `LST.COUNT EQUALS n`
+  / `GREATER THAN n`, `IS VALUED NOT EQUAL <field>`, `<field> OR <field> VALUED`, joined by AND.
   `IN <identifier registry>`: the hub's registry is its map of assigning authorities (`hub.hl7v2.adt.identifier`),
   which gives every identifier a system, so the row applies with the system it gives.
 - The sheets do not say which elements repeat: `shape` (the R4 definitions, `StructureValidator.with_arrays`)
   makes each repeating element a JSON array.
-A row this reading cannot apply (a condition it does not know, a path into another resource: `assigner(...)`,
-`$this`) is not applied; `unapplied` lists them, and the tests hold that list to the written reasons in
-`NOT_APPLIED`. Pure: the sheets come from `IgTables`.
+A row this reading cannot apply (a condition it does not know, a path into another resource's element, `$this`)
+is not applied; `unapplied` lists them, and the tests hold that list to the written reasons in `NOT_APPLIED`.
+Where a sheet is plainly wrong (a typing error, a level of a location part of itself), `CORRECTED` says how the
+hub reads the row, and why. Pure: the sheets come from `IgTables`.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -46,11 +55,16 @@ Shape = Callable[[dict[str, Any], str], dict[str, Any]]  # a resource made JSON-
 _TERM = re.compile(r"\s+AND\s+(?:IF\s+)?")
 _REF = r"([A-Z][A-Z0-9]{1,2})[-.](\d+)(?:\.(\d+))?"
 _TESTS: list[tuple[re.Pattern[str], str]] = [(re.compile(f"^{_REF} {body}$"), kind) for body, kind in (
-    (r"(?:IS )?NOT VALUED", "absent"), (r"(?:IS )?VALUED", "present"),
-    (r'NOT IN \(([^)]*)\)', "not-in"), (r'IN \(([^)]*)\)', "in"), (r'(?:EQUALS|=) "([^"]*)"', "equals"),
+    (r"(?:(?:IS )?NOT VALUED|DOES NOT EXIST)", "absent"), (r"(?:IS )?VALUED", "present"),
+    (r'NOT IN \(([^)]*)\)', "not-in"), (r'IN \(([^)]*)\)', "in"), (r'(?:NOT EQUALS|NOT|!=) "([^"]*)"', "not-equals"),
+    (r'(?:EQUALS|=|IS) "([^"]*)"', "equals"), (r"OR " + _REF + " VALUED", "either"),
     (r"LENGTH GREATER THAN (\d+)", "longer"), (r"LST\.COUNT EQUALS (\d+)", "count"),
     (r"LST\.COUNT GREATER THAN (\d+)", "more"), (r"IS VALUED NOT EQUAL " + _REF, "differs"),
     (r"IN http\S*identifier-registry\S*", "registered"))]
+_LITERAL = re.compile(r'^(.*?)="([^"]*)"$')  # `status="finished"`: the target with its value
+_MAKES = re.compile(r"^(.*?)\(([A-Z][A-Za-z]+)(?:\[(\d+)\])?\)$")  # `individual(Practitioner)`, `(Location[6])`
+_REFERENCE = re.compile(r"^Reference\(([A-Z][A-Za-z]+)\)$")
+_MADE = uuid.UUID("5f1d2c7e-8a41-4b9e-b3f0-2c6d9e4a7b15")  # the namespace of the made resources' ids
 _STEP = re.compile(r"^([A-Za-z$][\w$-]*)?(?:\[(\d+)(?:-(\d+))?\])?$")
 _ELEMENT = re.compile(r"^[a-z][A-Za-z0-9]*$")
 
@@ -61,8 +75,8 @@ class Unapplied(ValueError):
 
 # Rows the hub does not apply, with the reason (sheet, source, target): what `unapplied` must find, no more.
 NOT_APPLIED: dict[tuple[str, str, str], str] = {
-    ("CX[Identifier]", "CX.4", "assigner(Organization)"): "an Organization of its own: the hub names the "
-    "assigning authority by the identifier's system",
+    ("CX[Identifier]", "CX.4", "assigner(Organization)"): "an Organization for the assigning authority: the hub "
+    "names it by the identifier's system (its registry: CPR, SOR, a hospital's own)",
     ("PID[Patient]", "PID-21", "$this"): "a RelatedPerson of its own (the mother), outside the Patient",
     ("XPN[String]", "XPN.1", "$this"): "the mother's maiden name as one string: the sheet says in prose only "
     "how to join its parts (`/concatenate according to XPN.11/`)",
@@ -72,12 +86,56 @@ NOT_APPLIED: dict[tuple[str, str, str], str] = {
     ("XAD[Address]", "XAD.7", "extension[2].valueCodeableConcept.coding.system"): "a defect of the sheet (above)",
     ("XTN[ContactPoint]", "XTN.3", "system.extension-data-absent-reason"): "a defect of the sheet: no such "
     "element (the data-absent-reason extension on `system`)",
-    ("DLN[Identifier]", "DLN.1", "type.coding.sytem"): "a defect of the sheet: `sytem`",
     ("PID[Patient]", "PID-19", "identifier[4].system"): "the US social security number: not a Danish identifier",
     ("PID[Patient]", "PID-19", "identifier[4].type.coding.code"): "the US social security number (above)",
     ("PID[Patient]", "PID-19", "identifier[4].type.coding.system"): "the US social security number (above)",
     ("PID[Patient]", "PID-19", "identifier[4].value"): "the US social security number (above)",
+    ("PV1[Encounter]", "PV1-40", "location[1].location(Location.operationalStatus)"): "the bed's status, an element "
+    "of the Location PV1-3 becomes: a row of one resource's sheet does not reach into another's",
+    ("PV1[Encounter]", "PV1-53", "episodeOfCare(EpisodeOfCare[1].extension.url)"): "an EpisodeOfCare of its own, "
+    "its elements written into it from here: the hub keeps no episodes of care",
+    ("PV1[Encounter]", "PV1-53", "episodeOfCare(EpisodeOfCare[1].extension.valueString)"): "(above)",
+    ("PV1[Encounter]", "PV1-54", "episodeOfCare(EpisodeOfCare[1].identifier)"): "(above)",
+    ("PV2[Encounter]", "PV2-12", "text.div"): "the visit's description as the Encounter's narrative: a narrative "
+    "needs its status, which the sheet does not give, and is the resource's own summary, not one field",
+    ("PL[Location]", "PL.1", "[4].location(Location.physicalType.coding.code)"): "the sheet gives no code for a "
+    "point of care (`/extension??-poc/`)",
+    ("PL[Location]", "PL.1", "[4].location(Location.physicalType.coding.system)"): "a system without its code "
+    "(above)",
+    ("PL[Location]", "PL.10", "[3].identifier[2]"): "a defect of the sheet: its condition (`PL3.NOT VALUED`)",
+    ("PL[Location]", "PL.10", "[5].identifier[2]"): "a defect of the sheet: its condition (`PL.1 VALUE`)",
+    ("PL[Location]", "PL.11", "[1-6].identifier[1].assigner(Organization)"): "an Organization for the assigning "
+    "authority of every level's identifiers: as CX.4's",
+    ("PL[Location]", "PL.11", "[1-6].identifier[2].assigner(Organization)"): "(above)",
+    ("EI[Identifier-Organization]", "EI.2", "assigner(Organization[1].identifier[1].value)"): "the assigning "
+    "authority as an Organization of its own, as CX.4's",
+    ("EI[Identifier-Organization]", "EI.3", "assigner(Organization[1].identifier[2].value)"): "(above)",
+    ("EI[Identifier-Organization]", "EI.4", "assigner(Organization[1].identifier[2].type)"): "(above)",
 }
+
+# Rows the hub reads otherwise, where the sheet is wrong: (sheet, source, target) → (what it reads instead, why).
+CORRECTED: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {
+    ("DLN[Identifier]", "DLN.1", "type.coding.sytem"): ({"target": "type.coding.system"}, "a typing error"),
+    ("PL[Location]", "PL.1", "[4].location(Location.mode)"): ({"target": "[4].mode"}, "the point of care's rows "
+                                                              "name the Location's element as `location(Location.…)`, "
+                                                              "the other levels' rows as the element itself"),
+    ("PL[Location]", "PL.9", "[1].location(Location.description)"): ({"target": "[1].description"},
+                                                                     "as PL.1's (above)"),
+    ("PL[Location]", "PL.7", "[5].partOf.reference(Location[5])"): (
+        {"target": "[5].partOf.reference(Location[6])"}, "the building is part of itself; read as part of the "
+        "facility (PL.4, `[6]`), as each other level is part of the next"),
+    ("PV2[Encounter]", "PV2-9", "extension[2].url"): (
+        {"assignment": '"http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate"'},
+        "a typing error (`v\\5.0`), as PV2-8's"),
+    ("PV2[Encounter]", "PV2-38", "extension[1].url"): ({"target": "extension[3].url"}, "PV2-8 fills `extension[1]`"),
+    ("PV2[Encounter]", "PV2-38", "extension[1].valueCoding"): ({"target": "extension[3].valueCoding"}, "(above)"),
+    ("PV1[Encounter]", "PV1-11", "location[3].extension.valueCodeableConcept.coding.system"): (
+        {"assignment": '"http://hl7.org/fhir/ValueSet/subject-location"'}, "a leading space: no URI"),
+    ("NM[Quantity-LengthOfStay]", "NM.1", "system"): ({"assignment": '"http://unitsofmeasure.org"'},
+                                                      "UCUM's system is written without the closing `/` (drt-1)"),
+}
+_LISTED = {(sheet.lower(), source, target): why for (sheet, source, target), why in NOT_APPLIED.items()}
+_CORRECTED = {(sheet.lower(), source, target): fix for (sheet, source, target), fix in CORRECTED.items()}
 
 
 @dataclass(frozen=True)
@@ -116,11 +174,19 @@ class IgMapping:
     def resource(self, message: Hl7Message, segment: str, sheet: str, resource_type: str) -> dict[str, Any]:
         """The resource the first `segment` of `message` becomes by the segment sheet `sheet` (`PID[Patient]`)."""
         found = message.segments(segment)
-        pairs = list(self._segment(message, found[0], sheet)) if found else []
-        return self.shape({"resourceType": resource_type, **_assemble(pairs)}, resource_type)
+        return self.resources(message, found[0] if found else (segment,), sheet, resource_type)[0]
+
+    def resources(self, message: Hl7Message, fields: tuple[str, ...], sheet: str,
+                  resource_type: str) -> list[dict[str, Any]]:
+        """The resource a segment of `message` (its `fields`) becomes by the segment sheet `sheet`, followed by
+        the resources its rows make and refer to (`participant[1].individual(Practitioner)`), each once."""
+        made: dict[str, dict[str, Any]] = {}
+        pairs = list(self._segment(message, fields, sheet, made))
+        return [self.shape({"resourceType": resource_type, **_assemble(pairs)}, resource_type), *made.values()]
 
     def unapplied(self, sheet: str) -> dict[tuple[str, str, str], str]:
-        """The rows of a segment sheet, and of the data-type sheets it leads to, that are not applied, with why."""
+        """The rows of a segment sheet, and of the data-type sheets it leads to, that are not applied, with why
+        (keyed by sheet, source and target as the sheets write them)."""
         out: dict[tuple[str, str, str], str] = {}
         todo, seen = [("segments", sheet)], set()
         while todo:
@@ -131,7 +197,10 @@ class IgMapping:
             for row in self.tables.rows(kind, name) or []:
                 if not row.target:
                     continue
-                why = NOT_APPLIED.get((name, row.source, row.target)) or _unapplicable(row)
+                makes = _target(corrected(name, row).target)[2]
+                why = listed(name, row) or _unapplicable(name, row) or (
+                    f"no data-type sheet {row.datatype} to make the {makes[0]} by"
+                    if makes and makes[1] is None and self.tables.rows("datatypes", row.datatype) is None else None)
                 if why:
                     out[(name, row.source, row.target)] = why
                 elif row.datatype and self.tables.rows("datatypes", row.datatype) is not None:
@@ -140,7 +209,8 @@ class IgMapping:
 
     # --- applying ---------------------------------------------------------------------------------------------
 
-    def _segment(self, message: Hl7Message, fields: tuple[str, ...], sheet: str) -> Iterator[tuple[Path, Any]]:
+    def _segment(self, message: Hl7Message, fields: tuple[str, ...], sheet: str,
+                 made: dict[str, dict[str, Any]]) -> Iterator[tuple[Path, Any]]:
         for row in self.tables.rows("segments", sheet) or []:
             if _skipped(sheet, row):
                 continue
@@ -149,17 +219,27 @@ class IgMapping:
             for r, repetition in enumerate(repetitions if row.repeats else repetitions[:1], 1):
                 value = _Value(message, repetition, 0)
                 if self._holds(row.condition, value, fields):
-                    yield from self._row(row, value, fields, r if row.repeats else None)
+                    yield from self._row(sheet, row, value, fields, r if row.repeats else None, made)
 
-    def _row(self, row: Row, value: _Value, fields: tuple[str, ...], repetition: int | None,
-             within: _Value | None = None) -> Iterator[tuple[Path, Any]]:
-        """One row on its value; `within`: the value of the data type whose sheet the row is in, which its
-        assignment's components (`XTN.6`) are of."""
+    def _row(self, sheet: str, row: Row, value: _Value, fields: tuple[str, ...], repetition: int | None,
+             made: dict[str, dict[str, Any]], within: _Value | None = None) -> Iterator[tuple[Path, Any]]:
+        """One row of `sheet` on its value; `within`: the value of the data type whose sheet the row is in, which
+        its assignment's components (`XTN.6`) are of."""
         if not value.whole:
             return  # a row applies to a value that is there
-        path = _path(row.target, repetition)
-        if row.assignment:
-            leaf = _assigned(row.assignment, within or value)
+        row = corrected(sheet, row)
+        target, literal, makes = _target(row.target)
+        if makes is None and row.datatype and (found := _REFERENCE.match(row.fhir_type)) is not None:
+            makes = (found.group(1), None)  # `participant.actor[1]`, a Reference(Location) by `PL[Location]`
+        path = _path(target, repetition)
+        if makes is not None:
+            if makes[1] is None:  # else a link between the resources a sheet makes: `_made` follows them
+                reference = self._made(makes[0], row.datatype, value, fields, made)
+                if reference is not None:
+                    yield path, reference
+            return
+        if row.assignment or literal:
+            leaf = _assigned(row.assignment or f'"{literal}"', within or value)
             if leaf:
                 yield path, _cast(leaf, row.fhir_type)
             return
@@ -176,22 +256,73 @@ class IgMapping:
             if leaf is not None and leaf != "":
                 yield path, leaf
             return
-        if _filled(row.datatype) != row.fhir_type.lower() and path:
+        if _fills_parent(row.datatype, row.fhir_type) and path:
             path = path[:-1]  # the sheet fills the element's parent (FN[HumanName] for `family`)
-        for sub in rows:
-            if _skipped(row.datatype, sub):
-                continue
-            if not self._holds(sub.condition, value, fields):
+        for sub_path, leaf in self._sheet(row.datatype, value, fields, made):
+            yield _join(path, sub_path), leaf
+
+    def _sheet(self, sheet: str, value: _Value, fields: tuple[str, ...],
+               made: dict[str, dict[str, Any]]) -> Iterator[tuple[Path, Any]]:
+        """The rows of the data-type sheet `sheet` on `value`: paths within the element the sheet fills."""
+        for sub in self.tables.rows("datatypes", sheet) or []:
+            if _skipped(sheet, sub) or not self._holds(sub.condition, value, fields):
                 continue
             part = value.part(sub.number)
             if "identifier-registry" in sub.condition:
                 system = self.registry(value.message, [value.part(n).whole for n in range(1, 6)]) \
                     if part.whole else None
                 if system:
-                    yield _join(path, _path(sub.target, None)), system
+                    yield _path(_target(corrected(sheet, sub).target)[0], None), system
                 continue
-            for sub_path, leaf in self._row(sub, part, fields, None, value):
-                yield _join(path, sub_path), leaf
+            yield from self._row(sheet, sub, part, fields, None, made, value)
+
+    def _made(self, resource_type: str, sheet: str, value: _Value, fields: tuple[str, ...],
+              made: dict[str, dict[str, Any]]) -> dict[str, str] | None:
+        """A reference to the resource `value` becomes by the data-type sheet `sheet` (`XCN[Practitioner]`), kept
+        in `made`. A sheet whose rows begin with a group (`PL[Location]`: `[1]` the bed, `[2]` the room, … `[6]`
+        the facility) makes a resource a group, each `partOf` the nearest group its links lead to that is there;
+        the reference is to the most specific (the groups are numbered from it: the links lead to higher numbers).
+        Ids derive from the content: the same practitioner named twice is one resource."""
+        pairs = list(self._sheet(sheet, value, fields, made)) if self.tables.rows("datatypes", sheet) else []
+        if not pairs or not all(path and path[0][0] == "" for path, _ in pairs):
+            return self._keep(resource_type, _assemble(pairs), made)
+        groups: dict[int, list[tuple[Path, Any]]] = {}
+        for path, leaf in pairs:
+            groups.setdefault((path[0][1] or (1,))[0], []).append((path[1:], leaf))
+        parents = self._links(sheet)
+        references: dict[int, dict[str, str]] = {}
+        for group in sorted(groups, reverse=True):
+            content = _assemble(groups[group])
+            parent, seen = parents.get(group), {group}
+            while parent is not None and parent not in references and parent not in seen:
+                seen.add(parent)
+                parent = parents.get(parent)
+            if parent in references:
+                content["partOf"] = references[parent]
+            if (reference := self._keep(resource_type, content, made)) is not None:
+                references[group] = reference
+        return references[min(references)] if references else None
+
+    def _keep(self, resource_type: str, content: dict[str, Any], made: dict[str, dict[str, Any]]
+              ) -> dict[str, str] | None:
+        if not content:
+            return None
+        shaped = self.shape({"resourceType": resource_type, **content}, resource_type)
+        rid = str(uuid.uuid5(_MADE, json.dumps(shaped, sort_keys=True)))
+        made.setdefault(rid, {"resourceType": resource_type, "id": rid,
+                              **{k: v for k, v in shaped.items() if k != "resourceType"}})
+        return {"reference": f"urn:uuid:{rid}"}
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - the tables live as long as the process
+    def _links(self, sheet: str) -> dict[int, int]:
+        """The groups of a data-type sheet each group is part of (`[2].partOf.reference(Location[3])`)."""
+        out = {}
+        for row in self.tables.rows("datatypes", sheet) or []:
+            target, _, makes = _target(corrected(sheet, row).target)
+            path = _path(target, None) if _unapplicable(sheet, row) is None else ()
+            if makes is not None and makes[1] is not None and path and path[0][0] == "" and path[0][1]:
+                out[path[0][1][0]] = makes[1]
+        return out
 
     def _holds(self, condition: str, value: _Value, fields: tuple[str, ...]) -> bool:
         if not condition:
@@ -235,10 +366,13 @@ def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: 
     if kind == "present":
         return bool(texts)
     if kind in ("in", "not-in"):
-        listed = [c.strip().strip('"') for c in argument[0].split(",")]
-        return (first in listed) == (kind == "in")
-    if kind == "equals":
-        return bool(first == argument[0])
+        members = [c.strip().strip('"') for c in argument[0].split(",")]
+        return (first in members) == (kind == "in")
+    if kind in ("equals", "not-equals"):
+        return bool(first == argument[0]) == (kind == "equals")
+    if kind == "either":
+        other = _lookup((argument[0], int(argument[1]), int(argument[2]) if argument[2] else None), value, fields)
+        return bool(texts) or any(o.whole for o in other)
     if kind == "longer":
         return len(first) > int(argument[0])
     if kind == "count":
@@ -249,18 +383,43 @@ def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: 
     return bool(texts) and first != next((o.whole for o in other if o.whole), "")
 
 
-def _filled(sheet: str) -> str:
-    """What a data-type sheet fills: `humanname` for `FN[HumanName]`."""
-    return sheet.partition("[")[2].rstrip("]").lower()
+def _fills_parent(sheet: str, fhir_type: str) -> bool:
+    """Whether a data-type sheet fills the parent of a row's element: the element a primitive (`family`, a
+    string), the sheet a complex type (`FN[HumanName]`)."""
+    filled = sheet.partition("[")[2].rstrip("]")
+    return fhir_type[:1].islower() and filled[:1].isupper() and filled.lower() != fhir_type.lower()
 
 
 def _skipped(sheet: str, row: Row) -> bool:
     """A row that maps nothing, or that is not applied (`unapplied`)."""
-    return not row.target or (sheet, row.source, row.target) in NOT_APPLIED or _unapplicable(row) is not None
+    return not row.target or listed(sheet, row) is not None or _unapplicable(sheet, row) is not None
+
+
+def listed(sheet: str, row: Row) -> str | None:
+    """Why the hub does not apply a row (`NOT_APPLIED`; sheet names without case, as the sheets name each other)."""
+    return _LISTED.get((sheet.lower(), row.source, row.target))
+
+
+def corrected(sheet: str, row: Row) -> Row:
+    """The row as `CORRECTED` reads it where the sheet is wrong."""
+    found = _CORRECTED.get((sheet.lower(), row.source, row.target))
+    return replace(row, **found[0]) if found else row  # type: ignore[arg-type]  # text fields only
 
 
 @functools.lru_cache(maxsize=4096)
-def _unapplicable(row: Row) -> str | None:
+def _target(target: str) -> tuple[str, str, tuple[str, int | None] | None]:
+    """A target as its path, the value it assigns (`status="finished"`) and the resource it makes and refers to
+    (`individual(Practitioner)`: Practitioner; `partOf.reference(Location[6])`: the sheet's sixth group)."""
+    literal = ""
+    if (found := _LITERAL.match(target)) is not None:
+        target, literal = found.group(1), found.group(2)
+    if (found := _MAKES.match(target)) is not None:
+        return found.group(1), literal, (found.group(2), int(found.group(3)) if found.group(3) else None)
+    return target, literal, None
+
+
+@functools.lru_cache(maxsize=4096)
+def _unapplicable(sheet: str, row: Row) -> str | None:
     """Why this reading cannot apply a row, or None."""
     if row.condition:
         try:
@@ -268,7 +427,10 @@ def _unapplicable(row: Row) -> str | None:
                 _test(term)
         except Unapplied as exc:
             return str(exc)
-    for step in row.target.split("."):
+    target, _, makes = _target(corrected(sheet, row).target)
+    if makes is not None and makes[1] is None and not row.datatype:
+        return f"a {makes[0]} of its own, and no data-type sheet to make it by: {row.target}"
+    for step in target.split("."):
         found = _STEP.match(step)
         if found is None or (found.group(1) and found.group(1) != "$value" and not _ELEMENT.match(found.group(1))):
             return f"a path into another resource or no FHIR element: {row.target}"

@@ -1,9 +1,14 @@
 """An HL7 v2 message as the FHIR the hub acts on (pure): `hub convert FILE.hl7 --to fhir`.
 
-An SIU gives an Appointment with its Patient, Practitioners and Location; an ADT the Encounter with its Patient.
-Both from the canonical mapping the flows use (`hub.hl7v2.siu`, `hub.hl7v2.adt`), so the file shows exactly what
-the hub would book or record; a `collection` Bundle, its resources referring to each other by `urn:uuid` (ids
-derived from the message, so the same message gives the same Bundle).
+An SIU gives an Appointment with its Patient, Practitioners and Location, from the canonical mapping the flows
+use (`hub.hl7v2.siu`), so the file shows exactly what the hub would book. An ADT gives the Encounter with its
+Patient, the patient's next of kin (NK1, RelatedPerson) and the Locations and Practitioners the visit names, by the
+V2-to-FHIR IG's sheets (`PV1[Encounter]`, `PV2[Encounter]`, `NK1[RelatedPerson]`; `hub.hl7v2.ig_mapping`), with
+what the hub records of the stay (`hub.hl7v2.adt`: its identifier, status, class, period and patient) in place of
+the sheets' own: the stay's life cycle also decides the status of the location the patient is at (the sheets'
+`active`: `completed` once discharged). The Patient is PID by `PID[Patient]` in both. A `collection` Bundle, its
+resources referring to each other by `urn:uuid` (ids derived from the message, or for the resources the sheets
+make from their content, so the same message gives the same Bundle).
 """
 
 from __future__ import annotations
@@ -68,10 +73,41 @@ def _appointment(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict
 
 def _encounter(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict[str, Any]]:
     event = adt.encounter_event(message, mapping.tables)
-    encounter = {**event.resource, "id": _id(key, "encounter")}
+    made: dict[str, dict[str, Any]] = {}
+    encounter: dict[str, Any] = {"resourceType": "Encounter", "id": _id(key, "encounter")}
+    for segment, sheet in (("PV1", "PV1[Encounter]"), ("PV2", "PV2[Encounter]")):
+        for fields in message.segments(segment)[:1]:
+            _merge(encounter, _kept(mapping.resources(message, fields, sheet, "Encounter"), made))
+    recorded = {k: v for k, v in event.resource.items() if k in ("identifier", "status", "class", "period")}
+    encounter.update(recorded)
+    state = adt.LOCATION_STATUS.get(event.status)
+    for place in encounter.get("location", []):
+        if state and place.get("status") == "active":
+            place["status"] = state  # where the patient is, as the stay's life cycle has it
     patient = _person(message, key, mapping)
     encounter["subject"] = {"reference": f"urn:uuid:{patient['id']}"}
-    return [encounter, patient]
+    kin = []
+    for number, fields in enumerate(message.segments("NK1")):
+        person = _kept(mapping.resources(message, fields, "NK1[RelatedPerson]", "RelatedPerson"), made)
+        kin.append({"resourceType": "RelatedPerson", "id": _id(key, f"kin{number}"),
+                    "patient": encounter["subject"], **{k: v for k, v in person.items() if k != "resourceType"}})
+    return [encounter, patient, *kin, *made.values()]
+
+
+def _kept(resources: list[dict[str, Any]], made: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The first of `resources`, the others (the resources its sheet made) kept in `made` by their ids."""
+    for resource in resources[1:]:
+        made.setdefault(resource["id"], resource)
+    return resources[0]
+
+
+def _merge(into: dict[str, Any], mapped: dict[str, Any]) -> None:
+    """A second segment's elements into a resource: lists extended, other elements where it has none."""
+    for name, value in mapped.items():
+        if isinstance(value, list) and isinstance(into.get(name), list):
+            into[name].extend(value)
+        elif name not in into:
+            into[name] = value
 
 
 def _person(message: Hl7Message, key: str, mapping: IgMapping) -> dict[str, Any]:
