@@ -41,14 +41,15 @@ def test_an_siu_and_an_adt_convert_to_fhir_that_validates(data_root: Path, tmp_p
         assert verdict.ok, [i.diagnostics for i in verdict.issues if i.severity == "error"]
     (appointment,) = resources(appointment_bundle, "Appointment")
     (patient,) = resources(appointment_bundle, "Patient")
-    (doctor,) = resources(appointment_bundle, "Practitioner")
+    doctor, contact = resources(appointment_bundle, "Practitioner")  # AIP-3's, and SCH-16's (the IG's sheet)
     assert appointment["start"] == "2031-03-12T09:00:00Z" and appointment["status"] == "booked"
     assert patient["identifier"] == [{"system": "urn:oid:1.2.208.176.1.2", "value": CPR}]
     assert patient["name"] == [{"family": "Bærggren", "given": ["Nåncy"]}]
     assert (patient["birthDate"], patient["gender"]) == ("1901-01-01", "female")  # PID by the IG's sheets
     assert doctor["name"] == [{"family": "Hansen", "given": ["Peter"]}]
+    assert contact["name"] == [{"family": "Jensen", "given": ["Åse"]}]
     actors = {p["actor"]["reference"] for p in appointment["participant"]}
-    assert actors == {f"urn:uuid:{patient['id']}", f"urn:uuid:{doctor['id']}"}
+    assert actors == {f"urn:uuid:{r['id']}" for r in (patient, doctor, contact)}
     (encounter,) = resources(encounter_bundle, "Encounter")
     assert encounter["class"]["code"] == "IMP" and encounter["status"] == "in-progress"
     assert encounter["subject"]["reference"].startswith("urn:uuid:")

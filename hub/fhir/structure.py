@@ -142,16 +142,17 @@ class StructureValidator:
         self._types: dict[str, Node | _Primitive | None] = {}
         self._lock = threading.Lock()
 
-    def with_arrays(self, value: dict[str, Any], type_code: str) -> dict[str, Any]:
+    def with_arrays(self, value: dict[str, Any], type_code: str,
+                    primitive: Callable[[Any, str], Any] | None = None) -> dict[str, Any]:
         """`value` with each element its definition says repeats made a JSON array (a single value wrapped), a
-        single-valued one given one value, and a number or boolean given as text in its JSON form (`"3"` for a
-        decimal): for JSON made by tables that do not say which elements repeat or what type a value is (the
-        V2-to-FHIR IG's sheets). Names the definitions do not know, and text that is no such value, are left as
-        they are."""
+        single-valued one given one value, and each primitive value passed through `primitive` with its FHIR
+        type (to give text its JSON form): for JSON made by tables that do not say which elements repeat or
+        what type a value is (the V2-to-FHIR IG's sheets). Names the definitions do not know are left as they
+        are."""
         node = self.definition(type_code)
-        return self._arrays(value, node) if isinstance(node, Node) else value
+        return self._arrays(value, node, primitive or _same) if isinstance(node, Node) else value
 
-    def _arrays(self, value: Any, node: Node) -> Any:
+    def _arrays(self, value: Any, node: Node, primitive: Callable[[Any, str], Any]) -> Any:
         if not isinstance(value, dict):
             return value
         out: dict[str, Any] = {}
@@ -162,7 +163,7 @@ class StructureValidator:
                 continue
             inner = self.definition("Element") if key.startswith("_") else f.inline or (
                 self.definition(f.type) if f.type[:1].isupper() else None)
-            items = [self._arrays(i, inner) if isinstance(inner, Node) else _json_form(i, f.type)
+            items = [self._arrays(i, inner, primitive) if isinstance(inner, Node) else primitive(i, f.type)
                      for i in (item if isinstance(item, list) else [item])]
             out[key] = items if f.many else items[0]
         return out
@@ -420,14 +421,6 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _json_form(item: Any, type_code: str) -> Any:
-    """Text in the JSON form of a number or boolean primitive (`"3"` for a decimal, `"true"` for a boolean)."""
-    if not isinstance(item, str):
-        return item
-    if type_code in _JSON_BOOL:
-        return {"true": True, "false": False}.get(item, item)
-    if (type_code in _JSON_INT or type_code in _JSON_NUMBER) and re.fullmatch(r"-?\d+", item):
-        return int(item)
-    if type_code in _JSON_NUMBER and re.fullmatch(r"-?\d+\.\d+", item):
-        return float(item)
+
+def _same(item: Any, type_code: str) -> Any:
     return item

@@ -50,7 +50,8 @@ from hub.hl7v2.message import COPENHAGEN, NULL, Hl7Message, hl7_time
 Step = tuple[str, tuple[int, ...] | None]  # an element's name and, for a list, the key of its group
 Path = tuple[Step, ...]
 Registry = Callable[[Hl7Message, list[str]], str | None]  # a CX's components → its identifier system
-Shape = Callable[[dict[str, Any], str], dict[str, Any]]  # a resource made JSON-shaped by its type's definitions
+# a resource made JSON-shaped by its type's definitions, each primitive passed through the function with its type
+Shape = Callable[[dict[str, Any], str, Callable[[Any, str], Any]], dict[str, Any]]
 
 _TERM = re.compile(r"\s+AND\s+(?:IF\s+)?")
 _REF = r"([A-Z][A-Z0-9]{1,2})[-.](\d+)(?:\.(\d+))?"
@@ -63,6 +64,9 @@ _TESTS: list[tuple[re.Pattern[str], str]] = [(re.compile(f"^{_REF} {body}$"), ki
     (r"IN http\S*identifier-registry\S*", "registered"))]
 _LITERAL = re.compile(r'^(.*?)="([^"]*)"$')  # `status="finished"`: the target with its value
 _MAKES = re.compile(r"^(.*?)\(([A-Z][A-Za-z]+)(?:\[(\d+)\])?\)$")  # `individual(Practitioner)`, `(Location[6])`
+_TERM_OF = r'(?:"[^"]*"|[A-Z][A-Z0-9]{1,2}\.\d+)'  # a literal or a component, in an assignment
+_EXPRESSION = re.compile(rf"^\s*{_TERM_OF}(?:\s*\+\s*{_TERM_OF})*\s*$")
+_TYPED = {"decimal", "integer", "positiveInt", "unsignedInt", "boolean", "date", "dateTime", "instant"}
 _REFERENCE = re.compile(r"^Reference\(([A-Z][A-Za-z]+)\)$")
 _MADE = uuid.UUID("5f1d2c7e-8a41-4b9e-b3f0-2c6d9e4a7b15")  # the namespace of the made resources' ids
 _STEP = re.compile(r"^([A-Za-z$][\w$-]*)?(?:\[(\d+)(?:-(\d+))?\])?$")
@@ -111,6 +115,30 @@ NOT_APPLIED: dict[tuple[str, str, str], str] = {
     "authority as an Organization of its own, as CX.4's",
     ("EI[Identifier-Organization]", "EI.3", "assigner(Organization[1].identifier[2].value)"): "(above)",
     ("EI[Identifier-Organization]", "EI.4", "assigner(Organization[1].identifier[2].type)"): "(above)",
+    ("SCH[Appointment]", "SCH-9", "minutesDuration[1]"): "SCH-9 is in SCH-10's units, minutes or not: the hub makes "
+    "the end from the two (`hub.hl7v2.siu`)",
+    ("SCH[Appointment]", "SCH-11", "$this"): "the timing (TQ) as the whole Appointment: the hub reads the start and "
+    "end from SCH-11, TQ1 or AIS itself (`hub.hl7v2.siu`)",
+    ("SCH[Appointment]", "SCH-12", "participant[1].type.coding.code"): "a code in words (`#placer contact#`): the "
+    "participant-type system has none for a placer's or a filler's contact",
+    ("SCH[Appointment]", "SCH-12", "participant[1].type.coding.system"): "a system without its code (above)",
+    ("SCH[Appointment]", "SCH-16", "participant[2].type.coding.code"): "(SCH-12's)",
+    ("SCH[Appointment]", "SCH-16", "participant[2].type.coding.system"): "(SCH-12's)",
+    ("SCH[Appointment]", "SCH-26", "basedOn(ServiceRequest)"): "a ServiceRequest of its own, which no data-type "
+    "sheet makes: the hub converts the scheduling, not the order",
+    ("SCH[Appointment]", "SCH-27", "basedOn(ServiceRequest)"): "(SCH-26's)",
+    ("AIS[Appointment]", "AIS-5", "participant.period.start"): "a time the sheet says to compute in words (the "
+    "start plus a duration in its units): the hub computes the appointment's end so (`hub.hl7v2.siu`), not each "
+    "participant's",
+    ("AIS[Appointment]", "AIS-7", "participant.period.end"): "(AIS-5's)",
+    ("AIG[Appointment]", "AIG-9", "participant.period.start"): "(AIS-5's)",
+    ("AIG[Appointment]", "AIG-11", "participant.period.end"): "(AIS-5's)",
+    ("AIL[Appointment]", "AIL-7", "participant.period.start"): "(AIS-5's)",
+    ("AIL[Appointment]", "AIL-9", "participant.period.end"): "(AIS-5's)",
+    ("AIP[Appointment]", "AIP-7", "participant.period.start"): "(AIS-5's)",
+    ("AIP[Appointment]", "AIP-9", "participant.period.end"): "(AIS-5's)",
+    ("AIG[Appointment]", "AIG-3", "participant.actor(Location.identifier)"): "an element of a resource of its own "
+    "written from here; the hub names the resource AIG-3 gives by its identifier (`hub.hl7v2.siu`)",
 }
 
 # Rows the hub reads otherwise, where the sheet is wrong: (sheet, source, target) → (what it reads instead, why).
@@ -131,6 +159,12 @@ CORRECTED: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {
     ("PV2[Encounter]", "PV2-38", "extension[1].valueCoding"): ({"target": "extension[3].valueCoding"}, "(above)"),
     ("PV1[Encounter]", "PV1-11", "location[3].extension.valueCodeableConcept.coding.system"): (
         {"assignment": '"http://hl7.org/fhir/ValueSet/subject-location"'}, "a leading space: no URI"),
+    ("DTM[dateTime]", "DTM.1", "$value"): ({"assignment": ""}, "its instruction in words is to convert the value "
+                                                               "to a FHIR dateTime: the hub casts it"),
+    ("SCH[Appointment]", "SCH-20", "participant[3].type[1].coding.code"): ({"assignment": '"enterer"'},
+                                                                           "the sheet's literal without its quotes"),
+    ("SCH[Appointment]", "SCH-20", "participant[3].type[1].coding.system"): (
+        {"assignment": '"http://terminology.hl7.org/CodeSystem/provenance-participant-type"'}, "(SCH-20's code)"),
     ("NM[Quantity-LengthOfStay]", "NM.1", "system"): ({"assignment": '"http://unitsofmeasure.org"'},
                                                       "UCUM's system is written without the closing `/` (drt-1)"),
 }
@@ -182,7 +216,7 @@ class IgMapping:
         the resources its rows make and refer to (`participant[1].individual(Practitioner)`), each once."""
         made: dict[str, dict[str, Any]] = {}
         pairs = list(self._segment(message, fields, sheet, made))
-        return [self.shape({"resourceType": resource_type, **_assemble(pairs)}, resource_type), *made.values()]
+        return [self.shape({"resourceType": resource_type, **_assemble(pairs)}, resource_type, _typed), *made.values()]
 
     def unapplied(self, sheet: str) -> dict[tuple[str, str, str], str]:
         """The rows of a segment sheet, and of the data-type sheets it leads to, that are not applied, with why
@@ -238,12 +272,12 @@ class IgMapping:
                 if reference is not None:
                     yield path, reference
             return
-        if row.assignment or literal:
+        rows = self.tables.rows("datatypes", row.datatype) if row.datatype else None
+        if (row.assignment and rows is None) or literal:  # beside a sheet, an assignment is a note (AIP-4's)
             leaf = _assigned(row.assignment or f'"{literal}"', within or value)
             if leaf:
                 yield path, _cast(leaf, row.fhir_type)
             return
-        rows = self.tables.rows("datatypes", row.datatype) if row.datatype else None
         if row.vocabulary:
             coding = self.tables.concepts(row.vocabulary.replace("/", "")).get(value.text)
             if coding is not None:
@@ -307,7 +341,7 @@ class IgMapping:
               ) -> dict[str, str] | None:
         if not content:
             return None
-        shaped = self.shape({"resourceType": resource_type, **content}, resource_type)
+        shaped = self.shape({"resourceType": resource_type, **content}, resource_type, _typed)
         rid = str(uuid.uuid5(_MADE, json.dumps(shaped, sort_keys=True)))
         made.setdefault(rid, {"resourceType": resource_type, "id": rid,
                               **{k: v for k, v in shaped.items() if k != "resourceType"}})
@@ -427,7 +461,10 @@ def _unapplicable(sheet: str, row: Row) -> str | None:
                 _test(term)
         except Unapplied as exc:
             return str(exc)
-    target, _, makes = _target(corrected(sheet, row).target)
+    fixed = corrected(sheet, row)
+    if fixed.assignment and not fixed.datatype and not _EXPRESSION.match(fixed.assignment):
+        return f"an instruction in words, not a value: {fixed.assignment}"
+    target, _, makes = _target(fixed.target)
     if makes is not None and makes[1] is None and not row.datatype:
         return f"a {makes[0]} of its own, and no data-type sheet to make it by: {row.target}"
     for step in target.split("."):
@@ -474,6 +511,17 @@ def _cast(text: str, fhir_type: str) -> Any:
         except ValueError:
             return None
     return text
+
+
+def _typed(item: Any, fhir_type: str) -> Any:
+    """A value a row gave without a FHIR type (cast as text) in the JSON form of the type its element has: a number,
+    a boolean, a v2 time as a FHIR date or dateTime. Text that is no such value stays as it is."""
+    if not isinstance(item, str) or fhir_type not in _TYPED:
+        return item
+    found = _cast(item, fhir_type)
+    if isinstance(found, float) and item.lstrip("-").isdigit():
+        found = int(found)  # a decimal written without a fraction: `3`, not `3.0`
+    return item if found is None else found
 
 
 def _date(text: str) -> str | None:

@@ -102,13 +102,19 @@ def _participants(message: Hl7Message) -> list[Participant]:
         out.append(Participant(ParticipantKind.PATIENT, identifier=patient, status="accepted",
                                display=" ".join(n for n in (message.get("PID.5.2"), message.get("PID.5.1.1")) if n)
                                or None))
-    for segment, field in (("AIP", 3), ("AIL", 3), ("AIG", 3)):
+    for segment, occurrence in resource_segments(message):
         kind = ParticipantKind(kinds.get(SEGMENT_SYSTEM, PARTICIPANT_KIND, segment) or "other")
-        for occurrence in range(1, len(message.segments(segment)) + 1):
-            value = tuple(message.get(f"{segment}.{field}.{c}", occurrence) for c in (1, 2, 3))
-            if value[0]:
-                display = " ".join(p for p in (value[2], value[1]) if p) if segment == "AIP" else value[1] or None
-                out.append(Participant(kind, identifier=Identifier(f"urn:hub:hl7v2:{segment.lower()}:"
-                                                                  f"{message.get('MSH.4')}", value[0]),
-                                       display=display or None, status="accepted"))
+        value = tuple(message.get(f"{segment}.3.{c}", occurrence) for c in (1, 2, 3))
+        display = " ".join(p for p in (value[2], value[1]) if p) if segment == "AIP" else value[1] or None
+        out.append(Participant(kind, identifier=Identifier(f"urn:hub:hl7v2:{segment.lower()}:"
+                                                          f"{message.get('MSH.4')}", value[0]),
+                               display=display or None, status="accepted"))
     return out
+
+
+def resource_segments(message: Hl7Message) -> list[tuple[str, int]]:
+    """The AIP, AIL and AIG segments (and which of their kind) that name their resource in field 3: one
+    participant each, in this order, after the patient."""
+    return [(segment, occurrence) for segment in ("AIP", "AIL", "AIG")
+            for occurrence in range(1, len(message.segments(segment)) + 1)
+            if message.get(f"{segment}.3.1", occurrence)]

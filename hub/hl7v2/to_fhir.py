@@ -1,7 +1,9 @@
 """An HL7 v2 message as the FHIR the hub acts on (pure): `hub convert FILE.hl7 --to fhir`.
 
 An SIU gives an Appointment with its Patient, Practitioners and Location, from the canonical mapping the flows
-use (`hub.hl7v2.siu`), so the file shows exactly what the hub would book. An ADT gives the Encounter with its
+use (`hub.hl7v2.siu`), so the file shows exactly what the hub would book, and what else the IG's sheets
+`SCH[Appointment]`, `AIS[Appointment]` (reason, type, services, the placer's and filler's contacts) and the AIP,
+AIL and AIG sheets (each participant's role and start) give. An ADT gives the Encounter with its
 Patient, the patient's next of kin (NK1, RelatedPerson) and the Locations and Practitioners the visit names, by the
 V2-to-FHIR IG's sheets (`PV1[Encounter]`, `PV2[Encounter]`, `NK1[RelatedPerson]`; `hub.hl7v2.ig_mapping`), with
 what the hub records of the stay (`hub.hl7v2.adt`: its identifier, status, class, period and patient) in place of
@@ -55,8 +57,18 @@ def _id(key: str, role: str) -> str:
 
 def _appointment(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict[str, Any]]:
     request = siu.meeting_request(message)
-    appointment = fa.core_appointment(request, f"urn:hub:{siu.KEY_PREFIX}")
-    appointment["id"] = _id(key, "appointment")
+    booked = fa.core_appointment(request, f"urn:hub:{siu.KEY_PREFIX}")
+    made: dict[str, dict[str, Any]] = {}
+    sheets: dict[str, Any] = {}
+    for segment in ("SCH", "AIS"):
+        for fields in message.segments(segment):
+            _merge(sheets, _kept(mapping.resources(message, fields, f"{segment}[Appointment]", "Appointment"), made))
+    # SCH's contacts (AIS's participants name no one), with the status the hub gives every participant
+    contacts = [{**p, "status": "accepted"} for p in sheets.pop("participant", []) if "actor" in p]
+    appointment = {"resourceType": "Appointment", "id": _id(key, "appointment"),
+                   **{k: v for k, v in booked.items() if k != "resourceType"},
+                   **{k: v for k, v in sheets.items() if k not in booked}}
+    _scheduled_parts(message, mapping, appointment["participant"])
     resources: list[dict[str, Any]] = [appointment]
     for number, (participant, entry) in enumerate(zip(request.participants, appointment["participant"],
                                                       strict=True)):
@@ -68,7 +80,19 @@ def _appointment(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict
         resources.append(resource)
         entry["actor"] = {"reference": f"urn:uuid:{resource['id']}",
                           **({"display": participant.display} if participant.display else {})}
-    return resources
+    appointment["participant"].extend(contacts)
+    return [*resources, *made.values()]
+
+
+def _scheduled_parts(message: Hl7Message, mapping: IgMapping, participants: list[dict[str, Any]]) -> None:
+    """The role and time of each participant an AIP, AIL or AIG gives, by the IG's sheet for the segment
+    (`AIP[Appointment]`: AIP-4 the role, AIP-6 the start); the participants come last, after the patient."""
+    named = siu.resource_segments(message)
+    for (segment, occurrence), entry in zip(named, participants[len(participants) - len(named):], strict=True):
+        fields = message.segments(segment)[occurrence - 1]
+        mapped = mapping.resources(message, fields, f"{segment}[Appointment]", "Appointment")[0]
+        for part in mapped.get("participant", [])[:1]:
+            entry.update({k: part[k] for k in ("type", "period") if k in part})
 
 
 def _encounter(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict[str, Any]]:
