@@ -182,9 +182,15 @@ class _Value:
     level: int  # 0 repetition, 1 component, 2 sub-component
 
     def part(self, number: int) -> _Value:
-        separator = (self.message.separators.component, self.message.separators.subcomponent)[min(self.level, 1)]
-        parts = self.raw.split(separator) if self.level < 2 else [self.raw]
+        parts = self._parts
         return _Value(self.message, parts[number - 1] if len(parts) >= number else "", self.level + 1)
+
+    @functools.cached_property
+    def _parts(self) -> list[str]:
+        if self.level >= 2:
+            return [self.raw]
+        separators = self.message.separators
+        return self.raw.split(separators.component if self.level == 0 else separators.subcomponent)
 
     @property
     def text(self) -> str:
@@ -243,11 +249,14 @@ class IgMapping:
 
     # --- applying ---------------------------------------------------------------------------------------------
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - the tables live as long as the process
+    def _applied(self, kind: str, sheet: str) -> tuple[Row, ...]:
+        """The rows of a sheet that are applied, in its order."""
+        return tuple(row for row in self.tables.rows(kind, sheet) or [] if not _skipped(sheet, row))
+
     def _segment(self, message: Hl7Message, fields: tuple[str, ...], sheet: str,
                  made: dict[str, dict[str, Any]]) -> Iterator[tuple[Path, Any]]:
-        for row in self.tables.rows("segments", sheet) or []:
-            if _skipped(sheet, row):
-                continue
+        for row in self._applied("segments", sheet):
             raw = fields[row.number] if len(fields) > row.number else ""
             repetitions = raw.split(message.separators.repetition) if raw else []
             for r, repetition in enumerate(repetitions if row.repeats else repetitions[:1], 1):
@@ -298,10 +307,13 @@ class IgMapping:
     def _sheet(self, sheet: str, value: _Value, fields: tuple[str, ...],
                made: dict[str, dict[str, Any]]) -> Iterator[tuple[Path, Any]]:
         """The rows of the data-type sheet `sheet` on `value`: paths within the element the sheet fills."""
-        for sub in self.tables.rows("datatypes", sheet) or []:
-            if _skipped(sheet, sub) or not self._holds(sub.condition, value, fields):
-                continue
+        parts = value._parts
+        for sub in self._applied("datatypes", sheet):
+            if len(parts) < sub.number or not parts[sub.number - 1]:
+                continue  # a row applies to a value that is there
             part = value.part(sub.number)
+            if not self._holds(sub.condition, value, fields):
+                continue
             if "identifier-registry" in sub.condition:
                 system = self.registry(value.message, [value.part(n).whole for n in range(1, 6)]) \
                     if part.whole else None
@@ -361,8 +373,7 @@ class IgMapping:
     def _holds(self, condition: str, value: _Value, fields: tuple[str, ...]) -> bool:
         if not condition:
             return True
-        for term in _TERM.split(condition.strip()[3:].strip()):
-            kind, ref, argument = _test(term)
+        for kind, ref, argument in _terms(condition):
             if kind == "registered":
                 continue  # decided by the registry where the system is made
             if not _passes(kind, _lookup(ref, value, fields), argument, value, fields):
@@ -371,6 +382,12 @@ class IgMapping:
 
 
 # --- conditions -------------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1024)
+def _terms(condition: str) -> tuple[tuple[str, tuple[str, int, int | None], Any], ...]:
+    """A condition's tests, joined by AND (`IF PID-11 VALUED AND …`)."""
+    return tuple(_test(term) for term in _TERM.split(condition.strip()[3:].strip()))
+
 
 def _test(term: str) -> tuple[str, tuple[str, int, int | None], Any]:
     for pattern, kind in _TESTS:
@@ -542,6 +559,7 @@ def _date_time(text: str) -> str | None:
 
 # --- paths ------------------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def _path(target: str, repetition: int | None) -> Path:
     """A sheet's target as steps; the field's repetition goes into the first list step's group key."""
     steps: list[Step] = []
