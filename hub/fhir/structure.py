@@ -145,10 +145,10 @@ class StructureValidator:
     def with_arrays(self, value: dict[str, Any], type_code: str,
                     primitive: Callable[[Any, str], Any] | None = None) -> dict[str, Any]:
         """`value` with each element its definition says repeats made a JSON array (a single value wrapped), a
-        single-valued one given one value, and each primitive value passed through `primitive` with its FHIR
-        type (to give text its JSON form): for JSON made by tables that do not say which elements repeat or
-        what type a value is (the V2-to-FHIR IG's sheets). Names the definitions do not know are left as they
-        are."""
+        single-valued one given one value, a primitive given as an object (its extensions alone) as `_name`,
+        and each primitive value passed through `primitive` with its FHIR type (to give text its JSON form):
+        for JSON made by tables that do not say which elements repeat or what type a value is (the V2-to-FHIR
+        IG's sheets). Names the definitions do not know are left as they are."""
         node = self.definition(type_code)
         return self._arrays(value, node, primitive or _same) if isinstance(node, Node) else value
 
@@ -165,6 +165,9 @@ class StructureValidator:
                 self.definition(f.type) if f.type[:1].isupper() else None)
             items = [self._arrays(i, inner, primitive) if isinstance(inner, Node) else primitive(i, f.type)
                      for i in (item if isinstance(item, list) else [item])]
+            if inner is None and not key.startswith("_") and all(isinstance(i, dict) for i in items):
+                key = "_" + key  # a primitive given as its extensions alone
+                items = [self._arrays(i, self.definition("Element"), primitive) for i in items]  # type: ignore[arg-type]
             out[key] = items if f.many else items[0]
         return out
 

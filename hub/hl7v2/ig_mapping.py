@@ -47,6 +47,7 @@ from typing import Any
 from hub.hl7v2.ig_tables import IgTables, Row
 from hub.hl7v2.message import COPENHAGEN, NULL, Hl7Message, hl7_time
 
+Test = tuple[str, tuple[str, int, int | None] | None, Any]  # a condition's test: kind, what it names, its argument
 Step = tuple[str, tuple[int, ...] | None]  # an element's name and, for a list, the key of its group
 Path = tuple[Step, ...]
 Registry = Callable[[Hl7Message, list[str]], str | None]  # a CX's components → its identifier system
@@ -55,7 +56,7 @@ Shape = Callable[[dict[str, Any], str, Callable[[Any, str], Any]], dict[str, Any
 
 _TERM = re.compile(r"\s+AND\s+(?:IF\s+)?")
 _REF = r"([A-Z][A-Z0-9]{1,2})[-.](\d+)(?:\.(\d+))?"
-_TESTS: list[tuple[re.Pattern[str], str]] = [(re.compile(f"^{_REF} {body}$"), kind) for body, kind in (
+_TESTS: list[tuple[re.Pattern[str], str]] = [(re.compile(f"^(?:{_REF} )?{body}$"), kind) for body, kind in (
     (r"(?:(?:IS )?NOT VALUED|DOES NOT EXIST)", "absent"), (r"(?:IS )?VALUED", "present"),
     (r'NOT IN \(([^)]*)\)', "not-in"), (r'IN \(([^)]*)\)', "in"), (r'(?:NOT EQUALS|NOT|!=) "([^"]*)"', "not-equals"),
     (r'(?:EQUALS|=|IS) "([^"]*)"', "equals"), (r"OR " + _REF + " VALUED", "either"),
@@ -115,6 +116,8 @@ NOT_APPLIED: dict[tuple[str, str, str], str] = {
     "authority as an Organization of its own, as CX.4's",
     ("EI[Identifier-Organization]", "EI.3", "assigner(Organization[1].identifier[2].value)"): "(above)",
     ("EI[Identifier-Organization]", "EI.4", "assigner(Organization[1].identifier[2].type)"): "(above)",
+    ("MSH[MessageHeader]", "MSH-17", "sender(Organization.address.country)"): "the sender's country, an element of "
+    "the Organization MSH-4 becomes: a row of one resource's sheet does not reach into another's",
     ("SCH[Appointment]", "SCH-9", "minutesDuration[1]"): "SCH-9 is in SCH-10's units, minutes or not: the hub makes "
     "the end from the two (`hub.hl7v2.siu`)",
     ("SCH[Appointment]", "SCH-11", "$this"): "the timing (TQ) as the whole Appointment: the hub reads the start and "
@@ -141,6 +144,7 @@ NOT_APPLIED: dict[tuple[str, str, str], str] = {
     "written from here; the hub names the resource AIG-3 gives by its identifier (`hub.hl7v2.siu`)",
 }
 
+_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 # Rows the hub reads otherwise, where the sheet is wrong: (sheet, source, target) → (what it reads instead, why).
 CORRECTED: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {
     ("DLN[Identifier]", "DLN.1", "type.coding.sytem"): ({"target": "type.coding.system"}, "a typing error"),
@@ -165,6 +169,12 @@ CORRECTED: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {
                                                                            "the sheet's literal without its quotes"),
     ("SCH[Appointment]", "SCH-20", "participant[3].type[1].coding.system"): (
         {"assignment": '"http://terminology.hl7.org/CodeSystem/provenance-participant-type"'}, "(SCH-20's code)"),
+    ("MSH[MessageHeader]", "MSH-24", "source.endpoint.extension.url"): (
+        {"assignment": f'"{_ABSENT}"'}, "the extension's page (`…/R4/extension-data-absent-reason.html`), not its URL"),
+    ("MSH[MessageHeader]", "MSH-25", "destination[1].endpoint.extension.url"): ({"assignment": f'"{_ABSENT}"'},
+                                                                                "(MSH-24's)"),
+    ("HD[MessageHeader.source-endpoint]", "HD.3", "endpoint.extension[1].url"): ({"assignment": f'"{_ABSENT}"'},
+                                                                                 "(MSH-24's)"),
     ("NM[Quantity-LengthOfStay]", "NM.1", "system"): ({"assignment": '"http://unitsofmeasure.org"'},
                                                       "UCUM's system is written without the closing `/` (drt-1)"),
 }
@@ -258,17 +268,17 @@ class IgMapping:
                  made: dict[str, dict[str, Any]]) -> Iterator[tuple[Path, Any]]:
         for row in self._applied("segments", sheet):
             raw = fields[row.number] if len(fields) > row.number else ""
-            repetitions = raw.split(message.separators.repetition) if raw else []
+            repetitions = raw.split(message.separators.repetition) if raw else [""] if _when_absent(row) else []
             for r, repetition in enumerate(repetitions if row.repeats else repetitions[:1], 1):
                 value = _Value(message, repetition, 0)
-                if self._holds(row.condition, value, fields):
+                if self._holds(row.condition, value, fields, value):
                     yield from self._row(sheet, row, value, fields, r if row.repeats else None, made)
 
     def _row(self, sheet: str, row: Row, value: _Value, fields: tuple[str, ...], repetition: int | None,
              made: dict[str, dict[str, Any]], within: _Value | None = None) -> Iterator[tuple[Path, Any]]:
         """One row of `sheet` on its value; `within`: the value of the data type whose sheet the row is in, which
         its assignment's components (`XTN.6`) are of."""
-        if not value.whole:
+        if not value.whole and not _when_absent(row):
             return  # a row applies to a value that is there
         row = corrected(sheet, row)
         target, literal, makes = _target(row.target)
@@ -309,10 +319,10 @@ class IgMapping:
         """The rows of the data-type sheet `sheet` on `value`: paths within the element the sheet fills."""
         parts = value._parts
         for sub in self._applied("datatypes", sheet):
-            if len(parts) < sub.number or not parts[sub.number - 1]:
+            if (len(parts) < sub.number or not parts[sub.number - 1]) and not _when_absent(sub):
                 continue  # a row applies to a value that is there
             part = value.part(sub.number)
-            if not self._holds(sub.condition, value, fields):
+            if not self._holds(sub.condition, value, fields, part):
                 continue
             if "identifier-registry" in sub.condition:
                 system = self.registry(value.message, [value.part(n).whole for n in range(1, 6)]) \
@@ -370,37 +380,77 @@ class IgMapping:
                 out[path[0][1][0]] = makes[1]
         return out
 
-    def _holds(self, condition: str, value: _Value, fields: tuple[str, ...]) -> bool:
+    def _holds(self, condition: str, value: _Value, fields: tuple[str, ...], own: _Value) -> bool:
+        """Whether a row's condition holds; `own` is the row's own field or component (what a test without a
+        field names: `HD.3 IF NOT VALUED`), `value` the value its data-type sheet reads."""
         if not condition:
             return True
-        for kind, ref, argument in _terms(condition):
-            if kind == "registered":
-                continue  # decided by the registry where the system is made
-            if not _passes(kind, _lookup(ref, value, fields), argument, value, fields):
-                return False
-        return True
+        # "registered": decided by the registry where the system is made
+        return all(any(kind == "registered" or _passes(kind, _lookup(ref, value, fields, own), argument, value, fields,
+                                                       own) for kind, ref, argument in alternatives)
+                   for alternatives in _terms(condition))
 
 
 # --- conditions -------------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1024)
-def _terms(condition: str) -> tuple[tuple[str, tuple[str, int, int | None], Any], ...]:
-    """A condition's tests, joined by AND (`IF PID-11 VALUED AND …`)."""
-    return tuple(_test(term) for term in _TERM.split(condition.strip()[3:].strip()))
+def _terms(condition: str) -> tuple[tuple[Test, ...], ...]:
+    """A condition's tests: terms joined by AND (`IF PID-11 VALUED AND …`), each one test or several joined by OR
+    (`NOT VALUED OR NOT IN (…)`); a term in parentheses as without them."""
+    out: list[tuple[Test, ...]] = []
+    for term in _TERM.split(condition.strip()[3:].strip()):
+        term = _unwrapped(term)
+        try:
+            out.append((_test(term),))
+        except Unapplied:
+            out.append(tuple(_test(_unwrapped(t)) for t in re.split(r"\s+OR\s+", term)))
+    return tuple(out)
 
 
-def _test(term: str) -> tuple[str, tuple[str, int, int | None], Any]:
+def _unwrapped(term: str) -> str:
+    """A term without the parentheses around all of it."""
+    term = term.strip()
+    while term.startswith("(") and term.endswith(")"):
+        depth = 0
+        for i, c in enumerate(term):
+            depth += {"(": 1, ")": -1}.get(c, 0)
+            if depth == 0 and i < len(term) - 1:
+                return term  # the first parenthesis closes before the end: not around all of it
+        term = term[1:-1].strip()
+    return term
+
+
+def _test(term: str) -> Test:
     for pattern, kind in _TESTS:
         found = pattern.match(" ".join(term.split()))
         if found:
-            segment, field, component = found.group(1), int(found.group(2)), found.group(3)
-            return kind, (segment, field, int(component) if component else None), found.groups()[3:]
+            segment, field, component = found.group(1), found.group(2), found.group(3)
+            ref = (segment, int(field), int(component) if component else None) if segment else None
+            return kind, ref, found.groups()[3:]
     raise Unapplied(f"a condition this reading does not know: {term}")
 
 
-def _lookup(ref: tuple[str, int, int | None], value: _Value, fields: tuple[str, ...]) -> list[_Value]:
+@functools.lru_cache(maxsize=4096)
+def _when_absent(row: Row) -> bool:
+    """A row whose condition is that its own field or component is not valued (`MSH-24 IF MSH-24 NOT VALUED AND
+    …`, `HD.3 IF NOT VALUED`): it applies without a value, by its assignment."""
+    own = re.fullmatch(r"([A-Z][A-Z0-9]{1,2})[-.](\d+)", row.source)
+    if not row.condition or not row.assignment or own is None:
+        return False
+    try:
+        terms = _terms(row.condition)
+    except Unapplied:
+        return False
+    return any(kind == "absent" and (ref is None or ref == (own.group(1), int(own.group(2)), None))
+               for alternatives in terms for kind, ref, _ in alternatives)
+
+
+def _lookup(ref: tuple[str, int, int | None] | None, value: _Value, fields: tuple[str, ...],
+            own: _Value) -> list[_Value]:
     """What a condition names: a field of the segment (`PID-11`, its repetitions; `PID-11.9`, a component of the
-    first), or a component of the value the data-type sheet reads (`XTN.3`)."""
+    first), a component of the value the data-type sheet reads (`XTN.3`), or without a name the row's own."""
+    if ref is None:
+        return [own]
     segment, number, component = ref
     if fields and fields[0] == segment:
         raw = fields[number] if len(fields) > number else ""
@@ -409,7 +459,8 @@ def _lookup(ref: tuple[str, int, int | None], value: _Value, fields: tuple[str, 
     return [value.part(number)]
 
 
-def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: tuple[str, ...]) -> bool:
+def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: tuple[str, ...],
+            own: _Value) -> bool:
     texts = [g.whole for g in got if g.whole]
     first = texts[0] if texts else ""
     if kind == "absent":
@@ -422,7 +473,8 @@ def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: 
     if kind in ("equals", "not-equals"):
         return bool(first == argument[0]) == (kind == "equals")
     if kind == "either":
-        other = _lookup((argument[0], int(argument[1]), int(argument[2]) if argument[2] else None), value, fields)
+        other = _lookup((argument[0], int(argument[1]), int(argument[2]) if argument[2] else None), value, fields,
+                        own)
         return bool(texts) or any(o.whole for o in other)
     if kind == "longer":
         return len(first) > int(argument[0])
@@ -430,7 +482,7 @@ def _passes(kind: str, got: list[_Value], argument: Any, value: _Value, fields: 
         return len(texts) == int(argument[0])
     if kind == "more":
         return len(texts) > int(argument[0])
-    other = _lookup((argument[0], int(argument[1]), int(argument[2]) if argument[2] else None), value, fields)
+    other = _lookup((argument[0], int(argument[1]), int(argument[2]) if argument[2] else None), value, fields, own)
     return bool(texts) and first != next((o.whole for o in other if o.whole), "")
 
 
@@ -474,8 +526,7 @@ def _unapplicable(sheet: str, row: Row) -> str | None:
     """Why this reading cannot apply a row, or None."""
     if row.condition:
         try:
-            for term in _TERM.split(row.condition.strip()[3:].strip()):
-                _test(term)
+            _terms(row.condition)
         except Unapplied as exc:
             return str(exc)
     fixed = corrected(sheet, row)
@@ -570,8 +621,8 @@ def _path(target: str, repetition: int | None) -> Path:
         if name == "$value":
             continue
         key: tuple[int, ...] | None = (int(index),) if index else None
-        if repetition is not None and key is not None and not any(k for _, k in steps):
-            key = (*key, repetition)
+        if repetition is not None and repetition > 1 and key is not None and not any(k for _, k in steps):
+            key = (*key, repetition)  # the first stays in the group's place: other fields' rows fill it too
         steps.append((name, key))
     return tuple(steps)
 

@@ -45,10 +45,36 @@ def to_bundle(message: Hl7Message, mapping: IgMapping) -> dict[str, Any]:
     else:
         raise NotConvertible(f"{message.message_type}^{message.trigger} is not converted; the hub converts SIU "
                              f"{', '.join(siu.TRIGGERS)} and ADT {', '.join(adt.TRIGGERS)}")
+    entries += _header(message, key, mapping)
     sent = hl7_time(message.get("MSH.7")) or datetime.now(UTC)
+    unique = {r["id"]: r for r in reversed(entries)}  # a resource the sheets made twice (an Organization), once
     return {"resourceType": "Bundle", "id": _id(key, "bundle"), "type": "collection",
             "timestamp": sent.isoformat().replace("+00:00", "Z"),
-            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in entries]}
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in entries if unique[r["id"]] is r]}
+
+
+def _header(message: Hl7Message, key: str, mapping: IgMapping) -> list[dict[str, Any]]:
+    """The MessageHeader MSH becomes (`MSH[MessageHeader]`), and the Provenance of the event EVN records
+    (`EVN[Provenance]`; its agent by `MSH[Provenance-Operator]` when EVN-5 names no operator), whose target is
+    the MessageHeader, as the IG's message sheets have them; with the Organizations and Devices they name."""
+    made: dict[str, dict[str, Any]] = {}
+    header = {"resourceType": "MessageHeader", "id": _id(key, "header"),
+              **_body(_kept(mapping.resources(message, message.segments("MSH")[0], "MSH[MessageHeader]",
+                                              "MessageHeader"), made))}
+    out = [header]
+    for fields in message.segments("EVN")[:1]:
+        provenance = _kept(mapping.resources(message, fields, "EVN[Provenance]", "Provenance"), made)
+        if "agent" not in provenance:
+            operator = _kept(mapping.resources(message, message.segments("MSH")[0], "MSH[Provenance-Operator]",
+                                               "Provenance"), made)
+            provenance.update({k: v for k, v in operator.items() if k == "agent"})
+        out.append({"resourceType": "Provenance", "id": _id(key, "provenance"),
+                    "target": [{"reference": f"urn:uuid:{header['id']}"}], **_body(provenance)})
+    return [*out, *made.values()]
+
+
+def _body(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "resourceType"}
 
 
 def _id(key: str, role: str) -> str:

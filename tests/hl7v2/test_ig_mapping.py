@@ -33,7 +33,8 @@ def patient(mapping: IgMapping, pid: str = PID) -> dict[str, Any]:
 
 @pytest.mark.parametrize("sheet", ["PID[Patient]", "PV1[Encounter]", "PV2[Encounter]", "NK1[RelatedPerson]",
                                    "SCH[Appointment]", "AIS[Appointment]", "AIG[Appointment]", "AIL[Appointment]",
-                                   "AIP[Appointment]"])
+                                   "AIP[Appointment]", "MSH[MessageHeader]", "EVN[Provenance]",
+                                   "MSH[Provenance-Operator]"])
 def test_every_row_a_sheet_leads_to_is_applied_or_listed_with_its_reason(mapping: IgMapping, sheet: str) -> None:
     def key(row: tuple[str, str, str]) -> tuple[str, str, str]:
         return row[0].lower(), row[1], row[2]  # the sheets name each other without minding case
@@ -130,6 +131,16 @@ def test_a_visit_becomes_an_encounter_with_its_locations_practitioners_and_next_
     assert kin["patient"] == encounter["subject"] and kin["name"] == [{"family": "Hansen", "given": ["Ole"]}]
     assert [c["coding"][0]["code"] for c in kin["relationship"]] == ["SPS", "C"]  # NK1-3 spouse, NK1-7 contact
     assert kin["telecom"][0]["value"] == "+45 66 112233"
+    (header,) = by_type["MessageHeader"]
+    assert header["eventCoding"] == {"code": "A01", "system": "http://terminology.hl7.org/CodeSystem/v2-0003"}
+    assert header["source"]["name"] == "EPJ" and found[header["sender"]["reference"]]["identifier"] == [
+        {"value": "OUH"}]  # MSH-3, MSH-4
+    assert header["source"]["_endpoint"]["extension"][0]["valueCode"] == "unknown"  # no MSH-24: the IG says so
+    (provenance,) = by_type["Provenance"]
+    assert provenance["target"] == [{"reference": f"urn:uuid:{header['id']}"}]
+    assert provenance["recorded"] == "2027-03-12T08:55:00+01:00"  # EVN-2
+    assert provenance["agent"] == [{"who": header["sender"]}]  # no EVN-5: MSH-4, by MSH[Provenance-Operator]
+    assert len(found) == len(bundle["entry"])  # each resource once
     errors = [i.diagnostics for i in validator.validate(bundle).issues if i.severity in ("error", "fatal")]
     assert errors == []
 
