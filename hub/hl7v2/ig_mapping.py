@@ -116,8 +116,14 @@ NOT_APPLIED: dict[tuple[str, str, str], str] = {
     "authority as an Organization of its own, as CX.4's",
     ("EI[Identifier-Organization]", "EI.3", "assigner(Organization[1].identifier[2].value)"): "(above)",
     ("EI[Identifier-Organization]", "EI.4", "assigner(Organization[1].identifier[2].type)"): "(above)",
+    ("MSH[MessageHeader]", "MSH-19", "language"): "the message's language: table 0296 is each site's own, and the "
+    "IG's map (PrincipalLanguageOfMessage) gives no FHIR code for any of it",
     ("MSH[MessageHeader]", "MSH-17", "sender(Organization.address.country)"): "the sender's country, an element of "
     "the Organization MSH-4 becomes: a row of one resource's sheet does not reach into another's",
+    ("NK1[Patient]", "NK1-30", "contact.organization[1](Organization.contact.name)"): "the contact person of the "
+    "Organization NK1-13 becomes: a row of one resource's sheet does not reach into another's",
+    ("NK1[Patient]", "NK1-31", "contact.organization[1](Organization.contact.telecom)"): "(NK1-30's)",
+    ("NK1[Patient]", "NK1-32", "contact.organization[1](Organization.contact.address)"): "(NK1-30's)",
     ("SCH[Appointment]", "SCH-9", "minutesDuration[1]"): "SCH-9 is in SCH-10's units, minutes or not: the hub makes "
     "the end from the two (`hub.hl7v2.siu`)",
     ("SCH[Appointment]", "SCH-11", "$this"): "the timing (TQ) as the whole Appointment: the hub reads the start and "
@@ -175,6 +181,8 @@ CORRECTED: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {
                                                                                 "(MSH-24's)"),
     ("HD[MessageHeader.source-endpoint]", "HD.3", "endpoint.extension[1].url"): ({"assignment": f'"{_ABSENT}"'},
                                                                                  "(MSH-24's)"),
+    ("MSG[Code]", "MSG.2", "$this"): ({"target": "$value"}, "`$this` for the element itself, which the other "
+                                                            "sheets write `$value`"),
     ("NM[Quantity-LengthOfStay]", "NM.1", "system"): ({"assignment": '"http://unitsofmeasure.org"'},
                                                       "UCUM's system is written without the closing `/` (drt-1)"),
 }
@@ -250,7 +258,12 @@ class IgMapping:
                 makes = _target(corrected(name, row).target)[2]
                 why = listed(name, row) or _unapplicable(name, row) or (
                     f"no data-type sheet {row.datatype} to make the {makes[0]} by"
-                    if makes and makes[1] is None and self.tables.rows("datatypes", row.datatype) is None else None)
+                    if makes and makes[1] is None and self.tables.rows("datatypes", row.datatype) is None else None
+                ) or (f"the IG's vocabulary map {row.vocabulary} maps no v2 code (a table each site defines), and "
+                      "a code must be one of it here" if not makes and row.vocabulary
+                      and not self._vocabulary(row.vocabulary) and (row.fhir_type == "code" or not row.datatype
+                                                                    or not self.tables.rows("datatypes", row.datatype))
+                      else None)
                 if why:
                     out[(name, row.source, row.target)] = why
                 elif row.datatype and self.tables.rows("datatypes", row.datatype) is not None:
@@ -258,6 +271,15 @@ class IgMapping:
         return out
 
     # --- applying ---------------------------------------------------------------------------------------------
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - the tables live as long as the process
+    def _vocabulary(self, name: str) -> dict[str, Any]:
+        """A row's vocabulary map (`Yes/NoIndicator` is the sheet `YesNoIndicator`, `Contact Role` `ContactRole`);
+        empty when the IG has none by that name or it maps no v2 code."""
+        try:
+            return self.tables.concepts(name.replace("/", "").replace(" ", ""))
+        except LookupError:
+            return {}
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 - the tables live as long as the process
     def _applied(self, kind: str, sheet: str) -> tuple[Row, ...]:
@@ -298,7 +320,7 @@ class IgMapping:
                 yield path, _cast(leaf, row.fhir_type)
             return
         if row.vocabulary:
-            coding = self.tables.concepts(row.vocabulary.replace("/", "")).get(value.text)
+            coding = self._vocabulary(row.vocabulary).get(value.text)
             if coding is not None:
                 yield path, _coded(coding, row.fhir_type)
                 return
@@ -380,6 +402,12 @@ class IgMapping:
                 out[path[0][1][0]] = makes[1]
         return out
 
+    def holds(self, message: Hl7Message, fields: tuple[str, ...], condition: str) -> bool:
+        """Whether a message sheet's condition holds for a segment (its `fields`); another segment it names is
+        that segment's first occurrence."""
+        value = _Value(message, "", 0)
+        return self._holds(condition, value, fields, value)
+
     def _holds(self, condition: str, value: _Value, fields: tuple[str, ...], own: _Value) -> bool:
         """Whether a row's condition holds; `own` is the row's own field or component (what a test without a
         field names: `HD.3 IF NOT VALUED`), `value` the value its data-type sheet reads."""
@@ -392,6 +420,15 @@ class IgMapping:
 
 
 # --- conditions -------------------------------------------------------------------------------------------------
+
+def condition_fault(condition: str) -> str | None:
+    """Why a condition cannot be read, or None."""
+    try:
+        _terms(condition) if condition else None
+    except Unapplied as exc:
+        return str(exc)
+    return None
+
 
 @functools.lru_cache(maxsize=1024)
 def _terms(condition: str) -> tuple[tuple[Test, ...], ...]:
@@ -452,6 +489,8 @@ def _lookup(ref: tuple[str, int, int | None] | None, value: _Value, fields: tupl
     if ref is None:
         return [own]
     segment, number, component = ref
+    if (not fields or fields[0] != segment) and len(segment) == 3 and (other := value.message.segments(segment)):
+        fields = other[0]  # another segment of the message (a message sheet's `IF EVN-5 NOT VALUED`)
     if fields and fields[0] == segment:
         raw = fields[number] if len(fields) > number else ""
         repetitions = [_Value(value.message, r, 0) for r in raw.split(value.message.separators.repetition) if r]

@@ -1,12 +1,14 @@
 """The HL7 V2-to-FHIR implementation guide's own tables (`hl7/v2-to-fhir/mappings/` in the standards store), read
-as data: the vocabulary maps from HL7 v2 tables to FHIR codes (`codesystems/`).
+as data: the vocabulary maps from HL7 v2 tables to FHIR codes (`codesystems/`), the segment and data-type sheets
+(`segments/`, `datatypes/`) and the message sheets (`messages/`: which segment becomes which resource).
 
 Why: HL7 publishes how a v2 code becomes a FHIR one (table 0004's patient class → Encounter.class, 0001's
 administrative sex → Patient.gender, …); the hub applies those sheets as they are, as MedCom's sheets drive the
 OIOXML converter, instead of a copy of its own. The sheets are CSV exports of the IG's spreadsheets: two header
 rows, then one row per v2 code with its FHIR code, display and system. Rows without a v2 code list FHIR codes no
-v2 code maps to; they are not read. The sheets are not regular about the display's column (some have it in the
-column after the code, others one further), so it is taken from the first of the two that has one.
+v2 code maps to; they are not read. The sheets are not regular about their columns (some have an empty column
+between the FHIR code and its display, others none), so the FHIR side's code, display and system are found by the
+second header row.
 """
 
 from __future__ import annotations
@@ -45,7 +47,21 @@ class Row:
     assignment: str  # an assigned value, or ''
 
 
-_SHEETS = {"segments": "HL7 Segment - FHIR R4_ ", "datatypes": "HL7 Data Type - FHIR R4_ "}
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One row of a message sheet (`ADT_A01`): a segment of the message structure, if its condition holds,
+    becomes (or adds to) a resource by a segment sheet (`hub.hl7v2.ig_messages` applies them)."""
+
+    identifier: str  # `ADT_A01.NEXT_OF_KIN.NK1`, `ADT_A01:follow:PID.ROL`
+    segment: str  # `NK1`
+    condition: str  # `IF …`, or ''
+    target: str  # `RelatedPerson[2]`
+    sheet: str  # the segment sheet: `NK1[RelatedPerson]`
+    references: str  # `RelatedPerson[2].patient.reference=Patient[1].id`, or ''
+
+
+_SHEETS = {"segments": "HL7 Segment - FHIR R4_ ", "datatypes": "HL7 Data Type - FHIR R4_ ",
+           "messages": "HL7 Message - FHIR R4_ "}
 _NUMBER = re.compile(r"[-.](\d+)$")
 
 
@@ -78,6 +94,23 @@ class IgTables:
                            cells[11], cells[14], cells[15], cells[16]))
         return out
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - the tables live as long as the process
+    def messages(self, structure: str) -> list[MessageRow] | None:
+        """The rows of the message sheet of a message structure (`ADT_A01`) that map a segment; None when the
+        IG has no sheet for it."""
+        path = self._index("messages").get(structure.lower())
+        if path is None:
+            return None
+        with path.open(newline="", encoding="utf-8") as sheet:
+            found = list(csv.reader(sheet))[2:]
+        out = []
+        for row in found:
+            cells = [c.strip() for c in row] + [""] * (12 - len(row))
+            if cells[10]:
+                out.append(MessageRow(cells[1], cells[1].rsplit(".", 1)[-1], cells[6], cells[9], cells[10],
+                                      cells[11]))
+        return out
+
     @functools.lru_cache(maxsize=4)  # noqa: B019
     def _index(self, kind: str) -> dict[str, Path]:
         prefix = _SHEETS[kind]
@@ -92,13 +125,17 @@ class IgTables:
         if not found:
             raise LookupError(f"the V2-to-FHIR IG has no vocabulary map {name} in {self.folder}")
         with found[0].open(newline="", encoding="utf-8") as sheet:
-            rows = list(csv.reader(sheet))[2:]
+            rows = list(csv.reader(sheet))
+        header = [c.strip() for c in rows[1]] if len(rows) > 1 else []
+        # the FHIR side's columns, by the second header row: its Code, Display and Code System (after v2's)
+        code = header.index("Code", 1) if "Code" in header[1:] else 6
+        system = len(header) - 1 - header[::-1].index("Code System") if header.count("Code System") > 1 else 9
+        display = header.index("Display", code) if "Display" in header[code:] else code + 1
         out: dict[str, Coding] = {}
-        for row in rows:
-            cells = [c.strip() for c in row] + [""] * (10 - len(row))
-            source, code, system = cells[0], cells[6], cells[9]
-            if source and code and system and source not in out:
-                out[source] = Coding(system, code, cells[8] or cells[7] or None)
+        for row in rows[2:]:
+            cells = [c.strip() for c in row] + [""] * (max(system, display) + 1 - len(row))
+            if cells[0] and cells[code] and cells[system] and cells[0] not in out:
+                out[cells[0]] = Coding(cells[system], cells[code], cells[display] or cells[code + 1] or None)
         return out
 
 

@@ -13,7 +13,7 @@ from hub.hl7v2.adt import registry
 from hub.hl7v2.ig_mapping import CORRECTED, NOT_APPLIED, IgMapping
 from hub.hl7v2.ig_tables import IgTables
 from hub.hl7v2.message import read
-from hub.hl7v2.to_fhir import to_bundle
+from hub.hl7v2.to_fhir import BY_PARTICIPANT, BY_SHEET, to_bundle
 from tests.flows.test_hl7v2_siu import siu
 
 PID = ("PID|1||0101011234^^^CPR^NNDNK~X77^^^OUH^MR||Hansen&&Hansen&&Berg^Nancy^Marie^^Dr.^^L~Nanni^^^^^^N||"
@@ -31,10 +31,7 @@ def patient(mapping: IgMapping, pid: str = PID) -> dict[str, Any]:
     return mapping.resource(read(raw.encode("iso-8859-1")), "PID", "PID[Patient]", "Patient")
 
 
-@pytest.mark.parametrize("sheet", ["PID[Patient]", "PV1[Encounter]", "PV2[Encounter]", "NK1[RelatedPerson]",
-                                   "SCH[Appointment]", "AIS[Appointment]", "AIG[Appointment]", "AIL[Appointment]",
-                                   "AIP[Appointment]", "MSH[MessageHeader]", "EVN[Provenance]",
-                                   "MSH[Provenance-Operator]"])
+@pytest.mark.parametrize("sheet", sorted(BY_SHEET | BY_PARTICIPANT))
 def test_every_row_a_sheet_leads_to_is_applied_or_listed_with_its_reason(mapping: IgMapping, sheet: str) -> None:
     def key(row: tuple[str, str, str]) -> tuple[str, str, str]:
         return row[0].lower(), row[1], row[2]  # the sheets name each other without minding case

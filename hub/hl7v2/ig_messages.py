@@ -1,0 +1,138 @@
+"""The V2-to-FHIR IG's message sheets applied as data: which segments of a message become which resources.
+
+A message sheet (`ADT_A01`, `SIU_S12`) says, for each segment of the message structure, which resource it becomes
+(`Patient[1]`), by which segment sheet (`PID[Patient]`, applied by `hub.hl7v2.ig_mapping`), if which condition
+holds (`IF NK1-3.1 NOT IN ("EMR", …)`), and how the resources refer to each other
+(`RelatedPerson[2].patient.reference=Patient[1].id`). Read so:
+- A row's segment sheet reads the segment it is named for (`MSH[Provenance-Operator]` reads MSH, though its row
+  is EVN's). A target is made by the segment its first row reads, one resource an occurrence of that segment
+  (each NK1 its RelatedPerson); the rows of other segments add to the first (PV2 to PV1's Encounter,
+  NK1[Patient] to the Patient): lists extended, other elements where it has none.
+- Only the rows whose segment sheet the caller applies (`applied`) are applied; `unapplied` lists the others.
+- A reference names an element of the row's target and the type it refers to (`Patient[1]`, `Patient[PID]`):
+  the first resource of that type is referred to; an element already there is left as it is.
+The message's sheet is its structure's (MSH-9.3), else the one `mappings/hl7v2-message-sheets.json` names for
+its trigger. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.core.mappings import table
+from hub.hl7v2.ig_mapping import IgMapping, condition_fault
+from hub.hl7v2.ig_tables import MessageRow
+from hub.hl7v2.message import Hl7Message
+
+SHEETS = "hl7v2-message-sheets.json"  # in mappings/: the message sheet a trigger is read by
+_REFERENCE = re.compile(r"^\w+(?:\[\w+\])?\.([\w.]+?)(?:\.reference)?=(\w+)(?:\[\w+\])?(?:\.id)?$")
+Ident = Callable[[str, int], str]  # a target (`Patient[1]`) and its occurrence → the id of its resource
+
+
+@dataclass
+class Made:
+    """What a message became: the resources of each target (`RelatedPerson[2]`: one an NK1), in the order the
+    sheet names them, and the resources their rows made and refer to (Locations, Practitioners)."""
+
+    targets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    made: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def first(self, target: str) -> dict[str, Any] | None:
+        found = self.targets.get(target)
+        return found[0] if found else None
+
+    def of_type(self, resource_type: str) -> list[dict[str, Any]]:
+        return [r for resources in self.targets.values() for r in resources if r["resourceType"] == resource_type]
+
+
+def sheet_for(message: Hl7Message, mapping: IgMapping) -> str | None:
+    """The message sheet `message` is read by: its structure's, else its trigger's; None when there is none."""
+    structure = message.get("MSH.9.3")
+    if structure and mapping.tables.messages(structure) is not None:
+        return structure
+    found = table(SHEETS)["sheets"].get(f"{message.message_type}^{message.trigger}")
+    return found if isinstance(found, str) else None
+
+
+def unapplied(rows: list[MessageRow], applied: Collection[str]) -> list[MessageRow]:
+    """The rows of a message sheet that are not applied: their segment sheet is not one the caller applies, or
+    their condition or references cannot be read."""
+    return [row for row in rows if row.sheet not in applied or _unreadable(row)]
+
+
+def apply(message: Hl7Message, mapping: IgMapping, sheet: str, applied: Collection[str], ident: Ident) -> Made:
+    """The resources `message` becomes by the message sheet `sheet`, each with the id `ident` gives it."""
+    rows = [row for row in mapping.tables.messages(sheet) or [] if row.sheet in applied and not _unreadable(row)]
+    out = Made()
+    primary: dict[str, str] = {}  # a target → the segment whose occurrences make its resources
+    made: dict[tuple[str, int], dict[str, Any]] = {}  # (target, occurrence of its primary segment) → resource
+    for row in rows:
+        segment = row.sheet.split("[", 1)[0]  # the segment the sheet reads (EVN's row may read MSH)
+        first = primary.setdefault(row.target, segment)
+        for number, fields in enumerate(message.segments(segment)):
+            if not mapping.holds(message, fields, row.condition):
+                continue
+            found = mapping.resources(message, fields, row.sheet, _type(row.target))
+            for resource in found[1:]:
+                out.made.setdefault(resource["id"], resource)
+            key = (row.target, number if first == segment else 0)  # other segments add to the first
+            if key not in made:
+                made[key] = {"resourceType": _type(row.target), "id": ident(*key)}
+            _merge(made[key], found[0])
+    for (target, _), resource in sorted(made.items(), key=lambda item: item[0][1]):
+        out.targets.setdefault(target, []).append(resource)
+    for row in rows:
+        for path, rtype in _references(row.references):
+            referred = out.of_type(rtype)
+            for resource in out.targets.get(row.target, []) if referred else []:
+                _refer(resource, path.split("."), {"reference": f"urn:uuid:{referred[0]['id']}"}, mapping, rtype)
+    return out
+
+
+def _type(target: str) -> str:
+    return target.split("[", 1)[0].split("(", 1)[0]
+
+
+def _merge(into: dict[str, Any], mapped: dict[str, Any]) -> None:
+    for name, value in mapped.items():
+        if isinstance(value, list) and isinstance(into.get(name), list):
+            into[name].extend(v for v in value if v not in into[name])
+        elif name not in into:
+            into[name] = value
+
+
+def _refer(resource: dict[str, Any], steps: list[str], reference: dict[str, str], mapping: IgMapping,
+           referred_type: str) -> None:
+    """The reference at `steps` (`subject`, `target`), unless the element is there already."""
+    if steps[0] in resource or len(steps) > 1:
+        return  # there already; or into an element of a list (`participant.actor`): which one, the sheet says not
+    shaped = mapping.shape({"resourceType": resource["resourceType"], steps[0]: reference},
+                           resource["resourceType"], lambda item, _type: item)
+    resource[steps[0]] = shaped[steps[0]]
+
+
+def _references(text: str) -> list[tuple[str, str]]:
+    """A row's references: (element path, type referred to), each `A.path.reference=B[n].id`."""
+    out = []
+    for part in re.split(r"[;\n]", text):
+        found = _REFERENCE.match(part.strip())
+        if found is not None:
+            out.append((found.group(1), found.group(2)))
+    return out
+
+
+def _unreadable(row: MessageRow) -> str | None:
+    """Why a row cannot be read as it is written, or None."""
+    if not re.fullmatch(r"[A-Z][A-Za-z]+\[\d+\]", row.target):
+        return f"a target this reading does not know: {row.target}"
+    if (fault := condition_fault(row.condition)) is not None:
+        return fault
+    if ":follow:" in row.identifier:
+        return "a segment that follows another (`:follow:`): which occurrence, this reading does not know"
+    parts = [p.strip() for p in re.split(r"[;\n]", row.references) if p.strip()]
+    if any(_REFERENCE.match(p) is None for p in parts):
+        return f"references this reading does not know: {row.references}"
+    return None

@@ -1,0 +1,75 @@
+"""The V2-to-FHIR IG's message sheets applied as data (`hub.hl7v2.ig_messages`): every row of the sheets the hub
+reads messages by is converted or listed with its reason, and what a message becomes follows their conditions
+and references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.core.mappings import table
+from hub.fhir.validator import Validator
+from hub.hl7v2 import ig_messages
+from hub.hl7v2.adt import registry
+from hub.hl7v2.ig_mapping import IgMapping
+from hub.hl7v2.ig_tables import IgTables
+from hub.hl7v2.message import read
+from hub.hl7v2.to_fhir import BY_PARTICIPANT, BY_SHEET, NOT_CONVERTED, to_bundle
+from tests.hl7v2.test_ig_mapping import VISIT
+
+SHEETS = sorted(set(table(ig_messages.SHEETS)["sheets"].values()))
+
+
+@pytest.fixture(scope="module")
+def mapping(data_root: Path, validator: Validator) -> IgMapping:
+    return IgMapping(IgTables.in_store(data_root / "standards"), registry, validator.structure.with_arrays)
+
+
+@pytest.mark.parametrize("sheet", SHEETS)
+def test_every_row_of_a_message_sheet_is_converted_or_listed_with_its_reason(mapping: IgMapping,
+                                                                             sheet: str) -> None:
+    rows = mapping.tables.messages(sheet)
+    assert rows, sheet  # the sheet is there to be read
+    unapplied = ig_messages.unapplied(rows, BY_SHEET | BY_PARTICIPANT)
+    assert [(r.identifier, r.sheet) for r in unapplied if r.sheet not in NOT_CONVERTED] == []
+    assert [r.sheet for r in rows if r.sheet in BY_SHEET and r in unapplied] == []  # what is applied can be read
+    assert {r.sheet for r in rows} & BY_SHEET  # and the sheet is read by some
+
+
+def test_what_is_listed_is_still_in_the_message_sheets(mapping: IgMapping) -> None:
+    named = {r.sheet for sheet in SHEETS for r in mapping.tables.messages(sheet) or []}
+    assert sorted(set(NOT_CONVERTED) - named) == [] and sorted((BY_SHEET | BY_PARTICIPANT) - named) == []
+
+
+def resources(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def test_next_of_kin_follow_the_sheets_conditions(mapping: IgMapping, validator: Validator) -> None:
+    """ADT_A01: every NK1 is a contact of the Patient (NK1[Patient]); a relative is a RelatedPerson too, an
+    emergency contact (NK1-3 EMR) or employer (E) is not (`IF NK1-3.1 NOT IN ("EMR", "E", …)`)."""
+    raw = VISIT + "NK1|2|Jensen A/S^^^^^^L|E^Employer|||^WPN^PH^^45^70^101010\r"
+    bundle = to_bundle(read(raw.encode("iso-8859-1")), mapping)
+    (kin,) = resources(bundle, "RelatedPerson")
+    (patient,) = resources(bundle, "Patient")
+    assert kin["name"] == [{"family": "Hansen", "given": ["Ole"]}]
+    assert kin["patient"] == {"reference": f"urn:uuid:{patient['id']}"}  # by the sheet's reference
+    assert [c["relationship"][0]["coding"][0]["code"] for c in patient["contact"]] == ["SPS", "E"]
+    assert patient["contact"][1]["telecom"][0]["use"] == "work"
+    errors = [i.diagnostics for i in validator.validate(bundle).issues if i.severity in ("error", "fatal")]
+    assert errors == []
+
+
+def test_a_message_is_read_by_its_structures_sheet_else_its_triggers(mapping: IgMapping) -> None:
+    """A11 with MSH-9.3 ADT_A09 by the IG's ADT_A09 sheet; without it by ADT_A11's
+    (`mappings/hl7v2-message-sheets.json`), where MSH makes the Encounter (MSH[Encounter]) and PV1 adds to it."""
+    cancel = VISIT.replace("EVN|A01", "EVN|A11")
+    named = read(cancel.replace("ADT^A01^ADT_A01", "ADT^A11^ADT_A09").encode("iso-8859-1"))
+    assert ig_messages.sheet_for(named, mapping) == "ADT_A09"
+    bare = read(cancel.replace("ADT^A01^ADT_A01", "ADT^A11").encode("iso-8859-1"))
+    assert ig_messages.sheet_for(bare, mapping) == "ADT_A11"
+    for message in (named, bare):
+        (encounter,) = resources(to_bundle(message, mapping), "Encounter")
+        assert encounter["status"] == "cancelled" and encounter["location"]  # the hub's record; PV1-3
