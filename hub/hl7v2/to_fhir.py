@@ -23,6 +23,7 @@ from typing import Any
 
 from hub.core.model import Participant, ParticipantKind
 from hub.fhir import appointment as fa
+from hub.fhir.messaging import narrative
 from hub.hl7v2 import adt, ig_messages, siu
 from hub.hl7v2.ig_mapping import IgMapping
 from hub.hl7v2.ig_messages import Made
@@ -102,9 +103,23 @@ def to_bundle(message: Hl7Message, mapping: IgMapping) -> dict[str, Any]:
     unique: dict[str, dict[str, Any]] = {}
     for resource in entries:
         unique.setdefault(resource["id"], resource)  # each resource once, where it first comes
+    for resource in unique.values():
+        resource.setdefault("text", narrative(_summary(resource)))
     return {"resourceType": "Bundle", "id": _id(key, "bundle"), "type": "collection",
             "timestamp": sent.isoformat().replace("+00:00", "Z"),
             "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in unique.values()]}
+
+
+def _summary(resource: dict[str, Any]) -> str:
+    """A line a reader recognises the resource by, for its narrative (MedCom's profiles require one): its type
+    and name, else its identifier, status or time."""
+    names = resource.get("name")
+    name = names[0] if isinstance(names, list) and names else names
+    if isinstance(name, dict):
+        name = " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")]).strip()
+    identifier = next((i.get("value") for i in resource.get("identifier", []) if i.get("value")), None)
+    said = name or identifier or resource.get("status") or resource.get("recorded") or ""
+    return f"{resource['resourceType']} {said}".strip()
 
 
 def _id(key: str, role: str) -> str:

@@ -90,7 +90,7 @@ def test_nulls_and_codes_no_map_lists_give_no_value(mapping: IgMapping) -> None:
 VISIT = "\r".join([
     "MSH|^~\\&|EPJ|OUH|HUB|HUB|20270312090000||ADT^A01^ADT_A01|V1|P|2.5",
     "EVN|A01|20270312085500",
-    "PID|1||0101011234^^^CPR^NNDNK||Hansen^Nancy||19010101|F",
+    "PID|1||0101011234^^^CPR^NNDNK||Hansen^Nancy^^^^^L||19010101|F",
     "PV1|1|I|KIR^12^3^OUH^^^B7^2|E|||123456^Jensen^Peter^^^Dr.|||MED|||||||123456^Jensen^Peter^^^Dr.||"
     "V1234^^^OUH^VN" + "|" * 25 + "20270312084500",
     "PV2|||^Brækket ben||||||||3^d",
@@ -140,6 +140,11 @@ def test_a_visit_becomes_an_encounter_with_its_locations_practitioners_and_next_
     assert len(found) == len(bundle["entry"])  # each resource once
     errors = [i.diagnostics for i in validator.validate(bundle).issues if i.severity in ("error", "fatal")]
     assert errors == []
+    core = "http://medcomfhir.dk/ig/core/StructureDefinition/medcom-core-"
+    for rtype in ("Patient", "Encounter", "Practitioner", "RelatedPerson"):  # MedCom core, where it applies
+        for resource in by_type[rtype]:
+            outcome = validator.validate(resource, [core + rtype.lower()])
+            assert [i.diagnostics for i in outcome.issues if i.severity in ("error", "fatal")] == [], rtype
 
 
 def test_a_discharge_leaves_the_patients_location_completed(mapping: IgMapping) -> None:
