@@ -3,9 +3,13 @@
 1. Parse + map, one core, after warm-up: SIU^S12 messages read as the listener reads them (`hub.hl7v2.message`,
    python-hl7 under it) and mapped to the canonical meeting (`hub.hl7v2.siu`), in alternating windows with plain
    python-hl7 parsing and with hl7apy parsing (find_groups, tolerant) of the same messages. Goal ≥ 3,000/s.
-2. MLLP end to end: `hub mllp` in its own process on a fresh SQLite store, several connections sending ADT^A01
-   one after another (each stored with its encounter event and its ACK before the ACK is sent); messages per
-   second sustained and ACK latency p50/p99 as the senders see it. Goal ≥ 500/s, p99 ≤ 50 ms.
+   Beside it, the complete conversion `hub convert --to fhir` makes of the same messages (`hub.hl7v2.to_fhir`:
+   the V2-to-FHIR IG's message, segment and data-type sheets applied, the Bundle built), which the listener
+   does not do.
+2. MLLP end to end: `hub mllp` in its own process on a fresh SQLite database (the standards store `make sync`
+   made), several connections sending ADT^A01 one after another (each stored with its encounter event and its ACK
+   before the ACK is sent); messages per second sustained and ACK latency p50/p99 as the senders see it. Goal
+   ≥ 500/s, p99 ≤ 50 ms.
 
 Run: `.venv/bin/python bench/hl7v2.py [--seconds 10] [--connections 8]` (`make bench-hl7v2`).
 """
@@ -32,9 +36,16 @@ from hl7apy.parser import parse_message  # noqa: E402
 from bench.booking import machine, reference_ms  # noqa: E402
 from bench.validate import interleaved  # noqa: E402
 from hub.api.server_thread import free_port  # noqa: E402
+from hub.core.config import Settings  # noqa: E402
+from hub.fhir.packages import load_store  # noqa: E402
+from hub.fhir.structure import StructureValidator  # noqa: E402
+from hub.hl7v2.adt import registry  # noqa: E402
+from hub.hl7v2.ig_mapping import IgMapping  # noqa: E402
+from hub.hl7v2.ig_tables import IgTables  # noqa: E402
 from hub.hl7v2.message import read  # noqa: E402
 from hub.hl7v2.mllp import MllpClient  # noqa: E402
 from hub.hl7v2.siu import VideoPolicy, meeting_request  # noqa: E402
+from hub.hl7v2.to_fhir import to_bundle  # noqa: E402
 
 VIDEO = VideoPolicy()
 
@@ -73,6 +84,7 @@ def end_to_end(seconds: float, connections: int) -> tuple[int, float, list[float
     """(messages, seconds, ACK latencies in ms) of `connections` senders against `hub mllp` in its own process."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
+        (Path(data) / "standards").symlink_to(Settings().standards_store.resolve())  # the synced store, shared
         env = {**os.environ, "HUB_DATA_DIR": data, "HUB_LOG_LEVEL": "WARNING"}
         proc = subprocess.Popen([sys.executable, "-m", "hub", "mllp", "--port", str(port)], env=env,
                                 stderr=subprocess.DEVNULL)
@@ -139,6 +151,11 @@ def main() -> None:
     mapped, plain = interleaved([parse_and_map, lambda raw: hl7.parse(raw.decode("iso-8859-1"))], items,
                                 args.seconds)
     (hl7apy_rates,) = interleaved([lambda text: parse_message(text, find_groups=True)], texts, 2.0)
+    store = Settings().standards_store
+    ig = IgMapping(IgTables.in_store(store), registry, StructureValidator(load_store(store)).with_arrays)
+    for raw in items:
+        to_bundle(read(raw), ig)  # warm-up: the sheets read once
+    (converted,) = interleaved([lambda raw: to_bundle(read(raw), ig)], items, 2.0)
     count, elapsed, latencies = end_to_end(args.seconds, args.connections)
     speed.append(reference_ms())
     cuts = statistics.quantiles(latencies, n=100)
@@ -150,6 +167,8 @@ def main() -> None:
           f"{min(mapped):.0f}–{max(mapped):.0f}), {1000 / statistics.median(mapped):.3f} ms a message")
     print(f"python-hl7:     {statistics.median(plain):.0f} messages/s parsing alone (same windows)")
     print(f"hl7apy:         {statistics.median(hl7apy_rates):.0f} messages/s parsing alone (find_groups)")
+    print(f"hub convert:    {statistics.median(converted):.0f} messages/s parsed and converted to FHIR by the IG's "
+          f"sheets, {1000 / statistics.median(converted):.3f} ms a message")
     print(f"MLLP e2e:       {count / elapsed:.0f} messages/s over {elapsed:.1f} s, {args.connections} connections; "
           f"ACK p50 {statistics.median(latencies):.1f} ms, p99 {cuts[98]:.1f} ms, max {max(latencies):.1f} ms")
 

@@ -432,12 +432,17 @@ def mllp(
     import threading
 
     from hub.core.logging import configure
+    from hub.hl7v2.ig_tables import IgTables
     from hub.hl7v2.mllp import MllpServer
     from hub.store.db import make_engine, migrate
     from hub.wiring import hl7v2_flow, hl7v2_handlers, outbox_worker, sdi_handlers
 
     settings = _settings()
     configure(settings.log_level)
+    if not IgTables.in_store(settings.standards_store).folder.is_dir():
+        typer.echo(f"error: the standards store {settings.standards_store} has no V2-to-FHIR tables (which the "
+                   "ADT mapping reads): run `hub schemas sync`", err=True)
+        raise typer.Exit(2)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     stopped = threading.Event()
