@@ -255,20 +255,24 @@ class IgMapping:
             for row in self.tables.rows(kind, name) or []:
                 if not row.target:
                     continue
-                makes = _target(corrected(name, row).target)[2]
-                why = listed(name, row) or _unapplicable(name, row) or (
-                    f"no data-type sheet {row.datatype} to make the {makes[0]} by"
-                    if makes and makes[1] is None and self.tables.rows("datatypes", row.datatype) is None else None
-                ) or (f"the IG's vocabulary map {row.vocabulary} maps no v2 code (a table each site defines), and "
-                      "a code must be one of it here" if not makes and row.vocabulary
-                      and not self._vocabulary(row.vocabulary) and (row.fhir_type == "code" or not row.datatype
-                                                                    or not self.tables.rows("datatypes", row.datatype))
-                      else None)
+                why = listed(name, row) or _unapplicable(name, row) or self._without_data(name, row)
                 if why:
                     out[(name, row.source, row.target)] = why
                 elif row.datatype and self.tables.rows("datatypes", row.datatype) is not None:
                     todo.append(("datatypes", row.datatype))
         return out
+
+    def _without_data(self, sheet: str, row: Row) -> str | None:
+        """Why a row gives nothing for want of the IG's own data, or None: no data-type sheet to make the resource
+        it names by, or a code that must come from a vocabulary map which maps no v2 code."""
+        sub = self.tables.rows("datatypes", row.datatype) if row.datatype else None
+        makes = _target(corrected(sheet, row).target)[2]
+        if makes is not None:
+            return f"no data-type sheet {row.datatype} to make the {makes[0]} by" \
+                if makes[1] is None and sub is None else None
+        if row.vocabulary and not self._vocabulary(row.vocabulary) and (row.fhir_type == "code" or sub is None):
+            return f"the IG's vocabulary map {row.vocabulary} maps no v2 code (a table each site defines)"
+        return None
 
     # --- applying ---------------------------------------------------------------------------------------------
 
@@ -424,7 +428,8 @@ class IgMapping:
 def condition_fault(condition: str) -> str | None:
     """Why a condition cannot be read, or None."""
     try:
-        _terms(condition) if condition else None
+        if condition:
+            _terms(condition)
     except Unapplied as exc:
         return str(exc)
     return None

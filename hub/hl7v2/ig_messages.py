@@ -88,7 +88,7 @@ def apply(message: Hl7Message, mapping: IgMapping, sheet: str, applied: Collecti
         for path, rtype in _references(row.references):
             referred = out.of_type(rtype)
             for resource in out.targets.get(row.target, []) if referred else []:
-                _refer(resource, path.split("."), {"reference": f"urn:uuid:{referred[0]['id']}"}, mapping, rtype)
+                _refer(resource, path, {"reference": f"urn:uuid:{referred[0]['id']}"}, mapping)
     return out
 
 
@@ -104,14 +104,14 @@ def _merge(into: dict[str, Any], mapped: dict[str, Any]) -> None:
             into[name] = value
 
 
-def _refer(resource: dict[str, Any], steps: list[str], reference: dict[str, str], mapping: IgMapping,
-           referred_type: str) -> None:
-    """The reference at `steps` (`subject`, `target`), unless the element is there already."""
-    if steps[0] in resource or len(steps) > 1:
+def _refer(resource: dict[str, Any], path: str, reference: dict[str, str], mapping: IgMapping) -> None:
+    """The reference at `path` (`subject`, `target`: an array where the element repeats), unless the element is
+    there already."""
+    if path in resource or "." in path:
         return  # there already; or into an element of a list (`participant.actor`): which one, the sheet says not
-    shaped = mapping.shape({"resourceType": resource["resourceType"], steps[0]: reference},
-                           resource["resourceType"], lambda item, _type: item)
-    resource[steps[0]] = shaped[steps[0]]
+    shaped = mapping.shape({"resourceType": resource["resourceType"], path: reference}, resource["resourceType"],
+                           lambda item, _type: item)
+    resource[path] = shaped[path]
 
 
 def _references(text: str) -> list[tuple[str, str]]:

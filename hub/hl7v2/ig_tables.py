@@ -79,14 +79,11 @@ class IgTables:
     def rows(self, kind: str, name: str) -> list[Row] | None:
         """The rows of a segment sheet (`kind` "segments", `PID[Patient]`) or data-type sheet ("datatypes",
         `XPN[HumanName]`; its name matched without case); None when the IG has no such sheet."""
-        path = self._index(kind).get(name.lower())
-        if path is None:
+        found = self._cells(kind, name, 17)
+        if found is None:
             return None
-        with path.open(newline="", encoding="utf-8") as sheet:
-            found = list(csv.reader(sheet))[2:]
         out = []
-        for row in found:
-            cells = [c.strip() for c in row] + [""] * (17 - len(row))
+        for cells in found:
             number = _NUMBER.search(cells[1])
             if number is None:
                 continue
@@ -98,18 +95,21 @@ class IgTables:
     def messages(self, structure: str) -> list[MessageRow] | None:
         """The rows of the message sheet of a message structure (`ADT_A01`) that map a segment; None when the
         IG has no sheet for it."""
-        path = self._index("messages").get(structure.lower())
+        found = self._cells("messages", structure, 12)
+        if found is None:
+            return None
+        return [MessageRow(cells[1], cells[1].rsplit(".", 1)[-1], cells[6], cells[9], cells[10], cells[11])
+                for cells in found if cells[10]]
+
+    def _cells(self, kind: str, name: str, width: int) -> list[list[str]] | None:
+        """A sheet's rows after its two header rows, each at least `width` cells, stripped; None when there is
+        no such sheet."""
+        path = self._index(kind).get(name.lower())
         if path is None:
             return None
         with path.open(newline="", encoding="utf-8") as sheet:
             found = list(csv.reader(sheet))[2:]
-        out = []
-        for row in found:
-            cells = [c.strip() for c in row] + [""] * (12 - len(row))
-            if cells[10]:
-                out.append(MessageRow(cells[1], cells[1].rsplit(".", 1)[-1], cells[6], cells[9], cells[10],
-                                      cells[11]))
-        return out
+        return [[c.strip() for c in row] + [""] * (width - len(row)) for row in found]
 
     @functools.lru_cache(maxsize=4)  # noqa: B019
     def _index(self, kind: str) -> dict[str, Path]:

@@ -6,8 +6,8 @@ The message becomes what the V2-to-FHIR IG's message sheet for its structure say
 names, the next of kin (NK1, RelatedPerson), the MessageHeader (MSH) and the Provenance of the event (EVN, or
 MSH's operator), the Appointment's reason, type, services and contacts (SCH, AIS). Every other row of the message
 sheets is listed in `NOT_CONVERTED` with the reason. In place of the sheets' own, what the hub acts on:
-- an ADT's stay as the hub records it (`hub.hl7v2.adt`: identifier, status, class, period); the stay's life cycle
-  also decides the status of where the patient is (the sheets' `active`: `completed` once discharged);
+- an ADT's stay as the hub records it (`hub.hl7v2.adt`: its identifier first, status, class, period); the stay's
+  life cycle also decides the status of where the patient is (the sheets' `active`: `completed` once discharged);
 - an SIU's booking as the flows make it (`hub.hl7v2.siu`: status, times, the patient and the participants AIP,
   AIL and AIG name), each participant with its role and start by its segment's sheet (`BY_PARTICIPANT`);
 - after a merge (A40) the Patient replaces the one MRG-1 names.
@@ -180,7 +180,10 @@ def _encounter(message: Hl7Message, key: str, mapping: IgMapping, made: Made,
                patient: dict[str, Any]) -> list[dict[str, Any]]:
     event = adt.encounter_event(message, mapping.tables)
     encounter = made.first("Encounter[1]") or {"resourceType": "Encounter", "id": _id(key, "Encounter[1]/0")}
-    encounter.update({k: v for k, v in event.resource.items() if k in ("identifier", "status", "class", "period")})
+    recorded = event.resource["identifier"]  # the stay's, as the hub records it; then the sheets' others (PV1-50)
+    others = [i for i in encounter.get("identifier", []) if i.get("value") not in {r["value"] for r in recorded}]
+    encounter.update({k: v for k, v in event.resource.items() if k in ("status", "class", "period")},
+                     identifier=[*recorded, *others])
     encounter["subject"] = _reference(patient)
     state = adt.LOCATION_STATUS.get(event.status)
     for place in encounter.get("location", []):

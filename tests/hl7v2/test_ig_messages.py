@@ -73,3 +73,11 @@ def test_a_message_is_read_by_its_structures_sheet_else_its_triggers(mapping: Ig
     for message in (named, bare):
         (encounter,) = resources(to_bundle(message, mapping), "Encounter")
         assert encounter["status"] == "cancelled" and encounter["location"]  # the hub's record; PV1-3
+
+
+def test_the_stays_identifier_comes_first_then_the_sheets_others(mapping: IgMapping) -> None:
+    lines = VISIT.split("\r")
+    lines[3] += "|" * 6 + "ALT-77"  # PV1-50, the alternate visit id
+    (encounter,) = resources(to_bundle(read("\r".join(lines).encode("iso-8859-1")), mapping), "Encounter")
+    assert [i["value"] for i in encounter["identifier"]] == ["V1234", "ALT-77"]
+    assert encounter["identifier"][0]["system"] == "urn:hub:hl7v2:visit:OUH"  # as the hub records the stay
