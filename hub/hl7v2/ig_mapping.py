@@ -167,6 +167,9 @@ CORRECTED: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {
         "a typing error (`v\\5.0`), as PV2-8's"),
     ("PV2[Encounter]", "PV2-38", "extension[1].url"): ({"target": "extension[3].url"}, "PV2-8 fills `extension[1]`"),
     ("PV2[Encounter]", "PV2-38", "extension[1].valueCoding"): ({"target": "extension[3].valueCoding"}, "(above)"),
+    ("PV1[Encounter]", "PV1-42", "location[4].status"): ({"assignment": '"reserved"'}, "the sheet writes PV1-42's "
+                                                         "status, `reserved`, on the location's row, and none on "
+                                                         "the status's (which would take the place's name)"),
     ("PV1[Encounter]", "PV1-11", "location[3].extension.valueCodeableConcept.coding.system"): (
         {"assignment": '"http://hl7.org/fhir/ValueSet/subject-location"'}, "a leading space: no URI"),
     ("DTM[dateTime]", "DTM.1", "$value"): ({"assignment": ""}, "its instruction in words is to convert the value "

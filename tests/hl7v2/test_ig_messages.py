@@ -81,3 +81,14 @@ def test_the_stays_identifier_comes_first_then_the_sheets_others(mapping: IgMapp
     (encounter,) = resources(to_bundle(read("\r".join(lines).encode("iso-8859-1")), mapping), "Encounter")
     assert [i["value"] for i in encounter["identifier"]] == ["V1234", "ALT-77"]
     assert encounter["identifier"][0]["system"] == "urn:hub:hl7v2:visit:OUH"  # as the hub records the stay
+
+
+def test_a_pending_location_is_reserved(mapping: IgMapping, validator: Validator) -> None:
+    """PV1-42, by `CORRECTED`: the sheet's status for it is on the wrong row."""
+    pv1 = VISIT.split("\r")[3].split("|")
+    pv1[42:43] = ["NEW^5^1^OUH"]
+    raw = VISIT.replace(VISIT.split("\r")[3], "|".join(pv1))
+    bundle = to_bundle(read(raw.encode("iso-8859-1")), mapping)
+    (encounter,) = resources(bundle, "Encounter")
+    assert [p["status"] for p in encounter["location"]] == ["active", "reserved"]
+    assert [i.diagnostics for i in validator.validate(bundle).issues if i.severity == "error"] == []
