@@ -1,5 +1,6 @@
 """HL7 v2 over real TCP: the MLLP listener with the hub's flow behind it. Many senders at once, Danish letters in
-both encodings, malformed input answered AE/AR, and nothing acknowledged is lost when a connection is cut."""
+both encodings, every version and ADT trigger the hub takes, malformed input answered AE/AR, and nothing
+acknowledged is lost when a connection is cut."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from hub.flows.hl7v2 import Hl7v2Flow
+from hub.hl7v2.adt import PATIENT_TRIGGERS, TRIGGERS
 from hub.hl7v2.mllp import MllpClient, MllpServer, MllpServerThread, frame
 from hub.store.commit import GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate
 from hub.store.statements import ENCOUNTER_EVENTS, MESSAGES
-from tests.flows.test_hl7v2 import adt, segments
+from tests.flows.test_hl7v2 import CPR, adt, segments
 
 
 @pytest.fixture
@@ -130,6 +132,30 @@ def test_every_version_from_2_3_to_2_8_2_is_taken_and_answered_in_its_own(
     assert ack["MSH"][8] == ("ACK^A01" if version == "2.3" else "ACK^A01^ACK")
     with engine.connect() as conn:
         assert len(conn.execute(select(ENCOUNTER_EVENTS.c.id)).all()) == 1
+
+
+def _trigger_message(trigger: str) -> str:
+    """An ADT of `trigger` about the stay `adt()` admits (A40: the patient merged into it)."""
+    if trigger == "A40":
+        return "\r".join([adt("A40", "TA40").replace("ADT_A01", "ADT_A39").split("\r")[0], "EVN|A40|20270312085500",
+                          f"PID|1||{CPR}^^^CPR^NNDNK||Bærggren^Nåncy", "MRG|0303031234^^^CPR^NNDNK"]) + "\r"
+    end = "20270315120000" if trigger == "A03" else ""
+    raw = adt(trigger, f"T{trigger}", end=end)
+    return raw.replace("ADT_A01", "ADT_A05") if trigger in ("A05", "A28", "A31") else raw
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_every_adt_trigger_is_taken_over_tcp_and_recorded(listener: MllpServerThread, engine: Engine,
+                                                          trigger: str) -> None:
+    with MllpClient("127.0.0.1", listener.port) as client:
+        assert segments(client.send(adt(control_id="T0").encode("iso-8859-1")))["MSA"][1] == "AA"
+        ack = segments(client.send(_trigger_message(trigger).encode("iso-8859-1")))
+    assert ack["MSA"][1:3] == ["AA", f"T{trigger}"] and ack["MSH"][8].startswith(f"ACK^{trigger}")
+    with engine.connect() as conn:
+        events = conn.execute(select(ENCOUNTER_EVENTS.c.event)).scalars().all()
+        statuses = conn.execute(select(MESSAGES.c.status).where(MESSAGES.c.direction == "in")).scalars().all()
+    assert statuses == ["accepted", "accepted"]
+    assert sorted(events) == (["ADT^A01"] if trigger in PATIENT_TRIGGERS else sorted(["ADT^A01", f"ADT^{trigger}"]))
 
 
 def test_an_explicit_null_clears_a_time_and_is_no_error(listener: MllpServerThread, engine: Engine) -> None:
