@@ -17,9 +17,9 @@ Guarantees, as for MedCom messages (DESIGN.md):
   acknowledgement, a message of its own, as MSH-16 asks: stored with the message and sent through the outbox to
   the sender's address (`HUB_HL7V2_ACK_ADDRESSES`, `hub.delivery.application_ack`).
 
-What a message does: ADT A01–A08 and A11–A13 become encounter events (`hub.hl7v2.adt`), stored with the message
-and shown by `GET /fhir/Encounter` as a HospitalNotification's are; A40 moves a merged patient's stays to the
-patient kept; A28 and A31 are taken and kept. SIU S12/S13/S14/S15/S17/S26 for a video
+What a message does: ADT A01–A13 and A17 become encounter events (`hub.hl7v2.adt`; A17 one for each of its
+patients), stored with the message and shown by `GET /fhir/Encounter` as a HospitalNotification's are; A40 moves
+a merged patient's stays to the patient kept; A28 and A31 are taken and kept. SIU S12/S13/S14/S15/S17/S26 for a video
 consultation (`hub.hl7v2.siu`) book, move, change or cancel its VDX room through the booking flow, exactly as a
 FHIR Appointment does (the message is kept with the booking too); a change to an appointment the hub has not
 booked is `AE` 204; VDX unavailable is `AE` 207, and the message is processed anew when it is sent again.
@@ -189,10 +189,10 @@ class Hl7v2Flow:
                 return _Verdict("AA", [], [(MERGE_PATIENT, [{"m_gone": gone.key, "m_kept": kept.key}])])
             if message.trigger in adt.PATIENT_TRIGGERS:
                 return _Verdict("AA", [], [])  # the person added or updated: no stay changes
-            event = adt.encounter_event(message, self.tables)
+            events = adt.encounter_events(message, self.tables)
         except Unmappable as exc:
             return _Verdict("AE", [Finding(exc.code, exc.text, exc.segment, 1, exc.field)], [])
-        return _Verdict("AA", [], [(INSERT_ENCOUNTER_EVENT, [event_row(event, message_id, self.now())])])
+        return _Verdict("AA", [], [(INSERT_ENCOUNTER_EVENT, [event_row(e, message_id, self.now()) for e in events])])
 
     def _schedule(self, message: Hl7Message) -> _Verdict:
         """An SIU for a video consultation: booked, changed or cancelled through the booking flow."""

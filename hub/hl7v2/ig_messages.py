@@ -9,8 +9,10 @@ holds (`IF NK1-3.1 NOT IN ("EMR", …)`), and how the resources refer to each ot
   (each NK1 its RelatedPerson); the rows of other segments add to the first (PV2 to PV1's Encounter,
   NK1[Patient] to the Patient): lists extended, other elements where it has none.
 - Only the rows whose segment sheet the caller applies (`applied`) are applied; `unapplied` lists the others.
-- A reference names an element of the row's target and the type it refers to (`Patient[1]`, `Patient[PID]`):
-  the first resource of that type is referred to; an element already there is left as it is.
+- Where a sheet makes several targets of one type from one segment (ADT_A17's `Patient[1]` and `Patient[2]` from
+  its two PIDs), each target is its occurrence of the segment, in the order the sheet names them.
+- A reference names an element of the row's target and what it refers to (`Patient[2]`; `Patient[PID]`): that
+  target's resource, else the first resource of that type; an element already there is left as it is.
 The message's sheet is its structure's (MSH-9.3), else the one `mappings/hl7v2-message-sheets.json` names for
 its trigger. Pure.
 """
@@ -28,7 +30,7 @@ from hub.hl7v2.ig_tables import MessageRow
 from hub.hl7v2.message import Hl7Message
 
 SHEETS = "hl7v2-message-sheets.json"  # in mappings/: the message sheet a trigger is read by
-_REFERENCE = re.compile(r"^\w+(?:\[\w+\])?\.([\w.]+?)(?:\.reference)?=(\w+)(?:\[\w+\])?(?:\.id)?$")
+_REFERENCE = re.compile(r"^\w+(?:\[\w+\])?\.([\w.]+?)(?:\.reference)?=(\w+)(?:\[(\w+)\])?(?:\.id)?$")
 Ident = Callable[[str, int], str]  # a target (`Patient[1]`) and its occurrence → the id of its resource
 
 
@@ -69,10 +71,13 @@ def apply(message: Hl7Message, mapping: IgMapping, sheet: str, applied: Collecti
     out = Made()
     primary: dict[str, str] = {}  # a target → the segment whose occurrences make its resources
     made: dict[tuple[str, int], dict[str, Any]] = {}  # (target, occurrence of its primary segment) → resource
+    numbered = _numbered(rows)
     for row in rows:
         segment = row.sheet.split("[", 1)[0]  # the segment the sheet reads (EVN's row may read MSH)
         first = primary.setdefault(row.target, segment)
         for number, fields in enumerate(message.segments(segment)):
+            if number not in numbered.get((segment, row.target), (number,)):
+                continue  # A17's Patient[2] is its second PID's
             if not mapping.holds(message, fields, row.condition):
                 continue
             found = mapping.resources(message, fields, row.sheet, _type(row.target))
@@ -85,11 +90,23 @@ def apply(message: Hl7Message, mapping: IgMapping, sheet: str, applied: Collecti
     for (target, _), resource in sorted(made.items(), key=lambda item: item[0][1]):
         out.targets.setdefault(target, []).append(resource)
     for row in rows:
-        for path, rtype in _references(row.references):
-            referred = out.of_type(rtype)
+        for path, rtype, index in _references(row.references):
+            referred = out.targets.get(f"{rtype}[{index}]") or out.of_type(rtype)
             for resource in out.targets.get(row.target, []) if referred else []:
                 _refer(resource, path, {"reference": f"urn:uuid:{referred[0]['id']}"}, mapping)
     return out
+
+
+def _numbered(rows: list[MessageRow]) -> dict[tuple[str, str], tuple[int]]:
+    """Where a sheet makes several targets of one type from one segment (ADT_A17: `Patient[1]` and `Patient[2]`
+    from PID), the occurrence of the segment each is: the first target the first occurrence, and so on."""
+    targets: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        found = targets.setdefault((row.sheet.split("[", 1)[0], _type(row.target)), [])
+        if row.target not in found:
+            found.append(row.target)
+    return {(segment, target): (number,) for (segment, _), found in targets.items() if len(found) > 1
+            for number, target in enumerate(found)}
 
 
 def _type(target: str) -> str:
@@ -114,13 +131,13 @@ def _refer(resource: dict[str, Any], path: str, reference: dict[str, str], mappi
     resource[path] = shaped[path]
 
 
-def _references(text: str) -> list[tuple[str, str]]:
-    """A row's references: (element path, type referred to), each `A.path.reference=B[n].id`."""
+def _references(text: str) -> list[tuple[str, str, str | None]]:
+    """A row's references: (element path, type referred to, its index), each `A.path.reference=B[n].id`."""
     out = []
     for part in re.split(r"[;\n]", text):
         found = _REFERENCE.match(part.strip())
         if found is not None:
-            out.append((found.group(1), found.group(2)))
+            out.append((found.group(1), found.group(2), found.group(3)))
     return out
 
 

@@ -128,9 +128,10 @@ class Hl7Message:
             value = subs[subcomponent - 1] if len(subs) >= subcomponent else ""
         return value
 
-    def repetitions(self, segment_id: str, field: int) -> list[list[str]]:
-        """Each repetition of a field of the first such segment, as its components, unescaped."""
-        found = self.segments(segment_id)
+    def repetitions(self, segment_id: str, field: int, occurrence: int = 1) -> list[list[str]]:
+        """Each repetition of a field of the first such segment (or the `occurrence`-th), as its components,
+        unescaped."""
+        found = self.segments(segment_id)[occurrence - 1:occurrence]
         if not found or len(found[0]) <= field or not found[0][field]:
             return []
         return [["" if c == NULL else self.unescape(c) for c in repetition.split(self.separators.component)]
@@ -140,10 +141,10 @@ class Hl7Message:
         """HL7's escape sequences (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\`, formatting), by python-hl7."""
         return str(hl7.util.unescape(self.separators, value)) if self.separators.escape in value else value
 
-    def time(self, path: str) -> datetime | None:
-        """A time the hub acts on, by HL7 path: absent or null (`""`) is None, present but unreadable is
-        `Unmappable` (102)."""
-        value = self.get(path)
+    def time(self, path: str, occurrence: int = 1) -> datetime | None:
+        """A time the hub acts on, by HL7 path (of the `occurrence`-th such segment): absent or null (`""`) is
+        None, present but unreadable is `Unmappable` (102)."""
+        value = self.get(path, occurrence)
         moment = hl7_time(value)
         if value and moment is None:
             segment, field = path.split(".")[:2]

@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.core.model import Participant, ParticipantKind
+from hub.core.model import EncounterEvent, Participant, ParticipantKind
 from hub.fhir import appointment as fa
 from hub.fhir.messaging import narrative
 from hub.hl7v2 import adt, ig_messages, siu
@@ -97,7 +97,7 @@ def to_bundle(message: Hl7Message, mapping: IgMapping) -> dict[str, Any]:
     elif message.trigger in adt.PATIENT_TRIGGERS:
         entries = [patient]
     else:
-        entries = _encounter(message, key, mapping, made, patient)
+        entries = _encounters(message, key, mapping, made, patient)
     entries += [r for resources in made.targets.values() for r in resources] + list(made.made.values())
     sent = hl7_time(message.get("MSH.7")) or datetime.now(UTC)
     unique: dict[str, dict[str, Any]] = {}
@@ -176,10 +176,20 @@ def _scheduled_parts(message: Hl7Message, mapping: IgMapping, participants: list
             entry.update({k: part[k] for k in ("type", "period") if k in part})
 
 
-def _encounter(message: Hl7Message, key: str, mapping: IgMapping, made: Made,
-               patient: dict[str, Any]) -> list[dict[str, Any]]:
-    event = adt.encounter_event(message, mapping.tables)
-    encounter = made.first("Encounter[1]") or {"resourceType": "Encounter", "id": _id(key, "Encounter[1]/0")}
+def _encounters(message: Hl7Message, key: str, mapping: IgMapping, made: Made,
+                patient: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each stay the message is about (A17: both patients'), with its patient."""
+    out: list[dict[str, Any]] = []
+    for n, event in enumerate(adt.encounter_events(message, mapping.tables), 1):
+        whose = patient if n == 1 else made.first(f"Patient[{n}]") or \
+            {"resourceType": "Patient", "id": _id(key, f"Patient[{n}]/0")}
+        out += [_encounter(event, made.first(f"Encounter[{n}]") or
+                           {"resourceType": "Encounter", "id": _id(key, f"Encounter[{n}]/0")}, whose), whose]
+    return out
+
+
+def _encounter(event: EncounterEvent, encounter: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:
+    """The Encounter the sheets made, with the stay as the hub records it in place of theirs."""
     recorded = event.resource["identifier"]  # the stay's, as the hub records it; then the sheets' others (PV1-50)
     others = [i for i in encounter.get("identifier", []) if i.get("value") not in {r["value"] for r in recorded}]
     encounter.update({k: v for k, v in event.resource.items() if k in ("status", "class", "period")},
@@ -189,7 +199,7 @@ def _encounter(message: Hl7Message, key: str, mapping: IgMapping, made: Made,
     for place in encounter.get("location", []):
         if state and place.get("status") == "active":
             place["status"] = state  # where the patient is, as the stay's life cycle has it
-    return [encounter, patient]
+    return encounter
 
 
 def _party(rtype: str, participant: Participant, rid: str) -> dict[str, Any]:

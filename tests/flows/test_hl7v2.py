@@ -129,7 +129,7 @@ def test_a_discharge_ends_the_stay_and_a_cancel_cancels_it(engine: Engine) -> No
 
 @pytest.mark.parametrize(("raw", "code", "err_code", "where"), [
     (adt().replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01"), "AR", "200", "MSH^1^9"),
-    (adt().replace("ADT^A01^ADT_A01", "ADT^A17^ADT_A17"), "AR", "201", "MSH^1^9"),  # a swap: not taken
+    (adt().replace("ADT^A01^ADT_A01", "ADT^A60^ADT_A60"), "AR", "201", "MSH^1^9"),  # allergies: not taken
     (adt(version="2.9"), "AR", "203", "MSH^1^12"),
     (adt().replace("|M1|P|", "|M1|X|"), "AR", "202", "MSH^1^11"),
     (adt().replace("|M1|P|", "||P|"), "AR", "101", "MSH^1^10"),
@@ -255,6 +255,37 @@ def test_transfer_class_changes_and_their_cancels_follow_the_stay(engine: Engine
     send("A13", "P8", end="20270315120000")  # cancel discharge: the end goes, whatever PV1-45 still says
     after = _stay(engine)
     assert after["status"] == "in-progress" and "end" not in after.get("period", {})
+
+
+def test_patient_tracking_keeps_the_stay_with_its_temporary_location_beside_it(engine: Engine) -> None:
+    flow = Hl7v2Flow(engine)
+    flow.receive(adt().encode("iso-8859-1"))
+    tracked = adt("A09", "K1").replace("ADT_A01", "ADT_A09").split("\r")
+    pv1 = tracked[3].split("|")
+    pv1[11] = "RTG^1"  # PV1-11: the temporary location (X-ray)
+    tracked[3] = "|".join(pv1)
+    assert segments(flow.receive("\r".join(tracked).encode("iso-8859-1")) or b"")["MSA"][1] == "AA"
+    assert [(p["location"]["display"], p["status"]) for p in _stay(engine)["location"]] == [
+        ("OUH K1 3", "active"), ("RTG 1", "planned")]  # departing for it
+    arrived = "\r".join(tracked).replace("ADT^A09", "ADT^A10").replace("EVN|A09", "EVN|A10").replace("|K1|", "|K2|")
+    assert segments(flow.receive(arrived.encode("iso-8859-1")) or b"")["MSA"][1] == "AA"
+    assert [(p["location"]["display"], p["status"]) for p in _stay(engine)["location"]] == [
+        ("OUH K1 3", "active"), ("RTG 1", "active")]  # arrived
+    assert _stay(engine)["status"] == "in-progress"
+
+
+def test_a_swap_restates_both_patients_stays_at_their_new_places(engine: Engine) -> None:
+    flow = Hl7v2Flow(engine)
+    flow.receive(adt().encode("iso-8859-1"))
+    flow.receive(adt(control_id="M2", visit="V777").replace(CPR, "0303031234").replace("OUH^K1^3", "OUH^K1^4")
+                 .encode("iso-8859-1"))
+    first = adt("A17", "S1").replace("ADT_A01", "ADT_A17").replace("OUH^K1^3", "OUH^K1^4").split("\r")
+    second = adt("A17", "S1", visit="V777").replace(CPR, "0303031234").split("\r")  # now in bed 3
+    swap = "\r".join([*first[:4], second[2], second[3]]) + "\r"
+    assert segments(flow.receive(swap.encode("iso-8859-1")) or b"")["MSA"][1:3] == ["AA", "S1"]
+    stays = {s["subject"]["identifier"]["value"]: s for s in EncounterStore(engine).stays()}
+    assert {who: stay["location"][0]["location"]["display"] for who, stay in stays.items()} == {
+        CPR: "OUH K1 4", "0303031234": "OUH K1 3"}
 
 
 def test_a_merge_moves_the_stays_and_person_events_are_taken(engine: Engine) -> None:

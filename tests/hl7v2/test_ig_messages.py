@@ -92,3 +92,16 @@ def test_a_pending_location_is_reserved(mapping: IgMapping, validator: Validator
     (encounter,) = resources(bundle, "Encounter")
     assert [p["status"] for p in encounter["location"]] == ["active", "reserved"]
     assert [i.diagnostics for i in validator.validate(bundle).issues if i.severity == "error"] == []
+
+
+def test_a_swap_converts_to_both_patients_stays(mapping: IgMapping, validator: Validator) -> None:
+    """ADT_A17: each PID and PV1 its own Patient and Encounter (`Patient[1]`, `Patient[2]`), each stay's subject
+    its own patient."""
+    lines = VISIT.replace("ADT^A01^ADT_A01", "ADT^A17^ADT_A17").replace("EVN|A01", "EVN|A17").split("\r")
+    other = [lines[2].replace("0101011234", "0303031234").replace("Hansen^Nancy", "Berg^Ole"),
+             lines[3].replace("KIR^12^3", "KIR^12^4").replace("V1234", "V777")]
+    bundle = to_bundle(read("\r".join([*lines[:4], *other]).encode("iso-8859-1") + b"\r"), mapping)
+    patients = {f"urn:uuid:{p['id']}": p["name"][0]["family"] for p in resources(bundle, "Patient")}
+    stays = {e["identifier"][0]["value"]: patients[e["subject"]["reference"]] for e in resources(bundle, "Encounter")}
+    assert stays == {"V1234": "Hansen", "V777": "Berg"}
+    assert [i.diagnostics for i in validator.validate(bundle).issues if i.severity == "error"] == []
