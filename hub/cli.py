@@ -360,36 +360,74 @@ def serve(
 
     settings = _settings()
     configure(settings.log_level)
+    taken = _taken(host, [port, mllp_port] if mllp_port else [port])
+    if taken is not None:  # before any part starts: never a hub that runs without one
+        typer.echo(taken, err=True)
+        raise typer.Exit(1)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)  # once, before any worker starts
     engine.dispose()
-    vdx_proc = None
-    if not settings.vdx_url:
-        vdx_port = free_port()
-        os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
-        vdx_proc = _start_service(["vdx", "serve"], vdx_port, "built-in VDX-compatible service")
-    sdi_proc = _start_local_index(settings) if settings.sdi_enabled and not settings.sdi_url else None
-    writer = None
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        # SQLite admits one writer: the hot path's writes go through one process of their own (hub.store.writer).
-        writer = WriterProcess(settings.effective_database_url, settings.log_level)
-        writer.start()
-        os.environ.update(writer.environment)
-    mllp_proc = None
-    if mllp_port:
-        mllp_proc = subprocess.Popen([sys.executable, "-m", "hub", "mllp", "--host", host, "--port", str(mllp_port)])
-    try:
+    # SIGTERM (how systemd, Docker and Kubernetes stop a service) as SIGINT: uvicorn shuts the API down gracefully
+    # on either and then raises the signal again under the handler it found; this one makes that an exception, so
+    # the children below are stopped and the command ends 0, not killed with them left running.
+    signal.signal(signal.SIGTERM, _interrupted)
+    vdx_proc = sdi_proc = mllp_proc = writer = None
+    try:  # each part started inside it, so that whatever started is stopped however the command ends
+        if not settings.vdx_url:
+            vdx_port = free_port()
+            os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
+            vdx_proc = _start_service(["vdx", "serve"], vdx_port, "built-in VDX-compatible service")
+        sdi_proc = _start_local_index(settings) if settings.sdi_enabled and not settings.sdi_url else None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            # SQLite admits one writer: the hot path's writes go through one process of their own.
+            writer = WriterProcess(settings.effective_database_url, settings.log_level)
+            writer.start()
+            os.environ.update(writer.environment)
+        if mllp_port:
+            mllp_proc = subprocess.Popen([sys.executable, "-m", "hub", "mllp", "--host", host, "--port",
+                                          str(mllp_port)])
         serving.serve(host, port, workers, settings.log_level)
+    except KeyboardInterrupt:
+        pass  # stopped: SIGINT, or SIGTERM by `_interrupted`
     finally:
-        if mllp_proc is not None:
-            mllp_proc.send_signal(signal.SIGTERM)
-            mllp_proc.wait(40)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the stopping of the children short
+        _stop(mllp_proc, 40)  # it answers the messages in hand first
         if writer is not None:
             writer.stop()
-        for proc in (vdx_proc, sdi_proc):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(10)
+        _stop(vdx_proc, 10)
+        _stop(sdi_proc, 10)
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """A child stopped: SIGTERM, then after `grace` seconds SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _taken(host: str, ports: list[int]) -> str | None:
+    """A one-line error for the first of `ports` on `host` that cannot be listened on (another process has it);
+    None when all are free."""
+    import socket
+
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                return f"error: cannot listen on {host}:{port} ({exc.strerror}): is another hub running there?"
+    return None
 
 
 def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,3 +70,72 @@ def _mllp_send(port: int, payload: bytes) -> bytes:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (Linux's /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _serve(tmp_path: Path, port: int, mllp_port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING"}
+    env.pop("HUB_VDX_URL", None)
+    env.pop("HUB_DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port", str(mllp_port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_sigterm_stops_every_part_frees_the_ports_and_a_restart_serves_again(data_root: Path, tmp_path: Path) -> None:
+    """As systemd, Docker and Kubernetes stop a service: SIGTERM, one worker (the default)."""
+    (tmp_path / "standards").symlink_to(data_root / "standards")
+    port, mllp_port = free_port(), free_port()
+    for round_ in ("first", "restart"):
+        proc = _serve(tmp_path, port, mllp_port)
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            ack = _mllp_send(mllp_port, adt(control_id=f"TERM-{round_}").encode("iso-8859-1"))
+            assert f"MSA|AA|TERM-{round_}".encode() in ack  # this run's own listener answers
+            parts = _descendants(proc.pid)
+            assert len(parts) >= 3  # the VDX service, the store writer, the MLLP listener, …
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        deadline = time.monotonic() + 30
+        while any(_running(p) for p in parts) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [p for p in parts if _running(p)] == []
+        for taken in (port, mllp_port):
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", taken))  # free again
+
+
+def test_a_port_in_use_is_one_line_and_a_failed_start(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "standards").symlink_to(data_root / "standards")
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        busy = other.getsockname()[1]
+        for port, mllp_port in ((busy, free_port()), (free_port(), busy)):
+            proc = _serve(tmp_path, port, mllp_port)
+            _, stderr = proc.communicate(timeout=60)
+            lines = [line for line in stderr.decode().splitlines() if not line.startswith("{")]
+            assert proc.returncode == 1
+            assert lines == [f"error: cannot listen on 127.0.0.1:{busy} (Address already in use): is another hub "
+                             "running there?"]
