@@ -48,6 +48,7 @@ def _settings() -> Settings:
 def schemas_sync(
     source: Annotated[Path | None, typer.Option(help="Standards directory (default $HUB_STANDARDS_DIR)")] = None,
     fetch: Annotated[bool, typer.Option(help="Download files missing from the source from their origin")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line for each standard synced")] = False,
 ) -> None:
     """Copy the official packages and schemas into the hub's store, checking their checksums."""
     from hub.core import standards
@@ -56,7 +57,7 @@ def schemas_sync(
     fetcher = _fetch if fetch else None
     try:
         synced = standards.sync(source or settings.standards_dir, settings.standards_store, fetch=fetcher,
-                                report=typer.echo)
+                                report=typer.echo if verbose else lambda _line: None)
     except standards.SyncError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -85,7 +85,8 @@ class PackageSet:
         loaded = {f"{n}#{v}" for n, v in self.packages}
         self.missing = sorted({f"{d}#{v}" for pins in self._pins.values() for d, v in pins.items()} - loaded)
         if self.missing:
-            log.warning("dependencies not loaded (what they define is not checked): %s", ", ".join(self.missing))
+            # said once a process, quietly: where a missing definition matters, the validation says so itself
+            log.info("dependencies not loaded (what they define is not checked): %s", ", ".join(self.missing))
 
     def _index(self, pdir: Path) -> None:
         meta = json.loads((pdir / "package.json").read_text(encoding="utf-8"))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,15 @@ def test_sync_unpacks_fhir_packages_with_every_pinned_version(data_root: Path) -
         for name, version in pins.items():
             if name.startswith(("medcom.", "hl7.fhir.dk.")):
                 assert (name, version) in loaded, (d, name, version)
+
+
+def test_hub_schemas_sync_says_one_line_unless_asked_for_each(data_root: Path) -> None:
+    env = {**os.environ, "HUB_DATA_DIR": str(data_root)}
+    quiet = subprocess.run([sys.executable, "-m", "hub", "schemas", "sync"], env=env, capture_output=True,
+                           check=True, timeout=120)
+    count = len(standards.load_manifest())
+    assert quiet.stdout.decode().splitlines() == [f"{count} standards in {data_root / 'standards'}"]
+    verbose = subprocess.run([sys.executable, "-m", "hub", "schemas", "sync", "--verbose"], env=env,
+                             capture_output=True, check=True, timeout=120)
+    lines = verbose.stdout.decode().splitlines()
+    assert sum(line.startswith(("synced ", "ok ")) for line in lines) == count  # each, already in the store or not
