@@ -53,16 +53,31 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+_UNREADABLE = {"surrogates": "text that is not Unicode (a lone surrogate, `\\ud800`)",
+               "Recursion": "values nested deeper than 255 levels",
+               "64-bit": "a number out of range (beyond 64 bits)"}
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
-    """JSON bytes → dict; malformed JSON, duplicate keys and non-objects are refused."""
+    """JSON bytes → dict; malformed JSON, duplicate keys and non-objects are refused, and so is what Python's
+    reader takes but nothing after it can hold (`_UNREADABLE`, found by orjson, which stores and answers it):
+    checked here, before anything is done with the body."""
     try:
         doc = json.loads(body, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
         raise InvalidInput(single("structure", f"Duplicate JSON property '{exc.key}'")) from None
+    except RecursionError:
+        why = _UNREADABLE["Recursion"]
+        raise InvalidInput(single("structure", f"The body is not valid JSON here: it holds {why}")) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(single("structure", f"The body is not valid JSON: {exc}")) from None
     if not isinstance(doc, dict):
         raise InvalidInput(single("structure", "A FHIR resource is a JSON object"))
+    try:
+        orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        why = next((text for key, text in _UNREADABLE.items() if key in str(exc)), str(exc))
+        raise InvalidInput(single("structure", f"The body is not valid JSON here: it holds {why}")) from None
     return doc
 
 

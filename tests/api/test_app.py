@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from typing import Any
 
@@ -42,6 +43,33 @@ def test_malformed_bodies(hub: Any, body: bytes, content_type: str, status: int,
     assert words in r.text
     assert db_count(hub, "messages", "status='rejected'") == 1
     assert db_count(hub, "appointments") == 0
+
+
+def _hostile(kind: str) -> bytes:
+    """A video appointment the hub would book, but for one thing in it."""
+    body = json.dumps(video_appointment()).encode()
+    if kind == "escaped lone surrogate":
+        return body.replace(b'"status": "booked"', b'"status": "booked", "patientInstruction": "\\ud800"')
+    if kind == "UTF-8 of a surrogate":
+        return body.replace(b'"status": "booked"', b'"status": "booked", "patientInstruction": "\xed\xa0\x80"')
+    if kind == "nesting":
+        return body.replace(b'"status": "booked"', b'"status": "booked", "x": ' + b"[" * 3000 + b"]" * 3000)
+    return body.replace(b'"status": "booked"', b'"status": "booked", "minutesDuration": ' + b"9" * 30)  # huge number
+
+
+@pytest.mark.parametrize("kind", ["escaped lone surrogate", "UTF-8 of a surrogate", "nesting", "number"])
+def test_hostile_json_is_400_with_its_raw_bytes_kept_and_nothing_booked(hub: Any, kind: str) -> None:
+    body = _hostile(kind)
+    r = hub.client.post("/fhir/Appointment", content=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["resourceType"] == "OperationOutcome" and "not valid JSON" in r.text
+    assert db_count(hub, "appointments") == 0 and vdx_meetings(hub) == []
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{hub.server.config.app.state.services.settings.data_dir / 'hub.sqlite'}"
+    with create_engine(url).connect() as c:
+        (raw,) = c.execute(text("SELECT raw FROM messages WHERE status='rejected'")).one()
+    assert bytes(raw) == body
 
 
 def test_raw_bytes_are_kept_exactly(hub: Any) -> None:
