@@ -16,6 +16,8 @@ import typer
 from hub.core.config import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from hub.convert.service import Output
 
 app = typer.Typer(help="Interoperability hub for Danish healthcare and social-care messaging.", no_args_is_help=True)
@@ -356,23 +358,28 @@ def serve(
     from hub.api import serving
     from hub.api.server_thread import free_port
     from hub.core.logging import configure
-    from hub.store.db import make_engine, migrate
     from hub.store.writer import WriterProcess
+    from hub.wiring import preflight
 
     settings = _settings()
     configure(settings.log_level)
+    problems = preflight(settings)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
     taken = _taken(host, [port, mllp_port] if mllp_port else [port])
     if taken is not None:  # before any part starts: never a hub that runs without one
         typer.echo(taken, err=True)
         raise typer.Exit(1)
-    engine = make_engine(settings.effective_database_url)
-    migrate(engine)  # once, before any worker starts
+    engine = _database(settings)  # migrated once, before any worker starts
     engine.dispose()
     # SIGTERM (how systemd, Docker and Kubernetes stop a service) as SIGINT: uvicorn shuts the API down gracefully
     # on either and then raises the signal again under the handler it found; this one makes that an exception, so
     # the children below are stopped and the command ends 0, not killed with them left running.
     signal.signal(signal.SIGTERM, _interrupted)
     vdx_proc = sdi_proc = mllp_proc = writer = None
+    failed = False
     try:  # each part started inside it, so that whatever started is stopped however the command ends
         if not settings.vdx_url:
             vdx_port = free_port()
@@ -390,6 +397,9 @@ def serve(
         serving.serve(host, port, workers, settings.log_level)
     except KeyboardInterrupt:
         pass  # stopped: SIGINT, or SIGTERM by `_interrupted`
+    except serving.NotStarted as exc:
+        typer.echo(f"error: {exc} (the log above says why)", err=True)
+        failed = True
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the stopping of the children short
@@ -398,6 +408,30 @@ def serve(
             writer.stop()
         _stop(vdx_proc, 10)
         _stop(sdi_proc, 10)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _database(settings: Settings) -> Engine:
+    """The database, migrated; or exit 2 saying in one line why it cannot be used (its password not shown)."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from hub.store.db import make_engine, migrate
+
+    try:
+        engine = make_engine(settings.effective_database_url)
+        migrate(engine)
+    except (ArgumentError, SQLAlchemyError, OSError) as exc:
+        from sqlalchemy.engine import make_url
+
+        try:
+            where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            where = "(not a database URL)"
+        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(f"error: HUB_DATABASE_URL {where} cannot be used: {why}", err=True)
+        raise typer.Exit(2) from None
+    return engine
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
@@ -473,7 +507,6 @@ def mllp(
     from hub.core.logging import configure
     from hub.hl7v2.ig_tables import IgTables
     from hub.hl7v2.mllp import MllpServer
-    from hub.store.db import make_engine, migrate
     from hub.wiring import hl7v2_flow, hl7v2_handlers, outbox_worker, sdi_handlers
 
     settings = _settings()
@@ -482,8 +515,7 @@ def mllp(
         typer.echo(f"error: the standards store {settings.standards_store} has no V2-to-FHIR tables (which the "
                    "ADT mapping reads): run `hub schemas sync`", err=True)
         raise typer.Exit(2)
-    engine = make_engine(settings.effective_database_url)
-    migrate(engine)
+    engine = _database(settings)
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())

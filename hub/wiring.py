@@ -168,6 +168,21 @@ def hl7v2_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
                                    settings.hl7v2_receiver_application).handlers()
 
 
+def preflight(settings: Settings) -> list[str]:
+    """What is wrong with the configuration, each as one line, found before any part starts (a part finds it only
+    at its own start, in a worker, where it is a traceback in the log)."""
+    problems = []
+    if not (settings.standards_store / "files").is_dir():
+        problems.append(f"the standards store {settings.standards_store} is empty: run `hub schemas sync` (`make run` "
+                        "does)")
+    if settings.sdi_enabled and settings.sdi_url:
+        try:
+            index_config(settings)
+        except (ValueError, OSError) as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def sdi_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
     """The case index's deliveries, when the index is on and has an address (`hub serve` starts the local one)."""
     if not (settings.sdi_enabled and settings.sdi_url):

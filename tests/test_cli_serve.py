@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hub.api.server_thread import free_port, wait_until_healthy
 from hub.hl7v2.mllp import send
@@ -139,3 +140,24 @@ def test_a_port_in_use_is_one_line_and_a_failed_start(data_root: Path, tmp_path:
             assert proc.returncode == 1
             assert lines == [f"error: cannot listen on 127.0.0.1:{busy} (Address already in use): is another hub "
                              "running there?"]
+
+
+@pytest.mark.parametrize(("setting", "value", "said"), [
+    ("HUB_SDI_URL", "http://127.0.0.1:9/sdi", "error: HUB_SDI_CLASSES is required with HUB_SDI_URL"),
+    ("HUB_DATABASE_URL", "postgresql+psycopg://hub:s3cret@127.0.0.1:1/hub",
+     "error: HUB_DATABASE_URL postgresql+psycopg://hub:***@127.0.0.1:1/hub cannot be used: "),
+    ("HUB_DATA_DIR", "never-synced", "error: the standards store "),
+])
+def test_a_bad_setting_is_one_line_and_exit_2_before_any_part_starts(data_root: Path, tmp_path: Path, setting: str,
+                                                                     value: str, said: str) -> None:
+    if setting != "HUB_DATA_DIR":
+        (tmp_path / "standards").symlink_to(data_root / "standards")
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), setting: value}
+    if setting == "HUB_DATA_DIR":
+        env[setting] = str(tmp_path / value)
+    env.pop("HUB_VDX_URL", None)
+    run = subprocess.run([sys.executable, "-m", "hub", "serve", "--port", str(free_port()), "--mllp-port", "0"],
+                         env=env, capture_output=True, timeout=60, check=False)
+    lines = run.stderr.decode().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(said), lines
+    assert "s3cret" not in run.stderr.decode()  # a password is never said

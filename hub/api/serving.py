@@ -10,12 +10,18 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import socket
+import sys
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 APP = "hub.api.app:create_app"
+STARTUP_FAILED = 3  # a worker's exit status when the app did not start (uvicorn's own)
+
+
+class NotStarted(RuntimeError):
+    """The API did not start (its start-up failed: the log says why)."""
 
 
 def _config() -> uvicorn.Config:
@@ -38,15 +44,21 @@ def _worker(host: str, port: int, log_level: str, counts: Any, index: int) -> No
 
     configure(log_level)
     balance.worker_slot = (counts, index)
-    uvicorn.Server(_config()).run(sockets=[_listen(host, port)])
+    server = uvicorn.Server(_config())
+    server.run(sockets=[_listen(host, port)])
+    if not server.started:
+        sys.exit(STARTUP_FAILED)
 
 
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; `NotStarted` when the app did not start."""
     if workers <= 1:
         config = _config()
         config.host, config.port = host, port
-        uvicorn.Server(config).run()
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise NotStarted("the API did not start")
         return
     ctx = multiprocessing.get_context("spawn")
     counts = ctx.Array("i", workers, lock=False)  # open connections per worker (hub.api.balance)
@@ -55,7 +67,10 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     for p in procs:
         p.start()
 
+    stopping = []
+
     def stop(_sig: int, _frame: FrameType | None) -> None:
+        stopping.append(True)
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -64,3 +79,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     signal.signal(signal.SIGTERM, stop)
     for p in procs:
         p.join()
+        if p.exitcode == STARTUP_FAILED and not stopping:
+            stop(signal.SIGTERM, None)  # the others would serve without it
+    if any(p.exitcode == STARTUP_FAILED for p in procs):
+        raise NotStarted("the API did not start")
