@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,11 +31,12 @@ from hub.api.routers import (
     vans,
 )
 from hub.core.config import Settings
-from hub.core.errors import HubError
+from hub.core.errors import HubError, UpstreamError
 from hub.core.outcome import single
 from hub.wiring import build_services, start_background
 
 log = logging.getLogger("hub.api")
+RETRY_AFTER_SECONDS = 30  # a 503's `Retry-After`: VDX or the case index did not answer
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,7 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:
-        return outcome_response(request, exc.outcome, exc.status)
+        response = outcome_response(request, exc.outcome, exc.status)
+        if isinstance(exc, UpstreamError) and exc.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -85,9 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return outcome_response(request, single("exception", "The hub failed to process the request; "
-                                                "it has been logged"), 500)
+        # One log line and the answer share an id, so an operator finds the one from the other; the connection is
+        # closed, as the server drops it after a 500 anyway (a client's next request must not meet a reset).
+        correlation = uuid.uuid4().hex[:16]
+        log.exception("unexpected error %s on %s %s", correlation, request.method, request.url.path)
+        response = outcome_response(request, single("exception", "The hub failed to process the request; it has "
+                                                    f"been logged as {correlation}"), 500)
+        response.headers.update({"Connection": "close", "X-Correlation-Id": correlation})
+        return response
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

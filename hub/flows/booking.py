@@ -293,7 +293,7 @@ class BookingFlow:
                            status=422) from None
         except VdxError as exc:
             self._delete_quietly(vdx_uuid, trace)
-            raise UpstreamError(single("transient", f"VDX is unavailable: {exc}"), status=503) from None
+            raise _unavailable(exc) from None
         return room_from_vdx(info, meeting)
 
     def _existing(self, vdx_uuid: str, ext_id: str, trace: list[Exchange]) -> dict[str, Any] | None:
@@ -437,7 +437,7 @@ class BookingFlow:
                 if replaced:
                     ended.append(replaced)
         except VdxError as exc:
-            raise UpstreamError(single("transient", f"VDX is unavailable: {exc}"), status=503) from None
+            raise _unavailable(exc) from None
         except VdxRefused as exc:
             raise HubError(single("processing", f"VDX refused the change: {exc.text} (code {exc.code})"),
                            status=422) from None
@@ -530,3 +530,9 @@ class BookingFlow:
         else:
             notes[0] += "."
         return new_room, notes, replace(old, provision_status=status)
+
+
+def _unavailable(exc: VdxError) -> UpstreamError:
+    """VDX did not answer: a 503 the client may retry, which names no internal address (the log has the detail)."""
+    log.warning("VDX is unavailable: %s", exc)
+    return UpstreamError(single("transient", "VDX is unavailable (it did not answer); try again later"), status=503)

@@ -155,10 +155,12 @@ def test_invalid_cpr_is_refused_and_masked(hub: Any) -> None:
 
 
 def test_vdx_down_books_nothing_and_says_so(data_root: Any, tmp_path: Any) -> None:
-    settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{free_port()}")
+    vdx_port = free_port()
+    settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{vdx_port}")
     with ServerThread(create_app(settings)) as srv:
         r = httpx.post(f"{srv.url}/fhir/Appointment", json=video_appointment(), headers=FHIR, timeout=30)
         assert r.status_code == 503 and r.json()["issue"][0]["code"] == "transient"
+        assert r.headers["Retry-After"] == "30" and str(vdx_port) not in r.text  # no internal address
         search = httpx.get(f"{srv.url}/fhir/Appointment").json()
         assert search["total"] == 0
 
@@ -217,3 +219,19 @@ def test_fut_appointment_examples_get_the_verdicts_the_policy_predicts(hub: Any,
     r = book(hub, appt)
     assert r.status_code == 422
     assert rules_of(r) == rules
+
+
+def test_an_unexpected_error_is_an_outcome_with_its_log_id_and_closes_the_connection(
+        hub: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    services = hub.server.config.app.state.services
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(services.validator, "validate", broken)
+    r = hub.client.post("/fhir/Appointment/$validate", json=video_appointment(), headers=FHIR)
+    assert r.status_code == 500 and r.headers["Connection"] == "close"
+    correlation = r.headers["X-Correlation-Id"]
+    assert r.json()["resourceType"] == "OperationOutcome" and correlation in r.json()["issue"][0]["diagnostics"]
+    assert any(correlation in record.getMessage() for record in caplog.records)  # the log line, found by it
+    assert hub.client.get("/healthz").status_code == 200  # the client's next request goes on a new connection
