@@ -356,6 +356,7 @@ def serve(
     """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too; the
     MLLP listener for HL7 v2 runs beside the API (its own process)."""
     from hub.api import serving
+    from hub.api.health import MLLP_VAR
     from hub.api.server_thread import free_port
     from hub.core.logging import configure
     from hub.store.writer import WriterProcess
@@ -394,6 +395,7 @@ def serve(
         if mllp_port:
             mllp_proc = subprocess.Popen([sys.executable, "-m", "hub", "mllp", "--host", host, "--port",
                                           str(mllp_port)])
+            os.environ[MLLP_VAR] = f"{host}:{mllp_port}"  # for the workers' readiness (`hub.api.health`)
         serving.serve(host, port, workers, settings.log_level)
     except KeyboardInterrupt:
         pass  # stopped: SIGINT, or SIGTERM by `_interrupted`

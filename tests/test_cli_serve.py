@@ -111,6 +111,9 @@ def test_sigterm_stops_every_part_frees_the_ports_and_a_restart_serves_again(dat
             wait_until_healthy(f"http://127.0.0.1:{port}/healthz", proc)
             ack = _mllp_send(mllp_port, adt(control_id=f"TERM-{round_}").encode("iso-8859-1"))
             assert f"MSA|AA|TERM-{round_}".encode() in ack  # this run's own listener answers
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            assert ready.status_code == 200, ready.text  # every part there: the database, the store writer, …
+            assert set(ready.json()["checks"]) >= {"database", "store writer", "mllp listener", "vdx", "case index"}
             parts = _descendants(proc.pid)
             assert len(parts) >= 3  # the VDX service, the store writer, the MLLP listener, …
         finally:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import gc
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api import balance
+from hub.api.access import AccessLog, correlation_id
 from hub.api.balance import ConnectionBalancer
 from hub.api.deps import outcome_response
+from hub.api.health import readiness
 from hub.api.routers import (
     appointment,
     booking_confirmation,
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "SF1470 case index.")
     if balance.worker_slot is not None:
         app.add_middleware(ConnectionBalancer, counts=balance.worker_slot[0], index=balance.worker_slot[1])
+    app.add_middleware(AccessLog)  # outermost: it sees every answer, the balancer's and the errors' too
     app.include_router(metadata.router)
     app.include_router(validate.router)
     app.include_router(booking_confirmation.router)  # before appointment: its path is more specific
@@ -92,15 +95,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> Response:
         # One log line and the answer share an id, so an operator finds the one from the other; the connection is
         # closed, as the server drops it after a 500 anyway (a client's next request must not meet a reset).
-        correlation = uuid.uuid4().hex[:16]
+        correlation = correlation_id(request.scope)
         log.exception("unexpected error %s on %s %s", correlation, request.method, request.url.path)
         response = outcome_response(request, single("exception", "The hub failed to process the request; it has "
                                                     f"been logged as {correlation}"), 500)
+        # sent past the middleware (Starlette answers it outermost), so the id is put here too
         response.headers.update({"Connection": "close", "X-Correlation-Id": correlation})
         return response
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> Response:
+        """Ready: every part the API depends on is there (`hub.api.health`); 503 naming what is not."""
+        services = request.app.state.services
+        ready, results = readiness(services.settings, services.sessions)
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": results},
+                            status_code=200 if ready else 503)
 
     return app

@@ -235,3 +235,29 @@ def test_an_unexpected_error_is_an_outcome_with_its_log_id_and_closes_the_connec
     assert r.json()["resourceType"] == "OperationOutcome" and correlation in r.json()["issue"][0]["diagnostics"]
     assert any(correlation in record.getMessage() for record in caplog.records)  # the log line, found by it
     assert hub.client.get("/healthz").status_code == 200  # the client's next request goes on a new connection
+
+
+def test_each_request_has_one_access_log_line_with_its_correlation_id_and_no_cpr(
+        hub: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="hub.access")
+    r = hub.client.get("/fhir/Encounter", params={"patient:identifier": "urn:oid:1.2.208.176.1.2|0101011234"})
+    assert r.status_code == 200
+    correlation = r.headers["X-Correlation-Id"]
+    (line,) = [rec.getMessage() for rec in caplog.records if rec.name == "hub.access" and correlation in
+               rec.getMessage()]
+    assert line.startswith("GET /fhir/Encounter?patient:identifier=urn:oid:1.2.208.176.1.2|010101-**** 200 ")
+    assert "0101011234" not in caplog.text
+    given = hub.client.get("/healthz", headers={"X-Correlation-Id": "caller-42"})
+    assert given.headers["X-Correlation-Id"] == "caller-42"  # a caller's own id follows the request
+
+
+def test_readiness_names_the_part_that_is_missing(hub: Any) -> None:
+    ready = hub.client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready" and ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["vdx"] == "ok"
+    hub.vdx.stop()
+    missing = hub.client.get("/readyz")
+    assert missing.status_code == 503 and missing.json()["status"] == "not ready"
+    assert missing.json()["checks"]["vdx"] != "ok" and missing.json()["checks"]["database"] == "ok"
+    assert hub.client.get("/healthz").status_code == 200  # alive all the same

@@ -1,0 +1,59 @@
+"""The access log: one line per request, as operators expect of a service (method, path, status, duration,
+correlation id), CPR numbers masked wherever they are in the path or query.
+
+A pure ASGI middleware (no body is read or copied): the line is written when the response has been sent. Its
+correlation id is the request's `X-Correlation-Id` when it sent one (so a caller's id follows the request), else
+one made here; the answer carries it back in `X-Correlation-Id`, and an unexpected error's log line and answer
+use the same (`hub.api.app`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.core.cpr import mask_text
+
+log = logging.getLogger("hub.access")
+HEADER = b"x-correlation-id"
+
+
+def correlation_id(scope: Scope) -> str:
+    """The request's correlation id (set by `AccessLog`)."""
+    return str(scope.get("state", {}).get("correlation_id", ""))
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or ()).get(HEADER, b"").decode("latin-1")[:64]
+        correlation = given if given.isprintable() and given else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["correlation_id"] = correlation
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app fails before it answers
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != HEADER]
+                message = {**message, "headers": [*headers, (HEADER, correlation.encode("latin-1"))]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if log.isEnabledFor(logging.INFO):  # the masking is done only for a line that is written
+                query = unquote(scope.get("query_string", b"").decode("latin-1"))  # `%7C0101011234`: a CPR too
+                target = mask_text(scope.get("path", "") + (f"?{query}" if query else ""))
+                log.info("%s %s %d %.1f ms %s", scope.get("method", ""), target, status,
+                         (time.perf_counter() - started) * 1000, correlation)
