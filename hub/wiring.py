@@ -115,7 +115,8 @@ def booking_flow(settings: Settings, engine: Engine, sessions: sessionmaker[Sess
         committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
                                  GroupCommit(engine, WriterLock(engine)))
     followers = (CaseIndexFlow(),) if settings.sdi_enabled else ()
-    return BookingFlow(sessions, vdx, committer=committer, followers=followers)
+    return BookingFlow(sessions, vdx, committer=committer, followers=followers,
+                       announced=settings.hl7v2_receiver is not None)  # `meeting.*` is SIU out's (hub.delivery.mllp)
 
 
 def build_services(settings: Settings) -> Services:

@@ -113,6 +113,9 @@ class BookingFlow:
     committer: Committer | None = None
     # Who else hears of each change, by an outbox row written with it (the case index: hub.flows.case_index).
     followers: tuple[Follower, ...] = ()
+    # Whether each change is announced as `meeting.*` (an outbox row): only where something delivers those (an
+    # HL7 v2 scheduling receiver), so that no row waits `pending` for ever.
+    announced: bool = True
 
     def __post_init__(self) -> None:
         self.engine: Engine = self.sessions.kw["bind"]
@@ -200,11 +203,12 @@ class BookingFlow:
         resource = render(appointment_id, 1, now, room, [])
         # Everything is prepared before the write lock is taken: the lock is held for the statements alone.
         meeting, exchanges = self._meeting_row(appointment_id, room, 1), self._exchange_rows(trace, appointment_id)
-        outbox = [self._outbox_row("meeting.booked", appointment_id, req, room),
+        outbox = [*self._announced("meeting.booked", appointment_id, req, room),
                   *self._followed(appointment_id, resource, patient[1], now)]
 
         self._group.submit(Write([(MARK_BOOKED, [{"b_id": appointment_id, "b_resource": resource, "b_now": now}]),
-                                  (INSERT_MEETING, [meeting]), (INSERT_MESSAGE, exchanges), (INSERT_OUTBOX, outbox)]))
+                                  (INSERT_MEETING, [meeting]), (INSERT_MESSAGE, exchanges),
+                                  *([(INSERT_OUTBOX, outbox)] if outbox else [])]))
         # The formatter masks CPR numbers in every record (hub.core.logging), the patient key included.
         log.info("video meeting booked", extra={"appointment": appointment_id, "vdx_uuid": room.vdx_uuid,
                                                 "patient": patient[1] or patient[0]})
@@ -324,6 +328,10 @@ class BookingFlow:
             "guest_pin": room.guest_pin, "host_pin": room.host_pin, "meeting_url": room.meeting_url,
             "short_link": room.short_link, "provision_status": room.provision_status, "start": room.start,
             "end": room.end, "created_at": now, "updated_at": now}
+
+    def _announced(self, topic: str, appointment_id: str, req: MeetingRequest, room: Room | None
+                   ) -> list[dict[str, Any]]:
+        return [self._outbox_row(topic, appointment_id, req, room)] if self.announced else []
 
     def _outbox_row(self, topic: str, appointment_id: str, req: MeetingRequest, room: Room | None) -> dict[str, Any]:
         """An outbox entry: deliveries later issues make (case index, notifications), in order per appointment."""
@@ -465,8 +473,10 @@ class BookingFlow:
             self._record_exchanges(s, trace, appointment_id)
             s.execute(INSERT_MESSAGE, [self._message_row(inbound, appointment_id)])
             topic = "meeting.cancelled" if room is None else "meeting.updated"
-            s.execute(INSERT_OUTBOX, [self._outbox_row(topic, appointment_id, req, room),
-                                      *self._followed(appointment_id, resource, patient[1], now)])
+            rows = [*self._announced(topic, appointment_id, req, room),
+                    *self._followed(appointment_id, resource, patient[1], now)]
+            if rows:
+                s.execute(INSERT_OUTBOX, rows)
         return BookingResult(appointment_id, resource, created=False, notes=notes)
 
     def _release(self, active: m.Meeting, trace: list[Exchange]) -> list[str]:

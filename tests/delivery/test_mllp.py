@@ -103,6 +103,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def engine(hub: Any) -> Iterator[Engine]:
+    """The hub's database, its bookings announced (`meeting.*`) as with a receiver configured, whose deliveries
+    these tests drive themselves (`delivery`, `worker`)."""
+    hub.server.config.app.state.services.flow.announced = True
     engine = make_engine(hub.server.config.app.state.services.settings.effective_database_url)
     yield engine
     engine.dispose()
@@ -321,7 +324,9 @@ def test_an_siu_that_fails_validation_is_not_sent(hub: Any, engine: Engine, rece
 def test_an_appointment_booked_from_hl7v2_is_not_sent_back(
         hub: Any, engine: Engine, receiver: Receiver) -> None:
     settings = hub.server.config.app.state.services.settings
-    inbound = Hl7v2Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
+    bookings = booking_flow(settings, engine, session_factory(engine))
+    bookings.announced = True  # as with a receiver configured
+    inbound = Hl7v2Flow(engine, bookings, video=VideoPolicy())
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=4)
     siu = siu_out.siu_message(
         "meeting.booked", {"participant": [{"actor": PATIENT}], "description": "Kontrol"},
