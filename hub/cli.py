@@ -360,6 +360,7 @@ def serve(
     from hub.api.server_thread import free_port
     from hub.core.logging import configure
     from hub.store.writer import WriterProcess
+    from hub.supervisor import Part, Supervisor
     from hub.wiring import preflight
 
     settings = _settings()
@@ -379,23 +380,30 @@ def serve(
     # on either and then raises the signal again under the handler it found; this one makes that an exception, so
     # the children below are stopped and the command ends 0, not killed with them left running.
     signal.signal(signal.SIGTERM, _interrupted)
-    vdx_proc = sdi_proc = mllp_proc = writer = None
+    supervisor = Supervisor(first_pause=settings.restart_pause_seconds)
+    writer = None
     failed = False
     try:  # each part started inside it, so that whatever started is stopped however the command ends
         if not settings.vdx_url:
             vdx_port = free_port()
             os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
-            vdx_proc = _start_service(["vdx", "serve"], vdx_port, "built-in VDX-compatible service")
-        sdi_proc = _start_local_index(settings) if settings.sdi_enabled and not settings.sdi_url else None
+            vdx = ["vdx", "serve"]
+            supervisor.add(Part("the built-in VDX-compatible service", lambda: _service(vdx, vdx_port)),
+                           _start_service(vdx, vdx_port, "built-in VDX-compatible service"))
+        if settings.sdi_enabled and not settings.sdi_url:
+            sdi_port, sdi_proc = _start_local_index(settings)
+            supervisor.add(Part("the local case index", lambda: _service(["sdi", "serve"], sdi_port)), sdi_proc)
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             # SQLite admits one writer: the hot path's writes go through one process of their own.
             writer = WriterProcess(settings.effective_database_url, settings.log_level)
             writer.start()
             os.environ.update(writer.environment)
         if mllp_port:
-            mllp_proc = subprocess.Popen([sys.executable, "-m", "hub", "mllp", "--host", host, "--port",
-                                          str(mllp_port)])
+            listener = [sys.executable, "-m", "hub", "mllp", "--host", host, "--port", str(mllp_port)]
+            supervisor.add(Part("the MLLP listener", lambda: subprocess.Popen(listener), grace=40),
+                           subprocess.Popen(listener))  # it answers the messages in hand before it stops
             os.environ[MLLP_VAR] = f"{host}:{mllp_port}"  # for the workers' readiness (`hub.api.health`)
+        supervisor.start()
         serving.serve(host, port, workers, settings.log_level)
     except KeyboardInterrupt:
         pass  # stopped: SIGINT, or SIGTERM by `_interrupted`
@@ -405,11 +413,9 @@ def serve(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the stopping of the children short
-        _stop(mllp_proc, 40)  # it answers the messages in hand first
+        supervisor.stop()
         if writer is not None:
             writer.stop()
-        _stop(vdx_proc, 10)
-        _stop(sdi_proc, 10)
     if failed:
         raise typer.Exit(1)
 
@@ -440,18 +446,6 @@ def _interrupted(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
-    """A child stopped: SIGTERM, then after `grace` seconds SIGKILL."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _taken(host: str, ports: list[int]) -> str | None:
     """A one-line error for the first of `ports` on `host` that cannot be listened on (another process has it);
     None when all are free."""
@@ -467,7 +461,7 @@ def _taken(host: str, ports: list[int]) -> str | None:
     return None
 
 
-def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:
+def _start_local_index(settings: Settings) -> tuple[int, subprocess.Popen[bytes]]:
     """The local case index and its STS on a free loopback port, and the hub's settings to call it (OIOIDWS
     unless HUB_SDI_SECURITY=none)."""
     from hub.api.server_thread import free_port
@@ -479,7 +473,11 @@ def _start_local_index(settings: Settings) -> subprocess.Popen[bytes]:
         os.environ.update(LocalCredentials.in_folder(settings.data_dir / "sdi", settings.sdi_cvr).environment(url))
     else:
         os.environ.update({"HUB_SDI_URL": f"{url}/sdi", "HUB_SDI_LOCAL": "true"})
-    return _start_service(["sdi", "serve"], port, "local case index (SF1470 v6; its STS at /sts)")
+    return port, _start_service(["sdi", "serve"], port, "local case index (SF1470 v6; its STS at /sts)")
+
+
+def _service(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "hub", *command, "--port", str(port)])
 
 
 def _start_service(command: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
@@ -487,7 +485,7 @@ def _start_service(command: list[str], port: int, what: str) -> subprocess.Popen
     from hub.api.server_thread import wait_until_healthy
 
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "hub", *command, "--port", str(port)])
+    proc = _service(command, port)
     try:
         wait_until_healthy(f"{url}/healthz", proc)
     except RuntimeError as exc:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -164,3 +165,53 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_any_part_starts(data_root: 
     lines = run.stderr.decode().splitlines()
     assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(said), lines
     assert "s3cret" not in run.stderr.decode()  # a password is never said
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _until(condition: Any, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def test_a_part_that_dies_is_started_again_and_readiness_shows_the_gap(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "standards").symlink_to(data_root / "standards")
+    port, mllp_port = free_port(), free_port()
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING",
+           "HUB_RESTART_PAUSE_SECONDS": "15"}  # a gap long enough to be seen
+    env.pop("HUB_VDX_URL", None)
+    env.pop("HUB_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port", str(mllp_port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        _until(lambda: httpx.get(url, timeout=10).status_code == 200, 30, "ready")
+
+        def listener() -> int | None:
+            return next((p for p in _descendants(proc.pid) if " hub mllp " in _cmdline(p) and _running(p)), None)
+
+        first = _until(listener, 30, "the MLLP listener")
+        os.kill(first, signal.SIGKILL)
+        gap = _until(lambda: (r := httpx.get(url, timeout=10)).status_code == 503 and r.json(), 12, "the gap")
+        assert gap["checks"]["mllp listener"] != "ok" and gap["checks"]["database"] == "ok"
+        _until(lambda: httpx.get(url, timeout=10).status_code == 200, 60, "ready again")
+        again = _until(listener, 30, "a new MLLP listener")
+        assert again != first
+        ack = _mllp_send(mllp_port, adt(control_id="AGAIN").encode("iso-8859-1"))
+        assert b"MSA|AA|AGAIN" in ack
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "the MLLP listener exited (status -9); starting it again in 15.0 s" in stderr.decode()

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
                                               "it doubles with each try after")
     outbox_max_delay_seconds: float = Field(600.0, description="The longest wait between tries")
     log_level: str = "INFO"
+    restart_pause_seconds: float = Field(1.0, gt=0, description="`hub serve`: the first pause before a part that "
+                                         "died is started again (doubling with each death, up to a minute)")
 
     # The case index (SF1470 v6, hub/sdi; README "The case index")
     sdi_enabled: bool = Field(True, description="Keep the citizens' cases in the case index")
