@@ -232,11 +232,6 @@ class IgMapping:
         self.registry = registry
         self.shape = shape
 
-    def resource(self, message: Hl7Message, segment: str, sheet: str, resource_type: str) -> dict[str, Any]:
-        """The resource the first `segment` of `message` becomes by the segment sheet `sheet` (`PID[Patient]`)."""
-        found = message.segments(segment)
-        return self.resources(message, found[0] if found else (segment,), sheet, resource_type)[0]
-
     def resources(self, message: Hl7Message, fields: tuple[str, ...], sheet: str,
                   resource_type: str) -> list[dict[str, Any]]:
         """The resource a segment of `message` (its `fields`) becomes by the segment sheet `sheet`, followed by
@@ -550,6 +545,7 @@ def listed(sheet: str, row: Row) -> str | None:
     return _LISTED.get((sheet.lower(), row.source, row.target))
 
 
+@functools.lru_cache(maxsize=4096)  # asked for each value a row applies to
 def corrected(sheet: str, row: Row) -> Row:
     """The row as `CORRECTED` reads it where the sheet is wrong."""
     found = _CORRECTED.get((sheet.lower(), row.source, row.target))

@@ -28,7 +28,8 @@ def mapping(data_root: Path, validator: Validator) -> IgMapping:
 
 def patient(mapping: IgMapping, pid: str = PID) -> dict[str, Any]:
     raw = f"MSH|^~\\&|EPJ|OUH|HUB|HUB|20270312090000||ADT^A28^ADT_A05|M1|P|2.5\r{pid}\r"
-    return mapping.resource(read(raw.encode("iso-8859-1")), "PID", "PID[Patient]", "Patient")
+    message = read(raw.encode("iso-8859-1"))
+    return mapping.resources(message, message.segments("PID")[0], "PID[Patient]", "Patient")[0]
 
 
 @pytest.mark.parametrize("sheet", sorted(BY_SHEET | BY_PARTICIPANT))
