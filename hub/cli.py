@@ -291,7 +291,7 @@ def validate(
 def _leave(code: int) -> None:
     """End the command with `code`. As a process of its own (its output not captured by a caller in the same
     process), it ends at once, as mypy does, without tearing down its heap of packages, compiled profiles and
-    input: a third of a 10,000-entry Bundle's run went to freeing memory the system frees anyway. Nothing is
+    input: a fifth of a 10,000-entry Bundle's run went to freeing memory the system frees anyway. Nothing is
     left to run by then: the output is written, the worker pool shut, the parse cache saved."""
     if sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__:
         typer.echo(nl=False)  # flushes stdout
