@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.convert.service import Converter, danish_display
 from hub.core.config import Settings
 from hub.core.cpr import CPR_SYSTEM
+from hub.core.guard import Guard
 from hub.core.routing import DELIVER_TOPIC
 from hub.delivery.application_ack import TOPIC as APPLICATION_ACK
 from hub.delivery.application_ack import ApplicationAckDelivery
@@ -109,7 +110,8 @@ def booking_flow(settings: Settings, engine: Engine, sessions: sessionmaker[Sess
     `hub serve` gave one."""
     vdx = VdxClient(settings.vdx_url or "", timeout=settings.vdx_timeout_seconds, retries=settings.vdx_retries,
                     token_url=settings.vdx_token_url, client_id=settings.vdx_client_id,
-                    client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email)
+                    client_secret=settings.vdx_client_secret, organizer_email=settings.vdx_organizer_email,
+                    concurrency=settings.vdx_concurrency, circuit=settings.circuit)
     committer: Committer | None = None
     if settings.store_writer and settings.store_writer_key:
         committer = WriterClient(settings.store_writer, bytes.fromhex(settings.store_writer_key),
@@ -184,19 +186,26 @@ def preflight(settings: Settings) -> list[str]:
     return problems
 
 
-def sdi_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+def sdi_delivery(settings: Settings, engine: Engine) -> CaseIndexDelivery | None:
     """The case index's deliveries, when the index is on and has an address (`hub serve` starts the local one)."""
     if not (settings.sdi_enabled and settings.sdi_url):
-        return {}
+        return None
     client = SdiClient(settings.standards_store, settings.sdi_url, security=security(settings),
-                       liberty=settings.sdi_liberty, timeout=settings.sdi_timeout_seconds)
+                       liberty=settings.sdi_liberty, timeout=settings.sdi_timeout_seconds, circuit=settings.circuit)
     return CaseIndexDelivery(engine, client, KleList.load(settings.standards_store), index_config(settings),
-                             settings.sdi_legal_basis).handlers()
+                             settings.sdi_legal_basis)
+
+
+def sdi_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+    delivery = sdi_delivery(settings, engine)
+    return delivery.handlers() if delivery else {}
 
 
 def outbox_worker(settings: Settings, engine: Engine, handlers: dict[str, Handler]) -> OutboxWorker:
     return OutboxWorker(engine, handlers, settings.outbox_interval_seconds, settings.outbox_max_attempts,
-                        settings.outbox_first_delay_seconds, settings.outbox_max_delay_seconds)
+                        settings.outbox_first_delay_seconds, settings.outbox_max_delay_seconds,
+                        concurrency=settings.outbox_concurrency, by_key=frozenset({DELIVER_TOPIC}),
+                        circuit=settings.circuit)
 
 
 @dataclass
@@ -207,6 +216,11 @@ class Background:
     outbox: OutboxWorker
     delivery: HttpDelivery
     flow: BookingFlow
+    guards: dict[str, Guard]  # the downstreams this process calls: VDX, the case index
+
+    def circuits(self) -> dict[str, dict[str, object]]:
+        """Each downstream's and outbox receiver's bulkhead and circuit, for `/readyz` and the metrics."""
+        return {name: guard.status() for name, guard in self.guards.items()} | self.outbox.receivers()
 
     def stop(self) -> None:
         """Deliveries first (a row in hand is finished), then housekeeping, then the booking flow's commits."""
@@ -228,8 +242,10 @@ def start_background(settings: Settings, services: Services) -> Background:
     keeper = HousekeepingFlow(housekeeping, settings.housekeeping_interval_seconds)
     keeper.start()
     delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(services.vans.codes))
+    index = sdi_delivery(settings, flow.engine)
     handlers: dict[str, Handler] = {DELIVER_TOPIC: delivery, **hl7v2_handlers(settings, flow.engine),
-                                    **sdi_handlers(settings, flow.engine)}
+                                    **(index.handlers() if index else {})}
     outbox = outbox_worker(settings, flow.engine, handlers)
     outbox.start()
-    return Background(keeper, outbox, delivery, flow)
+    guards = {"vdx": flow.vdx.guard} | ({"case index": index.client.guard} if index else {})
+    return Background(keeper, outbox, delivery, flow, guards)

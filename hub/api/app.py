@@ -15,12 +15,14 @@ from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api import balance
+from hub.api import balance, kept
 from hub.api.access import AccessLog, correlation_id
 from hub.api.balance import ConnectionBalancer
-from hub.api.deps import outcome_response
+from hub.api.bulkhead import Bulkhead
+from hub.api.deps import BodyTooLarge, outcome_response
 from hub.api.health import readiness
 from hub.api.routers import (
     appointment,
@@ -50,12 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Few threads beat many: the flow is short CPU bursts between I/O waits, and under the GIL a large pool
         # spends its time handing the lock around.
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        app.state.vdx_bulkhead = Bulkhead(settings.vdx_concurrency)  # what may call VDX runs on threads of its own
         # What start-up loaded (packages, models, rules: some 140,000 objects) lives as long as the process.
         # Freezing it keeps it out of the collector's sight: a full collection over it takes ~130 ms here, a
         # pause every request in flight would feel.
         gc.collect()
         gc.freeze()
-        background = start_background(settings, app.state.services)
+        app.state.background = background = start_background(settings, app.state.services)
         yield
         background.stop()
 
@@ -74,6 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oioxml.router)
     app.include_router(vans.router)
     app.include_router(encounter.router)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        await run_in_threadpool(kept.keep, request.app.state.services, request, exc.head, exc.outcome, 413, cut=True)
+        return outcome_response(request, exc.outcome, 413)
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:
@@ -97,8 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # closed, as the server drops it after a 500 anyway (a client's next request must not meet a reset).
         correlation = correlation_id(request.scope)
         log.exception("unexpected error %s on %s %s", correlation, request.method, request.url.path)
-        response = outcome_response(request, single("exception", "The hub failed to process the request; it has "
-                                                    f"been logged as {correlation}"), 500)
+        outcome = single("exception", f"The hub failed to process the request; it has been logged as {correlation}")
+        raw = getattr(request.state, "raw_body", None)
+        if raw is not None:
+            await run_in_threadpool(kept.keep, request.app.state.services, request, raw, outcome, 500, cut=False)
+        response = outcome_response(request, outcome, 500)
         # sent past the middleware (Starlette answers it outermost), so the id is put here too
         response.headers.update({"Connection": "close", "X-Correlation-Id": correlation})
         return response
@@ -112,8 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def readyz(request: Request) -> Response:
         """Ready: every part the API depends on is there (`hub.api.health`); 503 naming what is not."""
         services = request.app.state.services
-        ready, results = readiness(services.settings, services.sessions)
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": results},
+        circuits = request.app.state.background.circuits()
+        ready, results = readiness(services.settings, services.sessions, circuits)
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": results, "circuits": circuits},
                             status_code=200 if ready else 503)
 
     return app

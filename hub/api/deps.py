@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 
@@ -12,13 +13,22 @@ from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.wiring import Services
 
+T = TypeVar("T")
+
 
 async def services(request: Request) -> Services:
     """Async on purpose: FastAPI runs a plain-def dependency in its thread pool, a costly hop for a lookup."""
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+async def on_vdx_threads(request: Request, fn: Callable[..., T], *args: object) -> T:
+    """Run work that may call VDX in the VDX bulkhead (`hub.api.bulkhead`), not on the request threads."""
+    return await request.app.state.vdx_bulkhead.run(fn, *args)  # type: ignore[no-any-return]
+
+
 class BodyTooLarge(HubError):
+    """A body over the limit: answered 413, and its first `limit` bytes kept, marked as cut (`hub.api.app`)."""
+
     status = 413
 
     def __init__(self, limit: int, head: bytes) -> None:
@@ -27,18 +37,17 @@ class BodyTooLarge(HubError):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused past `limit` bytes without reading the rest into memory."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit, b"")
+    """The request body, refused past `limit` bytes without reading more than that into memory. The body read is
+    left on the request (`state.raw_body`) so an error answered later can still keep it."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(limit, b"".join(chunks)[:limit])
+            raise BodyTooLarge(limit, b"".join([*chunks, chunk])[:limit])
         chunks.append(chunk)
-    return b"".join(chunks)
+    request.state.raw_body = body = b"".join(chunks)
+    return body
 
 
 def response_kind(request: Request) -> str:

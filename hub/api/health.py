@@ -2,8 +2,10 @@
 
 Each part the API depends on is checked within a short timeout, concurrently: the database (a `SELECT 1`), the
 store writer (its socket, when `hub serve` runs one), the MLLP listener `hub serve` runs beside the API, VDX and
-the case index (each reachable over TCP). Not ready is `503` with every check's result, so an orchestrator stops
-sending traffic and an operator sees which part is missing.
+the case index (each reachable over TCP, and its circuit not open: `hub.core.guard`). Not ready is `503` with
+every check's result, so an orchestrator stops sending traffic and an operator sees which part is missing. The
+answer also lists every circuit of the process (VDX, the case index, each outbox receiver): a receiver's open
+circuit is shown but does not make the hub unready, since everything else still works.
 """
 
 from __future__ import annotations
@@ -37,7 +39,17 @@ def _url_address(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def checks(settings: Settings, sessions: sessionmaker[Session]) -> dict[str, Callable[[], None]]:
+def _closed(circuits: dict[str, dict[str, object]], name: str, check: Callable[[], None]) -> Callable[[], None]:
+    def guarded() -> None:
+        state = circuits.get(name, {}).get("circuit")
+        if state == "open":
+            raise ConnectionRefusedError("circuit open after repeated failures")
+        check()
+    return guarded
+
+
+def checks(settings: Settings, sessions: sessionmaker[Session],
+           circuits: dict[str, dict[str, object]]) -> dict[str, Callable[[], None]]:
     """What readiness checks: each a function that raises when its part is not there."""
 
     def database() -> None:
@@ -55,15 +67,16 @@ def checks(settings: Settings, sessions: sessionmaker[Session]) -> dict[str, Cal
         host, _, port = mllp.rpartition(":")
         found["mllp listener"] = _reachable((host, int(port)))
     if settings.vdx_url:
-        found["vdx"] = _reachable(_url_address(settings.vdx_url))
+        found["vdx"] = _closed(circuits, "vdx", _reachable(_url_address(settings.vdx_url)))
     if settings.sdi_enabled and settings.sdi_url:
-        found["case index"] = _reachable(_url_address(settings.sdi_url))
+        found["case index"] = _closed(circuits, "case index", _reachable(_url_address(settings.sdi_url)))
     return found
 
 
-def readiness(settings: Settings, sessions: sessionmaker[Session]) -> tuple[bool, dict[str, str]]:
+def readiness(settings: Settings, sessions: sessionmaker[Session],
+              circuits: dict[str, dict[str, object]]) -> tuple[bool, dict[str, str]]:
     """(ready, each check's result: `ok` or why not)."""
-    found = checks(settings, sessions)
+    found = checks(settings, sessions, circuits)
 
     def run(check: Callable[[], None]) -> str:
         try:

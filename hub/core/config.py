@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hub.core.guard import Circuit
 from hub.core.routing import RoutingTable
 
 Address = tuple[str, int]  # host, port
@@ -40,6 +41,8 @@ class Settings(BaseSettings):
     vdx_client_secret: str | None = None
     vdx_timeout_seconds: float = 10.0
     vdx_retries: int = 3
+    vdx_concurrency: int = Field(8, ge=1, description="Calls out to VDX at once from one process; bookings beyond "
+                                 "them (and a queue of as many again) are answered 503 at once")
     vdx_organizer_email: str | None = Field(None, description="organizedByEmail sent with every booking")
 
     store_writer: str | None = Field(None, description="Socket of the store's writer process (set by hub serve)")
@@ -76,6 +79,12 @@ class Settings(BaseSettings):
     outbox_first_delay_seconds: float = Field(2.0, description="The wait before a failed delivery's second try; "
                                               "it doubles with each try after")
     outbox_max_delay_seconds: float = Field(600.0, description="The longest wait between tries")
+    circuit_failures: int = Field(5, ge=1, description="Failed calls in a row to a downstream (VDX, the case "
+                                  "index, an outbox receiver) that open its circuit")
+    circuit_reset_seconds: float = Field(30.0, gt=0, description="How long an open circuit refuses calls before "
+                                         "one trial call")
+    outbox_concurrency: int = Field(4, ge=1, description="Deliveries to one receiver at once (each receiver has "
+                                    "its own threads and circuit)")
     log_level: str = "INFO"
     restart_pause_seconds: float = Field(1.0, gt=0, description="`hub serve`: the first pause before a part that "
                                          "died is started again (doubling with each death, up to a minute)")
@@ -166,6 +175,11 @@ class Settings(BaseSettings):
         if self._routing is None or self._routing[0] != self.routes:
             self._routing = (self.routes, RoutingTable.load(self.routes))
         return self._routing[1]
+
+    @property
+    def circuit(self) -> Circuit:
+        """When each downstream's circuit opens and for how long (hub.core.guard)."""
+        return Circuit(self.circuit_failures, self.circuit_reset_seconds)
 
     @property
     def standards_store(self) -> Path:

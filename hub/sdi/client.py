@@ -29,6 +29,7 @@ from lxml import etree
 from zeep.xsd import AnyObject
 
 from hub.core import xml
+from hub.core.guard import Circuit, Guard, Rejected
 from hub.sdi import contract
 from hub.sdi.case import Ext
 from hub.sdi.oioidws import ANONYMOUS, WSA
@@ -66,7 +67,7 @@ class Retur:
 
 class SdiClient:
     def __init__(self, store: Path, url: str, *, security: Security | None = None, liberty: bool = True,
-                 timeout: float = 10.0, http: httpx.Client | None = None,
+                 timeout: float = 10.0, http: httpx.Client | None = None, circuit: Circuit = Circuit(),
                  transaction: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
         self.zeep = contract.client(store)
         self.url = url
@@ -74,6 +75,8 @@ class SdiClient:
         self.liberty = liberty
         self.http = http or httpx.Client(timeout=timeout)
         self.transaction = transaction
+        # Calls out at once bounded, a circuit opened after failures in a row (hub.core.guard).
+        self.guard = Guard("case index", concurrency=4, circuit=circuit, harmless=(SdiRefused,))
         self._actions = {name: op.soapaction for name, op in contract.operations(self.zeep).items()}
 
     def close(self) -> None:
@@ -103,9 +106,15 @@ class SdiClient:
         envelope = self.envelope(operation, body, transaction)
         if self.security is not None:
             envelope = self.security.secure(envelope)
+        content = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
         try:
-            answer = self.http.post(self.url, content=etree.tostring(envelope, xml_declaration=True,
-                                                                     encoding="UTF-8"),
+            return self.guard.call(self._exchange, operation, content)
+        except Rejected as exc:
+            raise SdiUnavailable(f"The case index is not asked now: {exc}") from None
+
+    def _exchange(self, operation: str, content: bytes) -> list[Retur]:
+        try:
+            answer = self.http.post(self.url, content=content,
                                     headers={"Content-Type": "text/xml; charset=utf-8",
                                              "SOAPAction": f'"{self._actions[operation]}"'})
         except httpx.HTTPError as exc:

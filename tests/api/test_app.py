@@ -84,11 +84,37 @@ def test_raw_bytes_are_kept_exactly(hub: Any) -> None:
     assert "OperationOutcome" in str(verdict)
 
 
-def test_oversize_body_is_refused(hub: Any) -> None:
+def _kept(hub: Any, where: str) -> list[Any]:
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{hub.server.config.app.state.services.settings.data_dir / 'hub.sqlite'}"
+    with create_engine(url).connect() as c:
+        return list(c.execute(text(f"SELECT raw, cut, channel, operation, http_status FROM messages WHERE {where}")))
+
+
+@pytest.mark.parametrize("path, channel", [
+    ("/fhir/Appointment", "fhir-rest"), ("/fhir/$process-message", "fhir-messaging"),
+    ("/medcom/oioxml", "oioxml"), ("/medcom/vans", "vans"), ("/fhir/Appointment/$validate", "fhir-rest")])
+def test_an_oversize_body_is_refused_and_its_first_bytes_kept_marked_cut(hub: Any, path: str, channel: str) -> None:
     big = b'{"resourceType": "Appointment", "comment": "' + b"x" * 1_100_000 + b'"}'
-    r = hub.client.post("/fhir/Appointment", content=big, headers={"Content-Type": "application/fhir+json"})
+    r = hub.client.post(path, content=big, headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 413 and r.json()["issue"][0]["code"] == "too-costly"
-    assert db_count(hub, "messages", "status='rejected'") == 1
+    ((raw, cut, kept_channel, operation, status),) = _kept(hub, "http_status=413")
+    assert bytes(raw) == big[:1_000_000] and cut and kept_channel == channel
+    assert operation == f"POST {path}" and status == 413
+    assert db_count(hub, "appointments") == 0
+
+
+def test_a_body_whose_declared_length_is_over_the_limit_is_kept_up_to_it(hub: Any) -> None:
+    def chunks() -> Any:  # sent as it is read, so the hub sees the declared length first
+        yield b"<Emessage>"
+        yield b"y" * 1_200_000
+
+    r = hub.client.post("/medcom/oioxml", content=chunks(),
+                        headers={"Content-Type": "application/xml", "Content-Length": str(1_200_010)})
+    assert r.status_code == 413
+    ((raw, cut, *_),) = _kept(hub, "http_status=413")
+    assert cut and len(raw) == 1_000_000 and bytes(raw).startswith(b"<Emessage>yyy")
 
 
 def test_rule_violations_name_their_rules(hub: Any) -> None:
@@ -234,6 +260,8 @@ def test_an_unexpected_error_is_an_outcome_with_its_log_id_and_closes_the_connec
     correlation = r.headers["X-Correlation-Id"]
     assert r.json()["resourceType"] == "OperationOutcome" and correlation in r.json()["issue"][0]["diagnostics"]
     assert any(correlation in record.getMessage() for record in caplog.records)  # the log line, found by it
+    ((raw, cut, channel, _, status),) = _kept(hub, "http_status=500")  # the body, kept with the answer's id
+    assert bytes(raw) == r.request.content and not cut and status == 500 and channel == "fhir-rest"
     assert hub.client.get("/healthz").status_code == 200  # the client's next request goes on a new connection
 
 

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import (
-    BodyTooLarge,
     base_url,
     fhir_response,
+    on_vdx_threads,
     outcome_response,
     read_body,
     services,
@@ -29,17 +29,6 @@ from hub.store import appointments as appointment_store
 from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
-
-
-async def _receive(request: Request, svc: Services, operation: str) -> bytes:
-    """Read the body; an oversize body is stored (its first bytes) and refused."""
-    try:
-        body = await read_body(request, svc.settings.max_body_bytes)
-    except BodyTooLarge as exc:
-        await run_in_threadpool(svc.appointments.refused, operation, request.headers.get("content-type"), exc.head,
-                                exc.outcome, 413)
-        raise
-    return body
 
 
 def _answer(request: Request, svc: Services, result: BookingResult, created_status: int) -> Response:
@@ -60,9 +49,9 @@ def _answer(request: Request, svc: Services, result: BookingResult, created_stat
 @router.post("", status_code=201, summary="Book a video appointment")
 async def create(request: Request, svc: Services = Depends(services)) -> Response:
     operation = "POST /fhir/Appointment"
-    body = await _receive(request, svc, operation)
-    result = await run_in_threadpool(svc.appointments.create, body, request.headers.get("content-type"), operation,
-                                     request.headers.get("if-none-exist"))
+    body = await read_body(request, svc.settings.max_body_bytes)
+    result = await on_vdx_threads(request, svc.appointments.create, body, request.headers.get("content-type"),
+                                  operation, request.headers.get("if-none-exist"))
     return _answer(request, svc, result, 201)
 
 
@@ -75,21 +64,21 @@ async def read(appointment_id: str, request: Request, svc: Services = Depends(se
 @router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
 async def update(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     operation = f"PUT /fhir/Appointment/{appointment_id}"
-    body = await _receive(request, svc, operation)
-    result = await run_in_threadpool(svc.appointments.update, appointment_id, body,
-                                     request.headers.get("content-type"), operation, request.headers.get("if-match"))
+    body = await read_body(request, svc.settings.max_body_bytes)
+    result = await on_vdx_threads(request, svc.appointments.update, appointment_id, body,
+                                  request.headers.get("content-type"), operation, request.headers.get("if-match"))
     return _answer(request, svc, result, 200)
 
 
 @router.patch("/{appointment_id}", summary="JSON Patch an appointment (e.g. status → cancelled)")
 async def patch(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     operation = f"PATCH /fhir/Appointment/{appointment_id}"
-    body = await _receive(request, svc, operation)
+    body = await read_body(request, svc.settings.max_body_bytes)
     content_type = request.headers.get("content-type")
     if (content_type or "").split(";")[0].strip() != "application/json-patch+json":
         raise InvalidInput(single("not-supported", "PATCH takes application/json-patch+json"), status=415)
-    result = await run_in_threadpool(svc.appointments.patch, appointment_id, body, content_type, operation,
-                                     request.headers.get("if-match"))
+    result = await on_vdx_threads(request, svc.appointments.patch, appointment_id, body, content_type, operation,
+                                  request.headers.get("if-match"))
     return _answer(request, svc, result, 200)
 
 

@@ -8,9 +8,8 @@ at all (there is no envelope to refer to). The same envelope again gets the same
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import read_body, services
+from hub.api.deps import on_vdx_threads, read_body, services
 from hub.flows.letter import RECEIPT_MEDIA_TYPE
 from hub.wiring import Services
 
@@ -20,7 +19,7 @@ router = APIRouter(prefix="/medcom", tags=["oioxml"])
 @router.post("/oioxml", summary="Receive an OIOXML Emessage; answer with MedCom's receipts")
 async def receive_oioxml(request: Request, svc: Services = Depends(services)) -> Response:
     body = await read_body(request, svc.settings.max_body_bytes)
-    done = await run_in_threadpool(svc.letters.receive, body, request.headers.get("content-type"))
+    done = await on_vdx_threads(request, svc.letters.receive, body, request.headers.get("content-type"))
     headers = {"X-Duplicate-Message": "true"} if done.duplicate else None
     if done.receipt is None:
         return Response(status_code=204, headers=headers)
