@@ -359,6 +359,7 @@ def serve(
     from hub.api.health import MLLP_VAR
     from hub.api.server_thread import free_port
     from hub.core.logging import configure
+    from hub.core.metrics import use_folder
     from hub.store.writer import WriterProcess
     from hub.supervisor import Part, Supervisor
     from hub.wiring import preflight
@@ -376,6 +377,7 @@ def serve(
         raise typer.Exit(1)
     engine = _database(settings)  # migrated once, before any worker starts
     engine.dispose()
+    use_folder(settings.data_dir / "metrics")  # every part's metrics, added up by `/metrics` (hub.core.metrics)
     # SIGTERM (how systemd, Docker and Kubernetes stop a service) as SIGINT: uvicorn shuts the API down gracefully
     # on either and then raises the signal again under the handler it found; this one makes that an exception, so
     # the children below are stopped and the command ends 0, not killed with them left running.

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hub.core.metrics import RESTARTS, mark_process_dead
+
 log = logging.getLogger("hub.supervisor")
 MAX_PAUSE = 60.0  # seconds between restarts at most
 STEADY = 60.0  # a part that ran this long has its pause reset
@@ -73,6 +75,7 @@ class Supervisor:
             if now >= part.due and not self._stopping.is_set():
                 part.proc, part.started_at, part.due = part.start(), now, None
                 part.restarts += 1
+                RESTARTS.labels(part.name).inc()
                 log.warning("%s started again (restart %d)", part.name, part.restarts)
             return
         if part.proc is None or part.proc.poll() is None:
@@ -80,6 +83,7 @@ class Supervisor:
         if now - part.started_at > STEADY:
             part.pause = self.first_pause  # it had been running well: a fresh start
         part.due = now + part.pause
+        mark_process_dead(part.proc.pid)
         log.error("%s exited (status %s); starting it again in %.1f s", part.name, part.proc.returncode, part.pause)
         part.pause = min(part.pause * 2, MAX_PAUSE)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.api.server_thread import free_port, wait_until_healthy
 from hub.hl7v2.mllp import send
@@ -210,6 +211,12 @@ def test_a_part_that_dies_is_started_again_and_readiness_shows_the_gap(data_root
         assert again != first
         ack = _mllp_send(mllp_port, adt(control_id="AGAIN").encode("iso-8859-1"))
         assert b"MSA|AA|AGAIN" in ack
+        # the restart and the listener's messages, counted in other processes, added up by the API's /metrics
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text) for s in family.samples}
+        assert samples[("hub_part_restarts_total", (("part", "the MLLP listener"),))] == 1
+        assert samples[("hub_messages_total", (("channel", "hl7v2"), ("direction", "in"),
+                                               ("outcome", "accepted")))] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)

@@ -1,5 +1,6 @@
 """The access log: one line per request, as operators expect of a service (method, path, status, duration,
-correlation id), CPR numbers masked wherever they are in the path or query.
+correlation id), CPR numbers masked wherever they are in the path or query; and its duration in the metrics, by
+the route's template (`hub_http_request_duration_seconds`).
 
 A pure ASGI middleware (no body is read or copied): the line is written when the response has been sent. Its
 correlation id is the request's `X-Correlation-Id` when it sent one (so a caller's id follows the request), else
@@ -17,6 +18,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.core.cpr import mask_text
+from hub.core.metrics import REQUESTS
 
 log = logging.getLogger("hub.access")
 HEADER = b"x-correlation-id"
@@ -52,8 +54,11 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")  # the route's template, not the path: one series per endpoint
+            REQUESTS.labels(scope.get("method", ""), getattr(route, "path", "unmatched"), str(status)).observe(elapsed)
             if log.isEnabledFor(logging.INFO):  # the masking is done only for a line that is written
                 query = unquote(scope.get("query_string", b"").decode("latin-1"))  # `%7C0101011234`: a CPR too
                 target = mask_text(scope.get("path", "") + (f"?{query}" if query else ""))
                 log.info("%s %s %d %.1f ms %s", scope.get("method", ""), target, status,
-                         (time.perf_counter() - started) * 1000, correlation)
+                         elapsed * 1000, correlation)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api import balance, kept
+from hub.api import balance, kept, metrics
 from hub.api.access import AccessLog, correlation_id
 from hub.api.balance import ConnectionBalancer
 from hub.api.bulkhead import Bulkhead
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oioxml.router)
     app.include_router(vans.router)
     app.include_router(encounter.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from hub.core.metrics import CALLS
+
 T = TypeVar("T")
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -54,20 +56,29 @@ class Guard:
         self._trial = False  # a half-open trial call is out
 
     def call(self, fn: Callable[..., T], *args: object) -> T:
-        trial = self._admit()
+        """`fn(*args)` within the bulkhead and circuit; each call's time and outcome go to the metrics."""
+        try:
+            trial = self._admit()
+        except Rejected:
+            CALLS.labels(self.name, "rejected").observe(0)
+            raise
         if not self._slots.acquire(timeout=self.queue_seconds):
             if trial:
                 with self._lock:
                     self._trial = False
+            CALLS.labels(self.name, "rejected").observe(0)
             raise Rejected(f"{self.name}: all {self.concurrency} connections busy")
         with self._lock:
             self._busy += 1
+        started, outcome = time.perf_counter(), "ok"
         try:
             result = fn(*args)
         except self.harmless:
+            outcome = "answered"
             self._succeeded()
             raise
         except BaseException:
+            outcome = "failed"
             self._failed(trial)
             raise
         else:
@@ -77,6 +88,7 @@ class Guard:
             with self._lock:
                 self._busy -= 1
             self._slots.release()
+            CALLS.labels(self.name, outcome).observe(time.perf_counter() - started)
 
     def _admit(self) -> bool:
         """Refuse while the circuit is open; let one trial call through when its pause is over (True then)."""

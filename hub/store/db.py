@@ -17,6 +17,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
+
+from hub.core.metrics import MESSAGES
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # JSON columns (resources, verdicts) through orjson: several times faster than the standard library.
@@ -24,6 +27,21 @@ _JSON: dict[str, Any] = {"json_serializer": lambda obj: orjson.dumps(obj).decode
 
 
 def make_engine(url: str) -> Engine:
+    engine = _engine(url)
+    event.listen(engine, "after_execute", _count_messages)
+    return engine
+
+
+def _count_messages(_conn: Any, clause: Any, multiparams: Any, params: Any, *_rest: Any) -> None:
+    """Each message the store writes, counted by channel, direction and outcome (`hub_messages_total`)."""
+    if not (isinstance(clause, Insert) and clause.table.name == "messages"):
+        return
+    for row in multiparams or [params]:
+        if isinstance(row, dict):
+            MESSAGES.labels(row.get("channel", ""), row.get("direction", ""), row.get("status", "")).inc()
+
+
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
