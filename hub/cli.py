@@ -406,7 +406,7 @@ def serve(
                            subprocess.Popen(listener))  # it answers the messages in hand before it stops
             os.environ[MLLP_VAR] = f"{host}:{mllp_port}"  # for the workers' readiness (`hub.api.health`)
         supervisor.start()
-        serving.serve(host, port, workers, settings.log_level)
+        serving.serve(host, port, workers, settings.log_level, settings.restart_pause_seconds)
     except KeyboardInterrupt:
         pass  # stopped: SIGINT, or SIGTERM by `_interrupted`
     except serving.NotStarted as exc:

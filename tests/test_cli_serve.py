@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,6 +176,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether `pid` holds a socket listening on `port` (Linux's /proc: an API worker, not the store writer)."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    listening.add(f"socket:[{fields[9]}]")
+    try:
+        return any(os.readlink(fd) in listening for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
 def _until(condition: Any, seconds: float, what: str) -> Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -222,3 +238,31 @@ def test_a_part_that_dies_is_started_again_and_readiness_shows_the_gap(data_root
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "the MLLP listener exited (status -9); starting it again in 15.0 s" in stderr.decode()
+
+
+def test_an_api_worker_that_dies_is_started_again(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "standards").symlink_to(data_root / "standards")
+    port = free_port()
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING", "HUB_SDI_ENABLED": "false"}
+    env.pop("HUB_VDX_URL", None)
+    env.pop("HUB_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--workers", "2",
+                             "--mllp-port", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", proc)
+
+        def workers() -> list[int]:
+            return [p for p in _descendants(proc.pid) if _running(p) and _listens(p, port)]
+
+        first = _until(lambda: (found := workers()) and len(found) == 2 and found, 60, "two API workers")
+        os.kill(first[0], signal.SIGKILL)
+        again = _until(lambda: (found := workers()) and len(found) == 2 and first[0] not in found and found, 60,
+                       "a new API worker")
+        assert first[1] in again  # the other went on serving
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "exited (status -9); starting it again" in stderr.decode()

@@ -2,20 +2,29 @@
 
 With more than one worker each process binds its own listening socket with SO_REUSEPORT, so the kernel spreads
 incoming connections over the workers. (Workers sharing one inherited socket let whichever process wakes first
-accept every keep-alive connection, which leaves the others idle.)
+accept every keep-alive connection, which leaves the others idle.) A worker that dies is started again in its
+slot; the others go on serving meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
+from hub.core.metrics import RESTARTS, mark_process_dead
+
+log = logging.getLogger("hub.serve")
 APP = "hub.api.app:create_app"
 STARTUP_FAILED = 3  # a worker's exit status when the app did not start (uvicorn's own)
 
@@ -50,7 +59,7 @@ def _worker(host: str, port: int, log_level: str, counts: Any, index: int) -> No
         sys.exit(STARTUP_FAILED)
 
 
-def serve(host: str, port: int, workers: int, log_level: str) -> None:
+def serve(host: str, port: int, workers: int, log_level: str, restart_pause: float = 1.0) -> None:
     """Serve until interrupted; `NotStarted` when the app did not start."""
     if workers <= 1:
         config = _config()
@@ -62,12 +71,14 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         return
     ctx = multiprocessing.get_context("spawn")
     counts = ctx.Array("i", workers, lock=False)  # open connections per worker (hub.api.balance)
-    procs = [ctx.Process(target=_worker, args=(host, port, log_level, counts, i), name=f"hub-worker-{i}")
-             for i in range(workers)]
-    for p in procs:
-        p.start()
 
-    stopping = []
+    def start(i: int) -> BaseProcess:
+        p = ctx.Process(target=_worker, args=(host, port, log_level, counts, i), name=f"hub-worker-{i}")
+        p.start()
+        return p
+
+    procs = [start(i) for i in range(workers)]
+    stopping: list[bool] = []
 
     def stop(_sig: int, _frame: FrameType | None) -> None:
         stopping.append(True)
@@ -77,9 +88,36 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    _keep_running(procs, start, stopping, restart_pause)
     for p in procs:
         p.join()
-        if p.exitcode == STARTUP_FAILED and not stopping:
-            stop(signal.SIGTERM, None)  # the others would serve without it
     if any(p.exitcode == STARTUP_FAILED for p in procs):
         raise NotStarted("the API did not start")
+
+
+def _keep_running(procs: list[BaseProcess], start: Callable[[int], BaseProcess], stopping: list[bool],
+                  first_pause: float) -> None:
+    """Until stopped: a worker that dies is started again (its slot, after a pause doubling while it keeps dying,
+    as `hub.supervisor` does for the other parts); one whose start-up failed stops them all."""
+    pauses = [first_pause] * len(procs)
+    while not stopping:
+        wait([p.sentinel for p in procs], timeout=1.0)
+        for i, p in enumerate(procs):
+            if stopping or p.is_alive():
+                continue
+            if p.exitcode == STARTUP_FAILED:
+                stopping.append(True)
+                for other in procs:
+                    if other.is_alive():
+                        other.terminate()
+                return
+            log.error("API worker %d exited (status %s); starting it again in %.1f s", i, p.exitcode, pauses[i])
+            mark_process_dead(p.pid or 0)
+            deadline = time.monotonic() + pauses[i]
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if stopping:
+                return
+            procs[i] = start(i)
+            pauses[i] = min(pauses[i] * 2, 60.0)
+            RESTARTS.labels(f"API worker {i}").inc()
