@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hub.core import jsonsetting
 from hub.core.guard import Circuit
 from hub.core.routing import RoutingTable
 
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
                                         "the rest of its message (XDIS91 ⇄ XBIN01) before it is refused")
     worker_threads: int = Field(8, description="Threads running request work (database, VDX calls)")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted")
-    routes: Path | None = Field(None, description="Routing table of MedCom receivers (JSON; hub/core/routing.py)")
+    routes: str | Path | None = Field(None, description="Routing table of MedCom receivers (hub/core/routing.py): "
+                                      "a JSON file's path, or the JSON itself")
     outbox_interval_seconds: float = Field(1.0, description="How often the outbox worker looks for deliveries")
     outbox_max_attempts: int = Field(10, description="Attempts before a delivery goes to dead-letter")
     outbox_first_delay_seconds: float = Field(2.0, description="The wait before a failed delivery's second try; "
@@ -109,22 +111,34 @@ class Settings(BaseSettings):
     sdi_organisation: str | None = Field(None, description="Its UUID in FK Organisation (else named by CVR)")
     sdi_unit: str = Field("00000000-0000-4000-8000-000000000001", description="The responsible unit's UUID")
     sdi_unit_name: str = Field("Sundhed og Omsorg", description="The responsible unit's name")
-    sdi_units: dict[str, tuple[str, str]] = Field(default_factory=dict, description="A FHIR Organization "
-                                                  "reference → [unit UUID, name] (JSON)")
+    sdi_units: Annotated[dict[str, tuple[str, str]], NoDecode] = Field(
+        default_factory=dict, description="A FHIR Organization reference → [unit UUID, name] (JSON, inline or a "
+        "file's path)")
     sdi_itsystem: str = Field("00000000-0000-4000-8000-00000000f001", description="The hub's it-system UUID in "
                               "Fælleskommunalt Administrationsmodul (Master and Afsender)")
     sdi_system_name: str = Field("Interop Adapter Hub", description="Its name (SystemNavn)")
-    sdi_classes: Path | None = Field(None, description="The municipality's FK Klassifikation UUIDs (JSON: "
-                                     "roles, types, kle, handlingsfacet, visningsklasse); required with HUB_SDI_URL")
+    sdi_classes: str | Path | None = Field(None, description="The municipality's FK Klassifikation UUIDs (JSON, inline "
+                                    "or a file's path: roles, types, kle, handlingsfacet, visningsklasse); required "
+                                    "with HUB_SDI_URL")
     sdi_legal_basis: str | None = Field(None, description="The service (a urn:hub:legal-basis code) of a meeting "
                                         "that does not name one")
     sdi_minimum_age: int = Field(18, description="From which age a citizen sees their cases in Borgerblikket")
-    sdi_age_overrides: dict[str, int] = Field(default_factory=dict, description="KLE prefix → age (JSON)")
+    sdi_age_overrides: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict, description="KLE prefix → age (JSON, inline or a file's path)")
     sdi_show_history_before_age: bool = Field(False, description="Whether cases from before that age are shown")
-    sdi_openings: dict[str, dict[str, date]] = Field(default_factory=dict, description="CVR → KLE prefix → the "
-                                                     "date from which Borgerblikket shows its cases (JSON)")
+    sdi_openings: Annotated[dict[str, dict[str, date]], NoDecode] = Field(
+        default_factory=dict, description="CVR → KLE prefix → the date from which Borgerblikket shows its cases "
+        "(JSON, inline or a file's path)")
 
-    _routing: tuple[Path | None, RoutingTable] | None = PrivateAttr(None)
+    _routing: tuple[str | Path | None, RoutingTable] | None = PrivateAttr(None)
+
+    @field_validator("sdi_units", "sdi_age_overrides", "sdi_openings", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        """Inline JSON or a file's path (hub.core.jsonsetting); empty is none."""
+        if isinstance(value, str):
+            return jsonsetting.read(value) if value.strip() else {}
+        return value
 
     @field_validator("hl7v2_receiver", mode="before")
     @classmethod

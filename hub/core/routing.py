@@ -16,10 +16,11 @@ phone); `organisations` lists those the hub converts for but never delivers to.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hub.core import jsonsetting
 
 # The outbox topic of a routed message: its stored raw bytes POSTed to the route's endpoint (hub.delivery.http).
 DELIVER_TOPIC = "message.deliver"
@@ -68,15 +69,16 @@ class RoutingTable:
     organisations: tuple[Organisation, ...] = ()
 
     @classmethod
-    def load(cls, path: Path | None) -> RoutingTable:
-        """The table in `path` (none: an empty table, so every receiver is unknown)."""
-        if path is None:
+    def load(cls, source: str | Path | None) -> RoutingTable:
+        """The table in `source`, a file's path or the JSON itself (none: an empty table, so every receiver is
+        unknown)."""
+        if source is None:
             return cls()
+        where = "inline" if jsonsetting.is_inline(source) else str(source)
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls.from_json(data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RoutingError(f"routing table {path}: {exc}") from exc
+            return cls.from_json(jsonsetting.read(source))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RoutingError(f"routing table ({where}): {exc}") from exc
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoutingTable:

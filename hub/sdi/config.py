@@ -15,13 +15,11 @@ from the names (`placeholder`), and says so in the log.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from pathlib import Path
 from typing import Any
 
-from hub.core import mappings
+from hub.core import jsonsetting, mappings
 from hub.core.config import Settings
 from hub.sdi.borgerblikket import VISNING_UNDTAGET, AgePolicy, Openings
 from hub.sdi.case import IndexConfig, Klasse
@@ -49,7 +47,7 @@ def index_config(settings: Settings) -> IndexConfig:
     """The configuration, checked: with a real index every class must be configured."""
     classes: dict[str, Any] = {}
     if settings.sdi_classes is not None:
-        classes = json.loads(Path(settings.sdi_classes).read_text(encoding="utf-8"))
+        classes = jsonsetting.read(settings.sdi_classes)
     elif settings.sdi_url and not settings.sdi_local:
         raise ValueError("HUB_SDI_CLASSES is required with HUB_SDI_URL: the municipality's FK Klassifikation UUIDs")
     else:

@@ -74,3 +74,35 @@ def test_the_cli_says_which_setting_is_wrong_and_exits_2(monkeypatch: pytest.Mon
     result = CliRunner().invoke(app, ["outbox", "list"])
     assert result.exit_code == 2
     assert "routing table" in result.output and "missing.json" in result.output and "Traceback" not in result.output
+
+
+def test_json_settings_take_inline_json_or_a_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    routes = {"receivers": [{"name": "OUH", "sor": "123", "endpoint": "http://127.0.0.1:9/"}]}
+    monkeypatch.setenv("HUB_ROUTES", json.dumps(routes))
+    monkeypatch.setenv("HUB_SDI_AGE_OVERRIDES", '{"27.24": 15}')
+    units = tmp_path / "units.json"
+    units.write_text(json.dumps({"Organization/1": ["00000000-0000-4000-8000-000000000009", "Hjemmeplejen"]}))
+    monkeypatch.setenv("HUB_SDI_UNITS", str(units))
+    monkeypatch.setenv("HUB_SDI_OPENINGS", '{"29189846": {"27": "2025-01-01"}}')
+    settings = Settings(_env_file=None)
+    assert settings.routing.find(("sor:123",)) is not None
+    assert settings.sdi_age_overrides == {"27.24": 15}
+    assert settings.sdi_units == {"Organization/1": ("00000000-0000-4000-8000-000000000009", "Hjemmeplejen")}
+    assert str(settings.sdi_openings["29189846"]["27"]) == "2025-01-01"
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("HUB_ROUTES", '{"receivers": [', "inline JSON that does not parse"),
+    ("HUB_SDI_UNITS", "/nowhere/units.json", "neither inline JSON nor a readable file"),
+])
+def test_a_json_setting_that_cannot_be_read_is_one_line_and_exit_2(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, said: str) -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["outbox", "list"])
+    assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output
+    assert result.output.startswith(f"error: {name}" if name != "HUB_ROUTES" else "error:")
