@@ -53,7 +53,7 @@ from hub.sdi.config import index_config
 from hub.sdi.kle import KleList
 from hub.sdi.security import security
 from hub.store.commit import Committer, GroupCommit
-from hub.store.db import WriterLock, make_engine, migrate, session_factory
+from hub.store.db import WriterLock, make_engine, migrate, only_one, session_factory
 from hub.store.writer import WriterClient
 from hub.video.client import VdxClient
 
@@ -239,7 +239,8 @@ def start_background(settings: Settings, services: Services) -> Background:
         flow.settle_pending(timedelta(seconds=settings.pending_settle_after_seconds))
         conversions.housekeeping(timedelta(hours=settings.pending_letter_hours))
 
-    keeper = HousekeepingFlow(housekeeping, settings.housekeeping_interval_seconds)
+    keeper = HousekeepingFlow(housekeeping, settings.housekeeping_interval_seconds,
+                              lambda: only_one(flow.engine, "housekeeping"))
     keeper.start()
     delivery = HttpDelivery(flow.engine, wrapper=VansWrapper(services.vans.codes))
     index = sdi_delivery(settings, flow.engine)

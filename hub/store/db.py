@@ -9,13 +9,16 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -95,6 +98,39 @@ class WriterLock:
         assert self._fd is not None
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
+
+
+@contextmanager
+def only_one(engine: Engine, name: str) -> Iterator[bool]:
+    """Whether this process holds `name` for the block, across every process on the database (False: another
+    does): a PostgreSQL session advisory lock, or for SQLite a non-blocking `flock` on a file beside it. Work
+    that several hub instances would otherwise all do (housekeeping) runs once at a time."""
+    if engine.dialect.name == "postgresql":
+        key = zlib.crc32(name.encode())
+        with engine.connect() as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield True
+        return
+    fd = os.open(Path(database).with_suffix(f".{name}-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def alembic_config(engine: Engine) -> Config:
