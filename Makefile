@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sync run test lint bench bench-validate bench-oioxml bench-hl7v2 clean
+.PHONY: install sync run test lint bench bench-validate bench-oioxml bench-hl7v2 bench-faults clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 sync: install
@@ -40,6 +40,10 @@ bench-oioxml: sync
 
 bench-hl7v2: sync
 	$(BIN)/python bench/hl7v2.py
+
+bench-faults: sync
+	sh scripts/ensure-postgresql.sh
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) var

@@ -78,7 +78,7 @@ class Message(Base):
     http_status: Mapped[int | None]
     appointment_id: Mapped[str | None] = mapped_column(String(64), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(300), index=True)
-    cut: Mapped[bool] = mapped_column(default=False, server_default=false())  # only its first bytes kept (413)
+    cut: Mapped[bool] = mapped_column(server_default=false())  # only its first bytes kept (413)
 
 
 class Appointment(Base):
