@@ -361,7 +361,7 @@ def serve(
     from hub.core.logging import configure
     from hub.core.metrics import use_folder
     from hub.store.writer import WriterProcess
-    from hub.supervisor import Part, Supervisor
+    from hub.supervisor import Part, Spawned, Supervisor
     from hub.wiring import preflight
 
     settings = _settings()
@@ -398,7 +398,8 @@ def serve(
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             # SQLite admits one writer: the hot path's writes go through one process of their own.
             writer = WriterProcess(settings.effective_database_url, settings.log_level)
-            writer.start()
+            spawn = writer.spawn
+            supervisor.add(Part("the store writer", lambda: Spawned(spawn())), Spawned(spawn()))
             os.environ.update(writer.environment)
         if mllp_port:
             listener = [sys.executable, "-m", "hub", "mllp", "--host", host, "--port", str(mllp_port)]

@@ -1,8 +1,8 @@
 """The parts `hub serve` runs in processes of their own (the MLLP listener, the built-in VDX service, the local
-case index), kept running: one that dies is started again, after a pause that doubles with each death in quick
-succession (from `first_pause` up to a minute), and said in the log; while it is down `/readyz` says so
-(`hub.api.health`). The API workers are uvicorn's; the store writer is a multiprocessing child of its own
-(`hub.store.writer`).
+case index, the store writer), kept running: one that dies is started again, after a pause that doubles with each
+death in quick succession (from `first_pause` up to a minute), and said in the log; while it is down `/readyz`
+says so (`hub.api.health`). The API workers are kept by `hub.api.serving` the same way. A part is a
+`subprocess.Popen`, or a multiprocessing child seen through `Spawned` (the store writer).
 
 Why hand-written: uvicorn's and gunicorn's supervisors manage workers of one ASGI app, not these other programs,
 and a process manager (systemd, supervisord) would be a second thing to install and configure for what `make run`
@@ -11,13 +11,17 @@ starts with one command; this is one thread and a loop over `subprocess.Popen`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
 
 from hub.core.metrics import RESTARTS, mark_process_dead
 
@@ -26,14 +30,63 @@ MAX_PAUSE = 60.0  # seconds between restarts at most
 STEADY = 60.0  # a part that ran this long has its pause reset
 
 
+class Child(Protocol):
+    """What the supervisor needs of a process: `subprocess.Popen`'s."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int | Any: ...
+
+    def kill(self) -> None: ...
+
+
+class Spawned:
+    """A multiprocessing child as a `Child`."""
+
+    def __init__(self, proc: BaseProcess) -> None:
+        self.proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid or 0
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.exitcode
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.proc.join(timeout)
+        if self.proc.exitcode is None:
+            raise subprocess.TimeoutExpired("store writer", timeout or 0)
+        return self.proc.exitcode
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
 @dataclass
 class Part:
     """A part in a process of its own: `start` makes the process (again)."""
 
     name: str
-    start: Callable[[], subprocess.Popen[bytes]]
+    start: Callable[[], Child]
     grace: float = 10.0  # seconds it may take to stop on SIGTERM before it is killed
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Child | None = None
     pause: float = 0.0
     started_at: float = 0.0
     restarts: int = 0
@@ -52,7 +105,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hub-supervisor", daemon=True)
 
-    def add(self, part: Part, proc: subprocess.Popen[bytes]) -> None:
+    def add(self, part: Part, proc: Child) -> None:
         """A part already started (its first start is the caller's, who waits for it to be ready)."""
         part.proc, part.started_at, part.pause = proc, time.monotonic(), self.first_pause
         self.parts.append(part)
@@ -97,7 +150,7 @@ class Supervisor:
             stop(part.proc, part.grace)
 
 
-def stop(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+def stop(proc: Child | None, grace: float) -> None:
     """A child stopped: SIGTERM, then after `grace` seconds SIGKILL."""
     if proc is None or proc.poll() is not None:
         return

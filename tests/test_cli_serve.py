@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,62 @@ def _serve(tmp_path: Path, port: int, mllp_port: int) -> subprocess.Popen[bytes]
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+class _Load:
+    """Bookings and HL7 v2 messages sent without pause from threads of their own, until `stop`."""
+
+    def __init__(self, url: str, mllp_port: int) -> None:
+        self.statuses: list[int | str] = []
+        self.answered = threading.Condition()
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._book, args=(url,)) for _ in range(3)]
+        self.threads.append(threading.Thread(target=self._mllp, args=(mllp_port,)))
+        for t in self.threads:
+            t.start()
+
+    def _note(self, status: int | str) -> None:
+        with self.answered:
+            self.statuses.append(status)
+            self.answered.notify_all()
+
+    def _book(self, url: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    self._note(client.post("/fhir/Appointment", json=video_appointment(), headers=FHIR).status_code)
+                except httpx.HTTPError:
+                    return  # the API has stopped taking connections
+
+    def _mllp(self, port: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                ack = send("127.0.0.1", port, adt(control_id=f"LOAD{n}").encode("iso-8859-1"))
+            except OSError:
+                return
+            self._note(segments_of(ack)["MSA"][1])
+
+    def wait_for_answers(self, count: int) -> None:
+        with self.answered:
+            assert self.answered.wait_for(lambda: len(self.statuses) >= count, 60), self.statuses
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def segments_of(ack: bytes) -> dict[str, list[str]]:
+    return {line[:3]: line.split("|") for line in ack.decode("iso-8859-1").split("\r") if line}
+
+
 def test_sigterm_stops_every_part_frees_the_ports_and_a_restart_serves_again(data_root: Path, tmp_path: Path) -> None:
     """As systemd, Docker and Kubernetes stop a service: SIGTERM, one worker (the default)."""
     (tmp_path / "standards").symlink_to(data_root / "standards")
     port, mllp_port = free_port(), free_port()
     for round_ in ("first", "restart"):
         proc = _serve(tmp_path, port, mllp_port)
+        load = None
         try:
             wait_until_healthy(f"http://127.0.0.1:{port}/healthz", proc)
             ack = _mllp_send(mllp_port, adt(control_id=f"TERM-{round_}").encode("iso-8859-1"))
@@ -119,10 +170,16 @@ def test_sigterm_stops_every_part_frees_the_ports_and_a_restart_serves_again(dat
             assert set(ready.json()["checks"]) >= {"database", "store writer", "mllp listener", "vdx", "case index"}
             parts = _descendants(proc.pid)
             assert len(parts) >= 3  # the VDX service, the store writer, the MLLP listener, …
+            load = _Load(f"http://127.0.0.1:{port}", mllp_port)  # bookings and HL7 v2 going on when it stops
+            load.wait_for_answers(5)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=60)
+            if load is not None:
+                load.stop()
         assert proc.returncode == 0, stderr.decode()[-2000:]
+        # what was answered was answered in full (never a 5xx), the rest refused at the door
+        assert load is not None and load.statuses and set(load.statuses) <= {201, 202, "AA"}, load.statuses
         deadline = time.monotonic() + 30
         while any(_running(p) for p in parts) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -266,3 +323,38 @@ def test_an_api_worker_that_dies_is_started_again(data_root: Path, tmp_path: Pat
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "exited (status -9); starting it again" in stderr.decode()
+
+
+def test_the_store_writer_that_dies_is_started_again(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "standards").symlink_to(data_root / "standards")
+    port = free_port()
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING",
+           "HUB_RESTART_PAUSE_SECONDS": "15", "HUB_SDI_ENABLED": "false"}  # a gap long enough to be seen
+    env.pop("HUB_VDX_URL", None)
+    env.pop("HUB_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", proc)
+
+        def writer() -> int | None:  # the one multiprocessing child of a one-worker hub
+            return next((p for p in _descendants(proc.pid) if "spawn_main" in _cmdline(p) and _running(p)), None)
+
+        first = _until(writer, 30, "the store writer")
+        os.kill(first, signal.SIGKILL)
+        gap = _until(lambda: (r := httpx.get(f"{url}/readyz", timeout=10)).status_code == 503 and r.json(), 12,
+                     "the gap")
+        assert gap["checks"]["store writer"] != "ok"
+        # meanwhile a booking is committed by the worker itself (hub.store.writer.WriterClient)
+        assert httpx.post(f"{url}/fhir/Appointment", json=video_appointment(), headers=FHIR,
+                          timeout=30).status_code == 201
+        _until(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, 60, "ready again")
+        assert _until(writer, 30, "a new store writer") != first
+        assert httpx.post(f"{url}/fhir/Appointment", json=video_appointment(), headers=FHIR,
+                          timeout=30).status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "the store writer exited (status -9); starting it again in 15.0 s" in stderr.decode()

@@ -14,14 +14,14 @@ import os
 import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from multiprocessing.connection import Client
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.config import Settings
-from hub.store.writer import ADDRESS_VAR
+from hub.store.writer import ADDRESS_VAR, KEY_VAR
 
 TIMEOUT = 1.0  # seconds for each check
 MLLP_VAR = "HUB_MLLP_ADDRESS"  # host:port of the listener `hub serve` runs beside the API
@@ -56,9 +56,8 @@ def checks(settings: Settings, sessions: sessionmaker[Session],
         with sessions() as session:
             session.execute(text("SELECT 1"))
 
-    def store_writer() -> None:
-        if not Path(os.environ[ADDRESS_VAR]).exists():
-            raise FileNotFoundError("the store writer's socket is gone")
+    def store_writer() -> None:  # connected and authenticated, as a worker does (a killed writer leaves its socket)
+        Client(os.environ[ADDRESS_VAR], family="AF_UNIX", authkey=bytes.fromhex(os.environ[KEY_VAR])).close()
 
     found: dict[str, Callable[[], None]] = {"database": database}
     if os.environ.get(ADDRESS_VAR):

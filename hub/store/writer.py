@@ -17,6 +17,7 @@ written to from the workers directly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import multiprocessing
@@ -28,6 +29,7 @@ import signal
 import tempfile
 import threading
 from multiprocessing.connection import Client, Connection, Listener, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from hub.core.errors import UpstreamError
@@ -126,35 +128,46 @@ def _main(database_url: str, address: str, authkey: bytes, log_level: str, ready
 
 
 class WriterProcess:
-    """Start and stop the writer process (in `hub serve`, before the API workers and after them)."""
+    """Start and stop the writer process (in `hub serve`, before the API workers and after them). `spawn` starts
+    it again at the same address with the same key (the supervisor's restart): the workers' connections to the
+    old one fail, and they reconnect, committing locally meanwhile."""
 
     def __init__(self, database_url: str, log_level: str = "INFO") -> None:
         self.database_url, self.log_level = database_url, log_level
         self._dir = tempfile.mkdtemp(prefix="hub-writer-")  # mode 0700: only the hub's user reaches the socket
         self.address = os.path.join(self._dir, "socket")
         self.authkey = secrets.token_bytes(32)
-        ctx = multiprocessing.get_context("spawn")
-        self._ready = ctx.Event()
-        self._proc = ctx.Process(target=_main, name="hub-store-writer", daemon=True,
-                                 args=(database_url, self.address, self.authkey, log_level, self._ready))
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: BaseProcess | None = None
 
     @property
     def environment(self) -> dict[str, str]:
         """What a worker needs to find the writer (read by `Settings`)."""
         return {ADDRESS_VAR: self.address, KEY_VAR: self.authkey.hex()}
 
-    def start(self, timeout: float = 30.0) -> None:
+    def spawn(self, timeout: float = 30.0) -> BaseProcess:
+        """Start the process and wait until it listens; the process."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address)  # a socket a killed writer left
+        ready = self._ctx.Event()
+        self._proc = self._ctx.Process(target=_main, name="hub-store-writer", daemon=True,
+                                       args=(self.database_url, self.address, self.authkey, self.log_level, ready))
         self._proc.start()
-        if not self._ready.wait(timeout) or not self._proc.is_alive():
+        if not ready.wait(timeout) or not self._proc.is_alive():
             self.stop()
             raise RuntimeError("the store's writer process did not start")
+        return self._proc
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.spawn(timeout)
 
     def stop(self) -> None:
-        if self._proc.is_alive():
-            self._proc.terminate()
-        self._proc.join(15)
-        if self._proc.is_alive():
-            self._proc.kill()
+        if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.terminate()
+            self._proc.join(15)
+            if self._proc.is_alive():
+                self._proc.kill()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
