@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import ClauseElement, Connection, Engine, Executable, Insert, PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from hub.store.db import WriterLock
+from hub.store.db import WriterLock, count_messages
 
 Rows = list[dict[str, Any]]
 Steps = Sequence[tuple[Executable, Rows]]
@@ -144,6 +144,8 @@ class BatchWriter:
             except BaseException:
                 self._raw.rollback()
                 raise
+        for statement, rows, _ in work:  # written past SQLAlchemy's events: counted here
+            count_messages(statement, rows)
 
     def alone(self, write: Write) -> None:
         """`write` in a transaction of its own, through SQLAlchemy (its `alone` if it has one)."""

@@ -36,10 +36,15 @@ def make_engine(url: str) -> Engine:
 
 
 def _count_messages(_conn: Any, clause: Any, multiparams: Any, params: Any, *_rest: Any) -> None:
-    """Each message the store writes, counted by channel, direction and outcome (`hub_messages_total`)."""
-    if not (isinstance(clause, Insert) and clause.table.name == "messages"):
+    count_messages(clause, multiparams or [params])
+
+
+def count_messages(statement: Any, rows: Any) -> None:
+    """Each message the store writes, counted by channel, direction and outcome (`hub_messages_total`): from
+    SQLAlchemy's execute events, and from the group commit, which writes past them (`hub.store.commit`)."""
+    if not (isinstance(statement, Insert) and statement.table.name == "messages"):
         return
-    for row in multiparams or [params]:
+    for row in rows:
         if isinstance(row, dict):
             MESSAGES.labels(row.get("channel", ""), row.get("direction", ""), row.get("status", "")).inc()
 
