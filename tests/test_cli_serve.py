@@ -97,12 +97,14 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _serve(tmp_path: Path, port: int, mllp_port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING"}
-    env.pop("HUB_VDX_URL", None)
-    env.pop("HUB_DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port", str(mllp_port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _serve(tmp_path: Path, port: int, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """`hub serve` on `port` with the data in `tmp_path`, the built-in services and SQLite; `env` adds HUB_*."""
+    environment = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING",
+                   **{f"HUB_{k.upper()}": v for k, v in env.items()}}
+    environment.pop("HUB_VDX_URL", None)
+    environment.pop("HUB_DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), *args], env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 class _Load:
@@ -159,7 +161,7 @@ def test_sigterm_stops_every_part_frees_the_ports_and_a_restart_serves_again(dat
     (tmp_path / "standards").symlink_to(data_root / "standards")
     port, mllp_port = free_port(), free_port()
     for round_ in ("first", "restart"):
-        proc = _serve(tmp_path, port, mllp_port)
+        proc = _serve(tmp_path, port, "--mllp-port", str(mllp_port))
         load = None
         try:
             wait_until_healthy(f"http://127.0.0.1:{port}/healthz", proc)
@@ -197,7 +199,7 @@ def test_a_port_in_use_is_one_line_and_a_failed_start(data_root: Path, tmp_path:
         other.listen()
         busy = other.getsockname()[1]
         for port, mllp_port in ((busy, free_port()), (free_port(), busy)):
-            proc = _serve(tmp_path, port, mllp_port)
+            proc = _serve(tmp_path, port, "--mllp-port", str(mllp_port))
             _, stderr = proc.communicate(timeout=60)
             lines = [line for line in stderr.decode().splitlines() if not line.startswith("{")]
             assert proc.returncode == 1
@@ -261,12 +263,8 @@ def _until(condition: Any, seconds: float, what: str) -> Any:
 def test_a_part_that_dies_is_started_again_and_readiness_shows_the_gap(data_root: Path, tmp_path: Path) -> None:
     (tmp_path / "standards").symlink_to(data_root / "standards")
     port, mllp_port = free_port(), free_port()
-    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING",
-           "HUB_RESTART_PAUSE_SECONDS": "15"}  # a gap long enough to be seen
-    env.pop("HUB_VDX_URL", None)
-    env.pop("HUB_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port", str(mllp_port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _serve(tmp_path, port, "--mllp-port", str(mllp_port),
+                  restart_pause_seconds="15")  # a gap long enough to be seen
     url = f"http://127.0.0.1:{port}/readyz"
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}/healthz", proc)
@@ -300,11 +298,7 @@ def test_a_part_that_dies_is_started_again_and_readiness_shows_the_gap(data_root
 def test_an_api_worker_that_dies_is_started_again(data_root: Path, tmp_path: Path) -> None:
     (tmp_path / "standards").symlink_to(data_root / "standards")
     port = free_port()
-    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING", "HUB_SDI_ENABLED": "false"}
-    env.pop("HUB_VDX_URL", None)
-    env.pop("HUB_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--workers", "2",
-                             "--mllp-port", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _serve(tmp_path, port, "--workers", "2", "--mllp-port", "0", sdi_enabled="false")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", proc)
@@ -328,12 +322,8 @@ def test_an_api_worker_that_dies_is_started_again(data_root: Path, tmp_path: Pat
 def test_the_store_writer_that_dies_is_started_again(data_root: Path, tmp_path: Path) -> None:
     (tmp_path / "standards").symlink_to(data_root / "standards")
     port = free_port()
-    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING",
-           "HUB_RESTART_PAUSE_SECONDS": "15", "HUB_SDI_ENABLED": "false"}  # a gap long enough to be seen
-    env.pop("HUB_VDX_URL", None)
-    env.pop("HUB_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port", "0"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _serve(tmp_path, port, "--mllp-port", "0", sdi_enabled="false",
+                  restart_pause_seconds="15")  # a gap long enough to be seen
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", proc)
