@@ -108,12 +108,20 @@ class WriterLock:
 @contextmanager
 def only_one(engine: Engine, name: str) -> Iterator[bool]:
     """Whether this process holds `name` for the block, across every process on the database (False: another
-    does): a PostgreSQL session advisory lock, or for SQLite a non-blocking `flock` on a file beside it. Work
-    that several hub instances would otherwise all do (housekeeping) runs once at a time."""
+    does): a PostgreSQL session advisory lock, or for SQLite a `flock` on a file beside it. Work that several
+    hub instances would otherwise all do (housekeeping) runs once at a time."""
+    with _exclusive(engine, name, wait=False) as held:
+        yield held
+
+
+@contextmanager
+def _exclusive(engine: Engine, name: str, *, wait: bool) -> Iterator[bool]:
+    """`name` held for the block; without `wait`, False at once when another process holds it."""
     if engine.dialect.name == "postgresql":
         key = zlib.crc32(name.encode())
         with engine.connect() as conn:
-            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            lock = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+            held = conn.execute(text(f"SELECT {lock}(:k)"), {"k": key}).scalar() is not False
             conn.commit()
             try:
                 yield held
@@ -126,10 +134,12 @@ def only_one(engine: Engine, name: str) -> Iterator[bool]:
     if not database or database == ":memory:":
         yield True
         return
-    fd = os.open(Path(database).with_suffix(f".{name}-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    path = Path(database).with_suffix(f".{name.replace(' ', '-')}-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -146,8 +156,11 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest migration, under a lock waited for (an advisory lock on PostgreSQL, a file
+    lock on SQLite): instances starting together (compose.yaml) migrate one after the other, the later finding
+    nothing left to do."""
+    with _exclusive(engine, "migrations", wait=True):
+        command.upgrade(alembic_config(engine), "head")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

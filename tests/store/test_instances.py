@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from hub.api.app import create_app
 from hub.api.server_thread import ServerThread
@@ -22,6 +23,14 @@ from hub.store.statements import INSERT_OUTBOX
 from tests.appointments import video_appointment
 from tests.conftest import hub_settings
 from tests.flows.test_appointment import FHIR
+
+
+def test_instances_starting_together_migrate_one_after_the_other(database_url: str) -> None:
+    engines = [make_engine(database_url) for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(migrate, engines))  # raises if two created the same table
+    with engines[0].connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
 
 
 def test_only_one_instance_holds_a_named_lock(database_url: str) -> None:
