@@ -1,6 +1,7 @@
 # The hub as a container: `docker build -t hub .`; `compose.yaml` runs two instances on one PostgreSQL.
 # The official standards are not in the image (the project commits none): mount them at /standards
 # (e.g. `-v ../shared/standards:/standards:ro`); the entry point syncs them into the data volume, then serves.
+# MLLP on 0.0.0.0 needs TLS (HUB_MLLP_TLS_CERT, _KEY, _CA and _SENDERS) or HUB_MLLP_ALLOW_PLAIN=true: it says so.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \

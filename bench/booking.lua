@@ -2,6 +2,7 @@
 -- The body template (argument 1) carries __ID__ where the appointment's own identifier goes.
 local template
 local prefix
+local authorization
 local counter = 0
 local threads = {}
 
@@ -15,13 +16,15 @@ function init(args)
   template = f:read("*a")
   f:close()
   prefix = args[2] .. "-" .. tid .. "-"
+  authorization = "Bearer " .. args[3]
 end
 
 function request()
   counter = counter + 1
   local body = template:gsub("__ID__", prefix .. counter)
   return wrk.format("POST", "/fhir/Appointment",
-    {["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json"}, body)
+    {["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json",
+     ["Authorization"] = authorization}, body)
 end
 
 function done(summary, latency, requests)

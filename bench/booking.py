@@ -70,8 +70,23 @@ def template() -> str:
     return json.dumps(example)
 
 
+def authorised(url: str, data: Path, database: str | None = None,
+               scope: str = "system/Appointment.cruds") -> dict[str, str]:
+    """HEADERS with a bearer token, as a real client gets one: `hub clients add` on the hub's data folder (and
+    database), then client credentials at `/auth/token` (tokens last five minutes: long enough for a run)."""
+    env = {**os.environ, "HUB_DATA_DIR": str(data), **({"HUB_DATABASE_URL": database} if database else {})}
+    made = subprocess.run([sys.executable, "-m", "hub", "clients", "add", f"bench-{uuid.uuid4().hex[:6]}",
+                           "--organisation", "urn:oid:1.2.208.176.1.1|1234561000016000", "--scope", scope],
+                          env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    client = json.loads(made.stdout)
+    r = httpx.post(f"{url}/auth/token", data={"grant_type": "client_credentials"},
+                   auth=(client["client_id"], client["client_secret"]), timeout=30)
+    r.raise_for_status()
+    return {**HEADERS, "Authorization": f"Bearer {r.json()['access_token']}"}
+
+
 @contextmanager
-def running_hub(workers: int) -> Iterator[tuple[str, int]]:
+def running_hub(workers: int) -> Iterator[tuple[str, int, dict[str, str]]]:
     store = Settings().standards_store.resolve()
     if not store.exists():
         sys.exit("run `hub schemas sync` (or `make bench`) first")
@@ -86,7 +101,7 @@ def running_hub(workers: int) -> Iterator[tuple[str, int]]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", proc)
-        yield url, proc.pid
+        yield url, proc.pid, authorised(url, data)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -136,12 +151,12 @@ def cpu_seconds(pid: int) -> dict[str, float]:
     return used
 
 
-def run_wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, float]:
+def run_wrk(url: str, body: str, concurrency: int, seconds: int, headers: dict[str, str]) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(body)
     script = str(Path(__file__).with_name("booking.lua"))
     cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
-           "-s", script, url, "--", f.name, uuid.uuid4().hex[:8]]
+           "-s", script, url, "--", f.name, uuid.uuid4().hex[:8], headers["Authorization"].split(" ", 1)[1]]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     os.unlink(f.name)
     doc = json.loads(next(line for line in out.splitlines() if line.startswith("WRKJSON "))[8:])
@@ -150,7 +165,8 @@ def run_wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, fl
             "p50_ms": doc["p50_us"] / 1000, "p99_ms": doc["p99_us"] / 1000}
 
 
-async def _drive_python(url: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+async def _drive_python(url: str, bodies: list[bytes], concurrency: int,
+                        headers: dict[str, str]) -> dict[str, float]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for b in bodies:
         queue.put_nowait(b)
@@ -162,7 +178,7 @@ async def _drive_python(url: str, bodies: list[bytes], concurrency: int) -> dict
         while not queue.empty():
             body = queue.get_nowait()
             t0 = time.perf_counter()
-            r = await client.post("/fhir/Appointment", content=body, headers=HEADERS)
+            r = await client.post("/fhir/Appointment", content=body, headers=headers)
             latencies.append(time.perf_counter() - t0)
             errors += r.status_code != 201
 
@@ -176,9 +192,9 @@ async def _drive_python(url: str, bodies: list[bytes], concurrency: int) -> dict
             "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
 
 
-def run_python(url: str, body: str, concurrency: int, requests: int) -> dict[str, float]:
+def run_python(url: str, body: str, concurrency: int, requests: int, headers: dict[str, str]) -> dict[str, float]:
     bodies = [body.replace("__ID__", uuid.uuid4().hex).encode() for _ in range(requests)]
-    return asyncio.run(_drive_python(url, bodies, concurrency))
+    return asyncio.run(_drive_python(url, bodies, concurrency, headers))
 
 
 def main() -> None:
@@ -193,20 +209,20 @@ def main() -> None:
 
     body = template()
     speed = [reference_ms()]
-    with running_hub(args.workers) as (url, pid):
+    with running_hub(args.workers) as (url, pid, headers):
         if args.driver == "wrk":
-            run_wrk(url, body, args.concurrency, args.warmup)
+            run_wrk(url, body, args.concurrency, args.warmup, headers)
             before = cpu_seconds(pid)
-            result = run_wrk(url, body, args.concurrency, args.duration)
+            result = run_wrk(url, body, args.concurrency, args.duration, headers)
         else:
-            run_python(url, body, args.concurrency, args.warmup * 100)
+            run_python(url, body, args.concurrency, args.warmup * 100, headers)
             before = cpu_seconds(pid)
-            result = run_python(url, body, args.concurrency, args.requests)
+            result = run_python(url, body, args.concurrency, args.requests, headers)
         after = cpu_seconds(pid)
     speed.append(reference_ms())
     print(f"machine:       {machine()}")
     print(f"setup:         hub ({args.workers} worker processes) + VDX-compatible service on loopback, SQLite, "
-          f"{args.concurrency} concurrent clients ({args.driver})")
+          f"{args.concurrency} concurrent clients ({args.driver}), each request with a bearer token")
     print(f"bookings:      {result['requests']:.0f} in {result['seconds']:.1f} s, errors: {result['errors']:.0f}")
     print(f"throughput:    {result['requests'] / result['seconds']:.1f} bookings/s")
     print(f"latency p50:   {result['p50_ms']:.1f} ms")

@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.booking import HEADERS, machine, reference_ms, template  # noqa: E402
+from bench.booking import authorised, machine, reference_ms, template  # noqa: E402
 from hub.api.server_thread import free_port, wait_until_healthy  # noqa: E402
 from hub.core.config import Settings  # noqa: E402
 from hub.hl7v2.mllp import MllpClient, MllpError  # noqa: E402
@@ -117,6 +117,9 @@ class Tally:
     @property
     def unanswered(self) -> set[str]:
         return self.sent - self.answered
+
+
+HEADERS: dict[str, str] = {}  # with the bearer token of the run's client (`main`)
 
 
 def book(client: httpx.Client, body: str, key: str) -> bool:
@@ -265,6 +268,8 @@ def main() -> None:
     with services(work) as (database, vdx_url):
         try:
             instances.append(start_instance("a", database, vdx_url, work))
+            # one client, one token: the instances share the issuer's key through the database
+            HEADERS.update(authorised(instances[0].url, work / "a", database))
             one = throughput(instances[:1], args.concurrency, args.duration, body)
             instances.append(start_instance("b", database, vdx_url, work))
             two = throughput(instances, args.concurrency, args.duration, body)

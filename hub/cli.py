@@ -25,10 +25,13 @@ schemas_app = typer.Typer(help="The store of official standards.", no_args_is_he
 vdx_app = typer.Typer(help="The built-in VDX-compatible video booking service.", no_args_is_help=True)
 sdi_app = typer.Typer(help="The local case index (KOMBIT SF1470 v6).", no_args_is_help=True)
 outbox_app = typer.Typer(help="Deliveries waiting, made and failed (the outbox).", no_args_is_help=True)
+clients_app = typer.Typer(help="The clients of the hub's own token issuer (OAuth2 client credentials).",
+                          no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(vdx_app, name="vdx")
 app.add_typer(sdi_app, name="sdi")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(clients_app, name="clients")
 
 
 def _settings() -> Settings:
@@ -366,7 +369,7 @@ def serve(
 
     settings = _settings()
     configure(settings.log_level)
-    problems = preflight(settings)
+    problems = preflight(settings, host if mllp_port else None)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:
@@ -407,6 +410,9 @@ def serve(
                            subprocess.Popen(listener))  # it answers the messages in hand before it stops
             os.environ[MLLP_VAR] = f"{host}:{mllp_port}"  # for the workers' readiness (`hub.api.health`)
         supervisor.start()
+        if settings.auth_own_issuer:
+            typer.echo(f"tokens: `hub clients add NAME --organisation SYSTEM|VALUE --scope SCOPES`, then POST "
+                       f"http://{host}:{port}/auth/token (client credentials)", err=True)
         serving.serve(host, port, workers, settings.log_level, settings.restart_pause_seconds)
     except KeyboardInterrupt:
         pass  # stopped: SIGINT, or SIGTERM by `_interrupted`
@@ -510,10 +516,15 @@ def mllp(
     from hub.core.logging import configure
     from hub.hl7v2.ig_tables import IgTables
     from hub.hl7v2.mllp import MllpServer
-    from hub.wiring import hl7v2_flow, hl7v2_handlers, outbox_worker, sdi_handlers
+    from hub.wiring import hl7v2_flow, hl7v2_handlers, mllp_tls, outbox_worker, preflight, sdi_handlers
 
     settings = _settings()
     configure(settings.log_level)
+    problems = preflight(settings, host)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
     if not IgTables.in_store(settings.standards_store).folder.is_dir():
         typer.echo(f"error: the standards store {settings.standards_store} has no V2-to-FHIR tables (which the "
                    "ADT mapping reads): run `hub schemas sync`", err=True)
@@ -527,12 +538,81 @@ def mllp(
     # row is claimed by one of them.
     outbox = outbox_worker(settings, engine, hl7v2_handlers(settings, engine) | sdi_handlers(settings, engine))
     outbox.start()
+    tls = mllp_tls(settings)
     with MllpServer(flow.handle, host, port, max_connections=settings.mllp_max_connections,
-                    frame_timeout=settings.mllp_frame_seconds).start_in_thread() as server:
-        typer.echo(f"MLLP listener on {host}:{server.port}", err=True)
+                    frame_timeout=settings.mllp_frame_seconds, tls=tls).start_in_thread() as server:
+        kind = ("TLS, client certificates required" if settings.mllp_tls_ca else "TLS") if tls else "plain"
+        typer.echo(f"MLLP listener on {host}:{server.port} ({kind})", err=True)
         stopped.wait()  # then leaving the block stops the server: messages in hand are answered first
     outbox.stop()
     flow.close()
+
+
+# dk-core's identifier systems of an organisation (GLN also as MedCom's older http:// form)
+ORGANISATION_SYSTEMS = {"urn:oid:1.2.208.176.1.1": "SOR", "https://www.gs1.org/gln": "GLN",
+                        "http://www.gs1.org/gln": "GLN", "http://cvr.dk": "CVR"}
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Argument(help="The client's name (unique), e.g. the EOJ system and its owner")],
+    organisation: Annotated[str, typer.Option(help="SYSTEM|VALUE: its organisation's SOR, GLN or CVR identifier")],
+    scope: Annotated[str, typer.Option(help='Scopes it may be given, e.g. "system/Appointment.cruds hub/validate"')],
+    jwks: Annotated[Path | None, typer.Option(help="Its public keys (JWKS file): private_key_jwt, no secret")] = None,
+) -> None:
+    """Register a client; prints JSON with its client_id and (without --jwks) its secret, shown this once."""
+    import json
+
+    from hub.auth import scopes
+    from hub.auth.secrets import hashed, new_secret
+    from hub.store.clients import ClientStore
+
+    system, sep, value = organisation.partition("|")
+    problems = []
+    if not (sep and value and system in ORGANISATION_SYSTEMS):
+        problems.append(f"--organisation: SYSTEM|VALUE with SYSTEM one of {', '.join(ORGANISATION_SYSTEMS)}")
+    if not scope.split() or scopes.unknown(scope):
+        problems.append(f"--scope: not SMART v2 system scopes or hub/ scopes: {' '.join(scopes.unknown(scope))}")
+    keys = None
+    if jwks is not None:
+        try:
+            keys = json.loads(jwks.read_text(encoding="utf-8"))
+            assert isinstance(keys.get("keys"), list) and keys["keys"]
+        except (OSError, ValueError, AssertionError, AttributeError):
+            problems.append(f"--jwks: {jwks} is not a JWKS file with keys")
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    secret = None if keys else new_secret()
+    try:
+        client = ClientStore(_database(_settings())).add(name, organisation, " ".join(scope.split()),
+                                                          hashed(secret) if secret else None, keys)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({**client.public(), **({"client_secret": secret} if secret else {})}))
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """The clients, one JSON object a line (never their secrets)."""
+    import json
+
+    from hub.store.clients import ClientStore
+
+    for client in ClientStore(_database(_settings())).all():
+        typer.echo(json.dumps(client.public()))
+
+
+@clients_app.command("remove")
+def clients_remove(client: Annotated[str, typer.Argument(help="Its name or client_id")]) -> None:
+    """Remove a client: it gets no more tokens (those it has run out within five minutes)."""
+    from hub.store.clients import ClientStore
+
+    if not ClientStore(_database(_settings())).remove(client):
+        typer.echo(f"error: no client {client!r}", err=True)
+        raise typer.Exit(1)
 
 
 @outbox_app.command("list")

@@ -7,7 +7,9 @@ arguments, never the settings.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.auth.tokens import OwnIssuer, TrustedIssuer, Verifier, from_jwks_uri, new_signing_key
 from hub.convert.service import Converter, danish_display
 from hub.core.config import Settings
 from hub.core.cpr import CPR_SYSTEM
@@ -44,6 +47,7 @@ from hub.flows.letter import LetterFlow
 from hub.flows.message import MessageFlow
 from hub.flows.vans import VansFlow
 from hub.hl7v2.ig_tables import IgTables
+from hub.hl7v2.mllp import tls_context
 from hub.hl7v2.siu import VideoPolicy
 from hub.medcom.booking_confirmation import Xdis13Policy
 from hub.medcom.schemas import OioxmlSchemas
@@ -52,6 +56,7 @@ from hub.sdi.client import SdiClient
 from hub.sdi.config import index_config
 from hub.sdi.kle import KleList
 from hub.sdi.security import security
+from hub.store.clients import ClientStore
 from hub.store.commit import Committer, GroupCommit
 from hub.store.db import WriterLock, make_engine, migrate, only_one, session_factory
 from hub.store.writer import WriterClient
@@ -75,6 +80,30 @@ _WARM_UP: dict[str, Any] = {
 
 
 @dataclass
+class Auth:
+    """Tokens: the hub's own issuer (None when switched off), the verifier of every trusted issuer's, the clients."""
+
+    issuer: OwnIssuer | None
+    verifier: Verifier
+    clients: ClientStore
+
+
+def auth(settings: Settings, engine: Engine) -> Auth:
+    """The own issuer (its key shared through the database) and the issuers of `HUB_AUTH_ISSUERS`."""
+    clients = ClientStore(engine)
+    base = (settings.public_base_url or "http://localhost").rstrip("/")
+    trusted: list[TrustedIssuer] = []
+    own = None
+    if settings.auth_own_issuer:
+        own = OwnIssuer(clients.signing_key(new_signing_key), f"{base}/auth", fhir_base(settings))
+        trusted.append(TrustedIssuer(own.issuer, own.audience, own.key))
+    for other in settings.auth_issuers:
+        trusted.append(from_jwks_uri(other["issuer"], other.get("audience", fhir_base(settings)), other["jwks_uri"],
+                                     other.get("organisation_claim", "organisation")))
+    return Auth(own, Verifier(trusted), clients)
+
+
+@dataclass
 class Services:
     """Everything a request handler needs, built once at start-up (app.state.services)."""
 
@@ -87,6 +116,7 @@ class Services:
     messages: MessageFlow
     letters: LetterFlow
     vans: VansFlow
+    auth: Auth
 
 
 def fhir_base(settings: Settings) -> str:
@@ -143,7 +173,8 @@ def build_services(settings: Settings) -> Services:
     letters = LetterFlow(engine, schemas, routes, conversions, BookingConfirmationFlow(flow, policy))
     vans = VansFlow(messages, StatisticalCodes.from_packages(package_set), routes)
     appointments = AppointmentFlow(flow, AppointmentEdge(structure, rules))
-    return Services(settings, sessions, package_set, flow, appointments, validator, messages, letters, vans)
+    return Services(settings, sessions, package_set, flow, appointments, validator, messages, letters, vans,
+                    auth(settings, engine))
 
 
 def hl7v2_flow(settings: Settings, engine: Engine) -> Hl7v2Flow:
@@ -151,8 +182,17 @@ def hl7v2_flow(settings: Settings, engine: Engine) -> Hl7v2Flow:
     one they are answered AE: there is nowhere to book), messages group-committed."""
     bookings = booking_flow(settings, engine, session_factory(engine)) if settings.vdx_url else None
     committer = GroupCommit(engine, WriterLock(engine))
+    senders = ({name: frozenset(allowed) for name, allowed in settings.mllp_tls_senders.items()}
+               if settings.mllp_tls_ca else None)  # client certificates required: each may send as its senders
     return Hl7v2Flow(engine, bookings, committer=committer, video=VideoPolicy(settings.hl7v2_video_codes),
-                     tables=IgTables.in_store(settings.standards_store))
+                     tables=IgTables.in_store(settings.standards_store), senders=senders)
+
+
+def mllp_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The MLLP listener's TLS, when configured (HUB_MLLP_TLS_*)."""
+    if settings.mllp_tls_cert is None or settings.mllp_tls_key is None:
+        return None
+    return tls_context(settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_ca)
 
 
 # --- deliveries -------------------------------------------------------------------------------------------
@@ -171,10 +211,27 @@ def hl7v2_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
                                    settings.hl7v2_receiver_application).handlers()
 
 
-def preflight(settings: Settings) -> list[str]:
+def preflight(settings: Settings, mllp_host: str | None = None) -> list[str]:
     """What is wrong with the configuration, each as one line, found before any part starts (a part finds it only
-    at its own start, in a worker, where it is a traceback in the log)."""
+    at its own start, in a worker, where it is a traceback in the log). `mllp_host`: where MLLP is to listen."""
     problems = []
+    if (settings.https_cert is None) != (settings.https_key is None):
+        problems.append("HUB_HTTPS_CERT and HUB_HTTPS_KEY go together")
+    if (settings.mllp_tls_cert is None) != (settings.mllp_tls_key is None):
+        problems.append("HUB_MLLP_TLS_CERT and HUB_MLLP_TLS_KEY go together")
+    elif settings.mllp_tls_cert is not None:
+        try:
+            mllp_tls(settings)
+        except (OSError, ssl.SSLError) as exc:
+            problems.append(f"HUB_MLLP_TLS_*: the certificate, key or CA cannot be used: {exc}")
+    if settings.mllp_tls_ca is not None and not settings.mllp_tls_senders:
+        problems.append("HUB_MLLP_TLS_SENDERS is required with HUB_MLLP_TLS_CA: whom each client certificate may "
+                        "send as")
+    if (mllp_host is not None and settings.mllp_tls_cert is None and not settings.mllp_allow_plain
+            and not _loopback(mllp_host)):
+        problems.append(f"MLLP on {mllp_host} without TLS: set HUB_MLLP_TLS_CERT and HUB_MLLP_TLS_KEY (and "
+                        "HUB_MLLP_TLS_CA for client certificates), or HUB_MLLP_ALLOW_PLAIN=true behind a network "
+                        "that protects it")
     if not (settings.standards_store / "files").is_dir():
         problems.append(f"the standards store {settings.standards_store} is empty: run `hub schemas sync` (`make run` "
                         "does)")
@@ -184,6 +241,13 @@ def preflight(settings: Settings) -> list[str]:
         except (ValueError, OSError) as exc:
             problems.append(str(exc))
     return problems
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def sdi_delivery(settings: Settings, engine: Engine) -> CaseIndexDelivery | None:

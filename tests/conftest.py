@@ -26,6 +26,8 @@ from hub.store.db import make_engine
 from hub.store.statements import OUTBOX
 from hub.video.local import create_vdx_app
 from tests.pgcluster import PgCluster
+from tests.pki import make_pki
+from tests.tokens import bearer
 
 SHARED = Path(os.environ.get("HUB_STANDARDS_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "standards"))
 FUT_EXAMPLES = SHARED / "fut" / "dk.ehealth.sundhed.fhir.ig.core" / "8.0.0" / "package" / "example"
@@ -127,7 +129,9 @@ def hub(data_root: Path, tmp_path: Path, vdx: ServerThread) -> Iterator[Any]:
     settings = hub_settings(data_root, tmp_path, vdx.url)
     with ServerThread(create_app(settings)) as srv:
         srv.vdx = vdx  # type: ignore[attr-defined]
-        srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]
+        srv.settings = settings  # type: ignore[attr-defined]
+        srv.client = httpx.Client(base_url=srv.url, timeout=30,  # type: ignore[attr-defined]
+                                  headers=bearer(srv.url, settings))
         yield srv
         srv.client.close()  # type: ignore[attr-defined]
 
@@ -203,7 +207,9 @@ def messaging_hub(data_root: Path, tmp_path: Path, vdx: ServerThread, receiver: 
                                 **{"routes": table, "outbox_interval_seconds": 0.05, **overrides})
         srv = ServerThread(create_app(settings)).start()
         servers.append(srv)
-        srv.client = httpx.Client(base_url=srv.url, timeout=30)  # type: ignore[attr-defined]
+        srv.settings = settings  # type: ignore[attr-defined]
+        srv.client = httpx.Client(base_url=srv.url, timeout=30,  # type: ignore[attr-defined]
+                                  headers=bearer(srv.url, settings))
         srv.engine = make_engine(settings.effective_database_url)  # type: ignore[attr-defined]
         return srv
 
@@ -212,3 +218,9 @@ def messaging_hub(data_root: Path, tmp_path: Path, vdx: ServerThread, receiver: 
     for srv in servers:
         srv.client.close()
         srv.stop()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    """A CA and certificates signed by it (`tests.pki`): "ca", "server" (for 127.0.0.1), two senders'."""
+    return make_pki(tmp_path)

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,11 +20,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.api.server_thread import free_port, wait_until_healthy
+from hub.core.config import Settings
 from hub.hl7v2.mllp import send
 from tests.appointments import video_appointment
 from tests.flows.test_appointment import FHIR
 from tests.flows.test_hl7v2 import CPR as CPR_ADT
 from tests.flows.test_hl7v2 import adt
+from tests.tokens import bearer, register
 
 CPR = "0101804321"
 
@@ -40,17 +43,19 @@ def test_hub_serve_books_and_logs_without_cpr(data_root: Path, tmp_path: Path) -
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", proc)
+        auth = _auth(url, tmp_path)
         patient = {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": CPR}}
-        booked = httpx.post(f"{url}/fhir/Appointment", json=video_appointment(patient=patient), headers=FHIR,
-                            timeout=30)
+        booked = httpx.post(f"{url}/fhir/Appointment", json=video_appointment(patient=patient),
+                            headers={**FHIR, **auth}, timeout=30)
         assert booked.status_code == 201, booked.text
-        found = httpx.get(f"{url}/fhir/Appointment", params={"patient:identifier": CPR}).json()
+        found = httpx.get(f"{url}/fhir/Appointment", params={"patient:identifier": CPR}, headers=auth).json()
         assert found["total"] == 1
         bad = video_appointment(patient={"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "3213804321"}})
-        assert httpx.post(f"{url}/fhir/Appointment", json=bad, headers=FHIR).status_code == 422
+        assert httpx.post(f"{url}/fhir/Appointment", json=bad, headers={**FHIR, **auth}).status_code == 422
         ack = _mllp_send(mllp_port, adt(control_id="SERVE1").encode("iso-8859-1"))
         assert b"MSA|AA|SERVE1" in ack  # the MLLP listener beside the API, on the same store
-        stays = httpx.get(f"{url}/fhir/Encounter", params={"patient:identifier": f"urn:oid:1.2.208.176.1.2|{CPR_ADT}"})
+        stays = httpx.get(f"{url}/fhir/Encounter", headers=auth,
+                          params={"patient:identifier": f"urn:oid:1.2.208.176.1.2|{CPR_ADT}"})
         assert stays.json()["total"] == 1
     finally:
         proc.send_signal(signal.SIGINT)
@@ -63,6 +68,11 @@ def test_hub_serve_books_and_logs_without_cpr(data_root: Path, tmp_path: Path) -
     for line in log.splitlines():
         if line.startswith("{"):
             json.loads(line)  # structured logs: one JSON object a line
+
+
+def _auth(url: str, data: Path) -> dict[str, str]:
+    """A new client's token for the `hub serve` at `url` on the data folder `data` (its SQLite database)."""
+    return bearer(url, Settings(data_dir=data, database_url=None))
 
 
 def _mllp_send(port: int, payload: bytes) -> bytes:
@@ -110,7 +120,8 @@ def _serve(tmp_path: Path, port: int, *args: str, **env: str) -> subprocess.Pope
 class _Load:
     """Bookings and HL7 v2 messages sent without pause from threads of their own, until `stop`."""
 
-    def __init__(self, url: str, mllp_port: int) -> None:
+    def __init__(self, url: str, mllp_port: int, auth: dict[str, str]) -> None:
+        self.auth = auth
         self.statuses: list[int | str] = []
         self.answered = threading.Condition()
         self._stop = threading.Event()
@@ -125,7 +136,7 @@ class _Load:
             self.answered.notify_all()
 
     def _book(self, url: str) -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30, headers=self.auth) as client:
             while not self._stop.is_set():
                 try:
                     self._note(client.post("/fhir/Appointment", json=video_appointment(), headers=FHIR).status_code)
@@ -172,7 +183,8 @@ def test_sigterm_stops_every_part_frees_the_ports_and_a_restart_serves_again(dat
             assert set(ready.json()["checks"]) >= {"database", "store writer", "mllp listener", "vdx", "case index"}
             parts = _descendants(proc.pid)
             assert len(parts) >= 3  # the VDX service, the store writer, the MLLP listener, …
-            load = _Load(f"http://127.0.0.1:{port}", mllp_port)  # bookings and HL7 v2 going on when it stops
+            url = f"http://127.0.0.1:{port}"
+            load = _Load(url, mllp_port, _auth(url, tmp_path))  # bookings and HL7 v2 going on when it stops
             load.wait_for_answers(5)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -284,7 +296,8 @@ def test_a_part_that_dies_is_started_again_and_readiness_shows_the_gap(data_root
         assert b"MSA|AA|AGAIN" in ack
         # the restart and the listener's messages, counted in other processes, added up by the API's /metrics
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(
-            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text) for s in family.samples}
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10,
+                      headers=_auth(f"http://127.0.0.1:{port}", tmp_path)).text) for s in family.samples}
         assert samples[("hub_part_restarts_total", (("part", "the MLLP listener"),))] == 1
         assert samples[("hub_messages_total", (("channel", "hl7v2"), ("direction", "in"),
                                                ("outcome", "accepted")))] == 1
@@ -337,14 +350,46 @@ def test_the_store_writer_that_dies_is_started_again(data_root: Path, tmp_path: 
                      "the gap")
         assert gap["checks"]["store writer"] != "ok"
         # meanwhile a booking is committed by the worker itself (hub.store.writer.WriterClient)
-        assert httpx.post(f"{url}/fhir/Appointment", json=video_appointment(), headers=FHIR,
+        auth = _auth(url, tmp_path)
+        assert httpx.post(f"{url}/fhir/Appointment", json=video_appointment(), headers={**FHIR, **auth},
                           timeout=30).status_code == 201
         _until(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, 60, "ready again")
         assert _until(writer, 30, "a new store writer") != first
-        assert httpx.post(f"{url}/fhir/Appointment", json=video_appointment(), headers=FHIR,
+        assert httpx.post(f"{url}/fhir/Appointment", json=video_appointment(), headers={**FHIR, **auth},
                           timeout=30).status_code == 201
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "the store writer exited (status -9); starting it again in 15.0 s" in stderr.decode()
+
+
+def test_https_directly_for_those_without_a_proxy(data_root: Path, tmp_path: Path,
+                                                  pki: dict[str, tuple[Path, Path]]) -> None:
+    (tmp_path / "standards").symlink_to(data_root / "standards")
+    port = free_port()
+    cert, key = pki["server"]
+    proc = _serve(tmp_path, port, "--mllp-port", "0", sdi_enabled="false", https_cert=str(cert), https_key=str(key))
+    url = f"https://127.0.0.1:{port}"
+    try:
+        with httpx.Client(verify=ssl.create_default_context(cafile=pki["ca"][0]), timeout=10) as client:
+            _until(lambda: _answers(client, f"{url}/healthz"), 60, "HTTPS")
+            client_id, secret = register(Settings(data_dir=tmp_path, database_url=None))
+            issued = client.post(f"{url}/auth/token", data={"grant_type": "client_credentials"},
+                                 auth=(client_id, secret))
+            auth = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+            assert client.post(f"{url}/fhir/Appointment", json=video_appointment(),
+                               headers={**FHIR, **auth}).status_code == 201
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)  # no plain HTTP beside it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
+def _answers(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False

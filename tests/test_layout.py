@@ -17,13 +17,14 @@ HUB = Path(__file__).resolve().parents[1] / "hub"
 ADAPTERS = frozenset({"fhir", "medcom", "hl7v2", "convert", "sdi", "video", "conformance"})
 BELOW: dict[str, frozenset[str]] = {
     "core": frozenset({"core"}),
+    "auth": frozenset({"core", "auth"}),  # tokens and scopes: pure, like an adapter, used by the wiring and the API
     **{adapter: frozenset({"core"}) | ADAPTERS for adapter in ADAPTERS},
     "store": frozenset({"core", "store"}),
     "delivery": frozenset({"core", "store", "delivery"}) | ADAPTERS,
     "flows": frozenset({"core", "store", "delivery", "flows"}) | ADAPTERS,
-    "wiring": frozenset({"core", "store", "delivery", "flows", "wiring"}) | ADAPTERS,
-    "api": frozenset({"core", "store", "delivery", "flows", "wiring", "api"}) | ADAPTERS,
-    "cli": frozenset({"core", "store", "delivery", "flows", "wiring", "api", "cli"}) | ADAPTERS,
+    "wiring": frozenset({"core", "auth", "store", "delivery", "flows", "wiring"}) | ADAPTERS,
+    "api": frozenset({"core", "auth", "store", "delivery", "flows", "wiring", "api"}) | ADAPTERS,
+    "cli": frozenset({"core", "auth", "store", "delivery", "flows", "wiring", "api", "cli"}) | ADAPTERS,
 }
 MAX_LINES = 900
 

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api import balance, kept, metrics
+from hub.api import auth, balance, kept, metrics
 from hub.api.access import AccessLog, correlation_id
 from hub.api.balance import ConnectionBalancer
 from hub.api.bulkhead import Bulkhead
@@ -34,6 +34,7 @@ from hub.api.routers import (
     validate,
     vans,
 )
+from hub.api.security import Gate
 from hub.core.config import Settings
 from hub.core.errors import HubError, UpstreamError
 from hub.core.outcome import single
@@ -45,10 +46,12 @@ RETRY_AFTER_SECONDS = 30  # a 503's `Retry-After`: VDX or the case index did not
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    gate = Gate()  # its verifier set at start-up, with the services
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = build_services(settings)
+        gate.verifier = app.state.services.auth.verifier
         # Few threads beat many: the flow is short CPU bursts between I/O waits, and under the GIL a large pool
         # spends its time handing the lock around.
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
@@ -69,15 +72,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if balance.worker_slot is not None:
         app.add_middleware(ConnectionBalancer, counts=balance.worker_slot[0], index=balance.worker_slot[1])
     app.add_middleware(AccessLog)  # outermost: it sees every answer, the balancer's and the errors' too
-    app.include_router(metadata.router)
-    app.include_router(validate.router)
-    app.include_router(booking_confirmation.router)  # before appointment: its path is more specific
-    app.include_router(appointment.router)
-    app.include_router(messaging.router)
-    app.include_router(oioxml.router)
-    app.include_router(vans.router)
-    app.include_router(encounter.router)
-    app.include_router(metrics.router)
+    app.include_router(metadata.router)  # public, as are the token endpoint, its keys and discovery
+    app.include_router(auth.router)
+    protected = [Depends(gate)]  # a bearer token and the route's scope (hub.api.security)
+    app.include_router(validate.router, dependencies=protected)
+    app.include_router(booking_confirmation.router, dependencies=protected)  # before appointment: more specific
+    app.include_router(appointment.router, dependencies=protected)
+    app.include_router(messaging.router, dependencies=protected)
+    app.include_router(oioxml.router, dependencies=protected)
+    app.include_router(vans.router, dependencies=protected)
+    app.include_router(encounter.router, dependencies=protected)
+    app.include_router(metrics.router, dependencies=protected)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
@@ -87,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:
         response = outcome_response(request, exc.outcome, exc.status)
+        response.headers.update(getattr(exc, "headers", None) or {})  # 401/403: WWW-Authenticate
         if isinstance(exc, UpstreamError) and exc.status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response

@@ -34,7 +34,13 @@ class NotStarted(RuntimeError):
 
 
 def _config() -> uvicorn.Config:
-    return uvicorn.Config(APP, factory=True, log_config=None, access_log=False)
+    from hub.core.config import Settings
+
+    settings = Settings()  # HTTPS directly (HUB_HTTPS_CERT, HUB_HTTPS_KEY), where no proxy terminates TLS
+    https = settings.https_cert is not None and settings.https_key is not None
+    return uvicorn.Config(APP, factory=True, log_config=None, access_log=False,
+                          ssl_certfile=settings.https_cert if https else None,
+                          ssl_keyfile=settings.https_key if https else None)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.core import jsonsetting
@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         "consultation, in SCH-7, SCH-8 or AIS-3")
     mllp_max_connections: int = Field(256, ge=1, description="Connections the MLLP listener holds at once; beyond "
                                       "them the one waiting longest for bytes is closed to make room")
+    https_cert: Path | None = Field(None, description="Serve the API over HTTPS with this certificate (PEM), for "
+                                    "those without a TLS proxy in front")
+    https_key: Path | None = Field(None, description="Its private key (PEM)")
+    mllp_tls_cert: Path | None = Field(None, description="The MLLP listener's TLS certificate (PEM); with "
+                                       "HUB_MLLP_TLS_KEY, MLLP inside TLS")
+    mllp_tls_key: Path | None = Field(None, description="Its private key (PEM)")
+    mllp_tls_ca: Path | None = Field(None, description="The CA whose client certificates are required (PEM); with "
+                                     "it, HUB_MLLP_TLS_SENDERS says whom each may send as")
+    mllp_tls_senders: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict, description="Client certificate (`sha256:<fingerprint>` or `CN=<name>`) → the "
+        "senders (MSH-3^MSH-4) it may send as (JSON, inline or a file's path)")
+    mllp_allow_plain: bool = Field(False, description="Plain MLLP (no TLS) on an address other than loopback")
     mllp_frame_seconds: float = Field(30.0, gt=0, description="How long an MLLP block may take from its start to "
                                       "its end before what came is answered (AR) and the connection closed")
     pending_letter_hours: float = Field(24, description="How long an OIOXML letter for a FHIR receiver waits for "
@@ -130,14 +142,23 @@ class Settings(BaseSettings):
         default_factory=dict, description="CVR → KLE prefix → the date from which Borgerblikket shows its cases "
         "(JSON, inline or a file's path)")
 
+    # Tokens (hub.auth; README "Security")
+    auth_own_issuer: bool = Field(True, description="Issue tokens to the clients of `hub clients add` at "
+                                  "/auth/token (and accept them)")
+    auth_issuers: Annotated[list[dict[str, str]], NoDecode] = Field(
+        default_factory=list, description="Other issuers whose tokens are accepted (JSON, inline or a file's path): "
+        "[{issuer, jwks_uri, audience?, organisation_claim?}]")
+
     _routing: tuple[str | Path | None, RoutingTable] | None = PrivateAttr(None)
 
-    @field_validator("sdi_units", "sdi_age_overrides", "sdi_openings", mode="before")
+    @field_validator("sdi_units", "sdi_age_overrides", "sdi_openings", "auth_issuers", "mllp_tls_senders",
+                     mode="before")
     @classmethod
-    def _json(cls, value: Any) -> Any:
+    def _json(cls, value: Any, info: ValidationInfo) -> Any:
         """Inline JSON or a file's path (hub.core.jsonsetting); empty is none."""
         if isinstance(value, str):
-            return jsonsetting.read(value) if value.strip() else {}
+            empty: Any = [] if info.field_name == "auth_issuers" else {}
+            return jsonsetting.read(value) if value.strip() else empty
         return value
 
     @field_validator("hl7v2_receiver", mode="before")

@@ -84,6 +84,9 @@ class Hl7v2Flow:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     # the V2-to-FHIR IG's tables: by default those of the standards store the settings name
     tables: IgTables = field(default_factory=lambda: IgTables.in_store(Settings().standards_store))
+    # over TLS with client certificates: each certificate (`sha256:…` or `CN=…`) → the senders (MSH-3^MSH-4) it
+    # may send as; None: no such check (plain MLLP on loopback, or TLS without client certificates)
+    senders: dict[str, frozenset[str]] | None = None
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine, self.now)
@@ -95,9 +98,11 @@ class Hl7v2Flow:
         if self.bookings is not None:
             self.bookings.close()
 
-    def receive(self, raw: bytes, problem: str | None = None, peer: str = "") -> bytes | None:
+    def receive(self, raw: bytes, problem: str | None = None, peer: str = "",
+                certificate: tuple[str, ...] | None = None) -> bytes | None:
         """The ACK for one framed message (`problem`: what the transport could not frame), or None when the
-        sender asked for no answer (enhanced mode)."""
+        sender asked for no answer (enhanced mode). `certificate`: the names of the client certificate the
+        connection showed, when senders are checked against it."""
         message_id = str(uuid.uuid4())
         fields = {"id": message_id, "direction": "in", "channel": "hl7v2", "operation": f"MLLP {peer}".strip(),
                   "content_type": edge.MEDIA_TYPE, "raw": raw}
@@ -112,6 +117,10 @@ class Hl7v2Flow:
         except NotHl7 as exc:
             return self._refuse(fields, exc.header, Finding(exc.code, exc.text, "MSH" if exc.field else None, 1,
                                                             exc.field))
+        if certificate is not None and not self._may_send(certificate, message.sender):
+            shown = certificate[0] if certificate else "no certificate"
+            return self._refuse(fields, message, Finding("207", f"The sender {message.sender} may not send on this "
+                                                                f"connection ({shown})", "MSH", 1, 3))
         key = f"hl7v2:{message.sender}:{message.control_id}"
         earlier = self.inbox.earlier(key) if message.control_id else None
         if earlier is not None:
@@ -175,7 +184,14 @@ class Hl7v2Flow:
                 message = exc.header
             return acknowledgement(message, "AE", [Finding("207", "The hub could not process the message; send it "
                                                                   "again")], self.now())
-        return self.receive(raw, str(problem) if problem is not None else None, str(peer))
+        return self.receive(raw, str(problem) if problem is not None else None, str(peer),
+                            _names(peer) if self.senders is not None else None)
+
+    def _may_send(self, certificate: tuple[str, ...], sender: str) -> bool:
+        """Whether a certificate (any of its names) may send as `sender` (before anything is looked up: a sender
+        spoken for falsely must not even get another's earlier answer)."""
+        assert self.senders is not None
+        return any(sender in self.senders.get(name, frozenset()) for name in certificate)
 
     def _judge(self, message: Hl7Message, message_id: str) -> _Verdict:
         refused = edge.check(message)
@@ -231,6 +247,12 @@ class Hl7v2Flow:
                                  "content_type": edge.MEDIA_TYPE, "raw": ack}, "hl7v2", None, "sent", None)
         self.inbox.store([inbound, answer])
         return ack
+
+
+def _names(peer: Peer) -> tuple[str, ...]:
+    """A connection's certificate by the names the senders table may use."""
+    return tuple(name for name in (peer.certificate, f"CN={peer.common_name}" if peer.common_name else None)
+                 if name)
 
 
 def _unknown_ack_types(message: Hl7Message) -> list[Finding]:

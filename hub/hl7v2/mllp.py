@@ -36,6 +36,10 @@ Decisions where the standard is silent or senders differ, so that nothing is dro
   message that is in the handler finish and be answered, then closes its connection. Messages received but not
   yet started are not handled.
 
+**TLS** (`tls_context`): with a certificate and key the listener speaks MLLP inside TLS 1.2 or later; with a CA
+as well, a client certificate that CA signed is required, and the handler is told which (`Peer.certificate`, its
+SHA-256 fingerprint, and `Peer.common_name`) so it can check whom the sender may speak for.
+
 Message content is never logged (it holds CPR numbers): only peers, sizes and problems.
 """
 
@@ -44,14 +48,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import logging
 import socket
+import ssl
 import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger("hub.mllp")
 
@@ -77,10 +84,13 @@ class Problem(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """The sending end of a connection, for the handler's records and the log."""
+    """The sending end of a connection, for the handler's records and the log; over TLS with client certificates,
+    the certificate it showed (`sha256:` and its fingerprint, and its subject's common name)."""
 
     host: str
     port: int
+    certificate: str | None = None
+    common_name: str | None = None
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -241,8 +251,10 @@ class MllpServer:
         workers: int = 8,
         junk_wait: float = 0.5,
         frame_timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler
+        self.tls = tls
         self.host = host
         self._port = port
         self.max_message_bytes = max_message_bytes
@@ -264,7 +276,8 @@ class MllpServer:
     async def start(self) -> None:
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mllp-handler")
-        self._server = await asyncio.start_server(self._serve, self.host, self._port)
+        self._server = await asyncio.start_server(self._serve, self.host, self._port, ssl=self.tls,
+                                                  ssl_handshake_timeout=10.0 if self.tls else None)
         self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("MLLP listening on %s:%d", self.host, self._port)
 
@@ -298,7 +311,9 @@ class MllpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        peer = Peer(str(peername[0]), int(peername[1])) if peername else Peer("?", 0)
+        certificate, common_name = _certificate(writer)
+        peer = (Peer(str(peername[0]), int(peername[1]), certificate, common_name) if peername
+                else Peer("?", 0, certificate, common_name))
         if not self._stopping and len(self._connections) >= self.max_connections:
             self._make_room(peer)
         if self._stopping or len(self._connections) >= self.max_connections:
@@ -418,6 +433,27 @@ class MllpServer:
             conn.busy = False
 
 
+def _certificate(writer: asyncio.StreamWriter) -> tuple[str | None, str | None]:
+    """The client certificate of a TLS connection: (`sha256:` fingerprint, subject CN), or (None, None)."""
+    connection = writer.get_extra_info("ssl_object")
+    der = connection.getpeercert(binary_form=True) if connection is not None else None
+    if not der:
+        return None, None
+    subject = dict(part for rdn in connection.getpeercert().get("subject", ()) for part in rdn)
+    return f"sha256:{hashlib.sha256(der).hexdigest()}", subject.get("commonName")
+
+
+def tls_context(certificate: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
+    """The listener's TLS: its certificate and key; with `ca`, a client certificate it signed is required."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, key)
+    if ca is not None:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def _where(exc: BaseException) -> str:
     """An exception's type and innermost location, without its message (which may quote the content)."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -486,8 +522,9 @@ class MllpClient:
     """
 
     def __init__(self, host: str, port: int, timeout: float = 10.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self._sock = socket.create_connection((host, port), timeout=timeout)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: ssl.SSLContext | None = None) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        self._sock = tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock
         self._deframer = Deframer(max_message_bytes)
         self._answers: deque[Received] = deque()
 

@@ -220,3 +220,37 @@ class IndexMeetingRow(Base):
 
     appointment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     case_key: Mapped[str] = mapped_column(ForeignKey("index_cases.key"), index=True)
+
+
+class AuthClientRow(Base):
+    """A client of the hub's own token issuer (`hub clients add`): its organisation, the scopes it may be given,
+    and how it authenticates — a secret, stored only hashed, or public keys for `private_key_jwt`."""
+
+    __tablename__ = "auth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    organisation: Mapped[str] = mapped_column(String(200))  # system|value (SOR, GLN or CVR)
+    scope: Mapped[str] = mapped_column(Text)
+    secret_hash: Mapped[str | None] = mapped_column(String(200))
+    jwks: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuthKeyRow(Base):
+    """The own issuer's signing key, one for every instance on the database."""
+
+    __tablename__ = "auth_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsedAssertionRow(Base):
+    """The `jti` of each client assertion accepted, until it expires: each is used once."""
+
+    __tablename__ = "auth_used_assertions"
+
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

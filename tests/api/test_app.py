@@ -15,6 +15,7 @@ from hub.api.server_thread import ServerThread, free_port
 from tests.appointments import video_appointment
 from tests.conftest import fut_example, hub_settings
 from tests.flows.test_appointment import FHIR, book, db_count, vdx_meetings
+from tests.tokens import bearer
 
 
 def rules_of(r: httpx.Response) -> set[str]:
@@ -184,10 +185,11 @@ def test_vdx_down_books_nothing_and_says_so(data_root: Any, tmp_path: Any) -> No
     vdx_port = free_port()
     settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{vdx_port}")
     with ServerThread(create_app(settings)) as srv:
-        r = httpx.post(f"{srv.url}/fhir/Appointment", json=video_appointment(), headers=FHIR, timeout=30)
+        auth = bearer(srv.url, settings)
+        r = httpx.post(f"{srv.url}/fhir/Appointment", json=video_appointment(), headers={**FHIR, **auth}, timeout=30)
         assert r.status_code == 503 and r.json()["issue"][0]["code"] == "transient"
         assert r.headers["Retry-After"] == "30" and str(vdx_port) not in r.text  # no internal address
-        search = httpx.get(f"{srv.url}/fhir/Appointment").json()
+        search = httpx.get(f"{srv.url}/fhir/Appointment", headers=auth).json()
         assert search["total"] == 0
 
 
@@ -207,7 +209,7 @@ def test_concurrent_identical_requests_book_one_room(hub: Any) -> None:
     results: list[httpx.Response] = []
 
     def send() -> None:
-        with httpx.Client(base_url=hub.url, timeout=30) as c:
+        with httpx.Client(base_url=hub.url, timeout=30, headers=hub.client.headers) as c:
             results.append(c.post("/fhir/Appointment", json=appt, headers=FHIR))
 
     threads = [threading.Thread(target=send) for _ in range(8)]

@@ -20,6 +20,7 @@ from hub.api.server_thread import ServerThread
 from tests.appointments import video_appointment
 from tests.conftest import hub_settings
 from tests.flows.test_appointment import FHIR
+from tests.tokens import bearer
 
 
 class HungService:
@@ -65,13 +66,19 @@ def hung() -> Iterator[HungService]:
 
 def _hub(data_root: Path, tmp_path: Path, hung: HungService, **overrides: Any) -> ServerThread:
     settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{hung.port}", **overrides)
-    return ServerThread(create_app(settings))
+    srv = ServerThread(create_app(settings))
+    srv.settings = settings  # type: ignore[attr-defined]
+    return srv
+
+
+def _client(srv: Any, timeout: float) -> httpx.Client:
+    return httpx.Client(base_url=srv.url, timeout=timeout, headers=bearer(srv.url, srv.settings))
 
 
 def test_a_hung_vdx_holds_only_the_bookings(data_root: Path, tmp_path: Path, hung: HungService) -> None:
     # VDX's timeout long enough that the held bookings are still held while the test looks around.
     with _hub(data_root, tmp_path, hung, vdx_timeout_seconds=120, vdx_concurrency=2) as srv, \
-            ThreadPoolExecutor(8) as pool, httpx.Client(base_url=srv.url, timeout=150) as client:
+            ThreadPoolExecutor(8) as pool, _client(srv, 150) as client:
         held = [pool.submit(client.post, "/fhir/Appointment", json=video_appointment(), headers=FHIR)
                 for _ in range(2)]
         hung.wait_for(2)  # both VDX slots held by a booking each
@@ -98,7 +105,7 @@ def test_a_hung_vdx_holds_only_the_bookings(data_root: Path, tmp_path: Path, hun
 
 def test_repeated_failures_open_the_circuit(data_root: Path, tmp_path: Path, hung: HungService) -> None:
     with _hub(data_root, tmp_path, hung, vdx_timeout_seconds=0.2, circuit_failures=3,
-              circuit_reset_seconds=600) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+              circuit_reset_seconds=600) as srv, _client(srv, 60) as client:
         for _ in range(3):  # each waits out VDX's timeout
             r = client.post("/fhir/Appointment", json=video_appointment(), headers=FHIR)
             assert r.status_code == 503

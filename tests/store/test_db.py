@@ -16,6 +16,7 @@ from hub.store.db import make_engine, migrate
 from tests.appointments import iso, video_appointment
 from tests.conftest import hub_settings
 from tests.flows.test_appointment import FHIR
+from tests.tokens import bearer
 
 
 def test_migrations_create_every_table_and_are_repeatable(database_url: str) -> None:
@@ -30,7 +31,8 @@ def test_migrations_create_every_table_and_are_repeatable(database_url: str) -> 
 def test_booking_and_search_on_each_database(database_url: str, data_root: Path, tmp_path: Path,
                                             vdx: ServerThread) -> None:
     settings = hub_settings(data_root, tmp_path, vdx.url, database_url)
-    with ServerThread(create_app(settings)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+    with ServerThread(create_app(settings)) as srv, httpx.Client(base_url=srv.url, timeout=30,
+                                                                 headers=bearer(srv.url, settings)) as c:
         appt = video_appointment(patient={"identifier": {"system": "urn:oid:1.2.208.176.1.2",
                                                          "value": "0101804321"}})
         first = c.post("/fhir/Appointment", json=appt, headers=FHIR)

@@ -23,6 +23,7 @@ from hub.store.statements import INSERT_OUTBOX
 from tests.appointments import video_appointment
 from tests.conftest import hub_settings
 from tests.flows.test_appointment import FHIR
+from tests.tokens import bearer
 
 
 def test_instances_starting_together_migrate_one_after_the_other(database_url: str) -> None:
@@ -88,10 +89,12 @@ def test_a_booking_sent_to_two_instances_books_one_room(data_root: Path, tmp_pat
     for name in ("a", "b"):
         folder = tmp_path / name
         folder.mkdir()
-        instances.append(ServerThread(create_app(hub_settings(data_root, folder, vdx.url, database_url))))
+        settings = hub_settings(data_root, folder, vdx.url, database_url)
+        instances.append(ServerThread(create_app(settings)))
     with instances[0] as a, instances[1] as b, ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda url: httpx.post(f"{url}/fhir/Appointment", json=appt, headers=FHIR,
-                                                       timeout=60), [a.url, b.url] * 3))
+        auth = bearer(a.url, settings)  # one client, its token good at either instance: they share the issuer
+        answers = list(pool.map(lambda url: httpx.post(f"{url}/fhir/Appointment", json=appt,
+                                                       headers={**FHIR, **auth}, timeout=60), [a.url, b.url] * 3))
         assert {r.status_code for r in answers} <= {200, 201, 409}, [r.text for r in answers]
         ids = {r.json()["id"] for r in answers if r.status_code in (200, 201)}
         assert len(ids) == 1

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request, Response
 
 from hub import __version__
-from hub.api.deps import fhir_response, services
+from hub.api.deps import base_url, fhir_response, services
+from hub.api.security import NEEDS
 from hub.fhir.videoappointment import PROFILE
 from hub.wiring import Services
 
@@ -30,6 +31,7 @@ async def metadata(request: Request, svc: Services = Depends(services)) -> Respo
                                 if name != "hl7.fhir.r4.core"],
         "rest": [{
             "mode": "server",
+            "security": security(base_url(request, svc.settings)),
             "resource": [{
                 "type": "Appointment",
                 "supportedProfile": [PROFILE],
@@ -48,3 +50,19 @@ async def metadata(request: Request, svc: Services = Depends(services)) -> Respo
         }],
     }
     return fhir_response(request, cs)
+
+
+def security(base: str) -> dict[str, object]:
+    """SMART on FHIR: the token endpoint (the oauth-uris extension, and `/.well-known/smart-configuration`), and
+    the scope each endpoint needs (`hub.api.security`)."""
+    needs = "; ".join(f"{method} {path}: {scope}" for (method, path), scope in NEEDS.items())
+    return {
+        "cors": False,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}]}],
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": "token", "valueUri": f"{base}/auth/token"}]}],
+        "description": "OAuth2 bearer tokens (JWT): client credentials at /auth/token (client_secret_basic or "
+                       "private_key_jwt), or a configured issuer's. SMART v2 system scopes; the hub's named scopes "
+                       f"for operations and messaging. What each endpoint needs: {needs}.",
+    }
