@@ -46,6 +46,7 @@ from hub.hl7v2.mllp import MllpClient, MllpError  # noqa: E402
 from tests.pgcluster import PgCluster  # noqa: E402
 
 CPR = "0101804321"
+VDX_CLIENT = {"HUB_VDX_CLIENT_ID": "hub", "HUB_VDX_CLIENT_SECRET": uuid.uuid4().hex}  # VDX asks for tokens
 
 
 def adt(control_id: str) -> bytes:
@@ -89,7 +90,8 @@ def start_instance(name: str, database: str, vdx_url: str, work: Path) -> Instan
     data.mkdir()
     (data / "standards").symlink_to(Settings().standards_store.resolve())
     port, mllp_port = free_port(), free_port()
-    env = {**os.environ, "HUB_DATA_DIR": str(data), "HUB_DATABASE_URL": database, "HUB_VDX_URL": vdx_url,
+    env = {**os.environ, **VDX_CLIENT, "HUB_VDX_TOKEN_URL": f"{vdx_url}/token",
+           "HUB_DATA_DIR": str(data), "HUB_DATABASE_URL": database, "HUB_VDX_URL": vdx_url,
            "HUB_SDI_ENABLED": "false", "HUB_LOG_LEVEL": "ERROR", "HUB_PENDING_SETTLE_AFTER_SECONDS": "5",
            "HUB_HOUSEKEEPING_INTERVAL_SECONDS": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port), "--mllp-port",
@@ -222,7 +224,10 @@ def verdict(database: str, vdx_url: str, bookings: Tally, messages: Tally) -> di
     engine.dispose()
     booked = {key.rsplit("|", 1)[-1] for key, state in states.items() if state == "booked"}
     window = {"from-start-time": "2000-01-01T00:00:00Z", "to-start-time": "2100-01-01T00:00:00Z"}
-    rooms = len(httpx.get(f"{vdx_url}/v2/meetings", params=window, timeout=60).json())
+    token = httpx.post(f"{vdx_url}/token", data={"grant_type": "client_credentials"}, timeout=30,
+                       auth=(VDX_CLIENT["HUB_VDX_CLIENT_ID"], VDX_CLIENT["HUB_VDX_CLIENT_SECRET"])).json()
+    rooms = len(httpx.get(f"{vdx_url}/v2/meetings", params=window, timeout=60,
+                          headers={"Authorization": f"Bearer {token['access_token']}"}).json())
     return {
         "bookings": {"sent": len(bookings.sent), "answered": len(bookings.answered),
                      "lost": len((bookings.answered | bookings.unanswered) - booked),
@@ -242,7 +247,7 @@ def services(work: Path) -> Iterator[tuple[str, str]]:
     server = cluster.start()
     vdx_port = free_port()
     vdx = subprocess.Popen([sys.executable, "-m", "hub", "vdx", "serve", "--port", str(vdx_port)], cwd=ROOT,
-                           env={**os.environ, "HUB_LOG_LEVEL": "ERROR", "HUB_DATA_DIR": str(work)})
+                           env={**os.environ, **VDX_CLIENT, "HUB_LOG_LEVEL": "ERROR", "HUB_DATA_DIR": str(work)})
     try:
         admin = create_engine(server, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -355,6 +356,13 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes for the API")] = 1,
     mllp_port: Annotated[int, typer.Option(help="Port of the HL7 v2 MLLP listener; 0 turns it off")] = 2575,
+    mllp_tls_cert: Annotated[Path | None, typer.Option(help="MLLP inside TLS: its certificate (HUB_MLLP_TLS_CERT)")]
+    = None,
+    mllp_tls_key: Annotated[Path | None, typer.Option(help="Its key (HUB_MLLP_TLS_KEY)")] = None,
+    mllp_tls_ca: Annotated[Path | None, typer.Option(help="Client certificates required, signed by this CA "
+                                                          "(HUB_MLLP_TLS_CA)")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="HTTPS: the API's certificate (HUB_HTTPS_CERT)")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="Its key (HUB_HTTPS_KEY)")] = None,
 ) -> None:
     """Run the hub. Without HUB_VDX_URL the built-in VDX-compatible service is started on loopback too; the
     MLLP listener for HL7 v2 runs beside the API (its own process)."""
@@ -367,6 +375,9 @@ def serve(
     from hub.supervisor import Part, Spawned, Supervisor
     from hub.wiring import preflight
 
+    given = {"HUB_MLLP_TLS_CERT": mllp_tls_cert, "HUB_MLLP_TLS_KEY": mllp_tls_key, "HUB_MLLP_TLS_CA": mllp_tls_ca,
+             "HUB_HTTPS_CERT": ssl_certfile, "HUB_HTTPS_KEY": ssl_keyfile}
+    os.environ.update({name: str(path.resolve()) for name, path in given.items() if path is not None})  # the parts'
     settings = _settings()
     configure(settings.log_level)
     problems = preflight(settings, host if mllp_port else None)
@@ -391,7 +402,11 @@ def serve(
     try:  # each part started inside it, so that whatever started is stopped however the command ends
         if not settings.vdx_url:
             vdx_port = free_port()
-            os.environ["HUB_VDX_URL"] = f"http://127.0.0.1:{vdx_port}"
+            # It asks for a token as the real VDX does: the hub's client gets one with these credentials, made
+            # for this run (read by the service and by the hub's parts from the environment).
+            os.environ.update({"HUB_VDX_URL": f"http://127.0.0.1:{vdx_port}",
+                               "HUB_VDX_TOKEN_URL": f"http://127.0.0.1:{vdx_port}/token",
+                               "HUB_VDX_CLIENT_ID": "hub", "HUB_VDX_CLIENT_SECRET": secrets.token_urlsafe(24)})
             vdx = ["vdx", "serve"]
             supervisor.add(Part("the built-in VDX-compatible service", lambda: _service(vdx, vdx_port)),
                            _start_service(vdx, vdx_port, "built-in VDX-compatible service"))
@@ -685,14 +700,20 @@ def vdx_serve(
     vmr_available_before: Annotated[int, typer.Option(help="Minutes a room is provisioned before start")] = 30,
     test_clock: Annotated[bool, typer.Option(help="Expose /_test/clock to move the service's clock")] = False,
 ) -> None:
-    """Run the VDX-compatible service alone."""
+    """Run the VDX-compatible service alone; with HUB_VDX_CLIENT_ID and HUB_VDX_CLIENT_SECRET it asks for OAuth2
+    tokens from its /token endpoint, as the real VDX does."""
     import uvicorn
 
     from hub.core.logging import configure
     from hub.video.local import create_vdx_app
 
-    configure(_settings().log_level)
-    vdx = create_vdx_app(vmr_available_before=vmr_available_before, enable_test_clock=test_clock)
+    settings = _settings()
+    configure(settings.log_level)
+    # OAuth2 client credentials as the real VDX asks for them, when given (`hub serve` gives its own)
+    clients = ({settings.vdx_client_id: settings.vdx_client_secret}
+               if settings.vdx_client_id and settings.vdx_client_secret else None)
+    vdx = create_vdx_app(vmr_available_before=vmr_available_before, enable_test_clock=test_clock,
+                         client_credentials=clients)
     uvicorn.run(vdx, host=host, port=port, log_config=None, access_log=False)
 
 

@@ -75,10 +75,38 @@ def schemas(data_root: Path) -> OioxmlSchemas:
     return OioxmlSchemas(data_root / "standards")
 
 
+VDX_CLIENT = ("hub", "vdx-test-secret")  # the client credentials the VDX stand-in asks for, as the real VDX does
+
+
+class VdxToken(httpx.Auth):
+    """A bearer token from the VDX stand-in's /token, fetched again when refused (its clock may have moved on)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.token: str | None = None
+
+    def _fetch(self) -> str:
+        r = httpx.post(f"{self.url}/token", data={"grant_type": "client_credentials"}, auth=VDX_CLIENT, timeout=10)
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        self.token = self.token or self._fetch()
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        response = yield request
+        if response.status_code == 401:
+            self.token = self._fetch()
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            yield request
+
+
 @pytest.fixture
 def vdx() -> Iterator[ServerThread]:
-    with ServerThread(create_vdx_app(enable_test_clock=True)) as srv:
+    """The VDX-compatible service, asking for tokens; `vdx.client` calls it as a client with one."""
+    with ServerThread(create_vdx_app(enable_test_clock=True, client_credentials=dict([VDX_CLIENT]))) as srv:
+        srv.client = httpx.Client(base_url=srv.url, auth=VdxToken(srv.url), timeout=30)  # type: ignore[attr-defined]
         yield srv
+        srv.client.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +148,8 @@ def hub_settings(data_root: Path, tmp_path: Path, vdx_url: str, database_url: st
     data.mkdir(exist_ok=True)
     (data / "standards").symlink_to(data_root / "standards")
     return Settings(**{"data_dir": data, "vdx_url": vdx_url, "database_url": database_url, "vdx_retries": 1,
-                       **overrides})
+                       "vdx_token_url": f"{vdx_url}/token", "vdx_client_id": VDX_CLIENT[0],
+                       "vdx_client_secret": VDX_CLIENT[1], **overrides})
 
 
 @pytest.fixture

@@ -369,7 +369,8 @@ def test_https_directly_for_those_without_a_proxy(data_root: Path, tmp_path: Pat
     (tmp_path / "standards").symlink_to(data_root / "standards")
     port = free_port()
     cert, key = pki["server"]
-    proc = _serve(tmp_path, port, "--mllp-port", "0", sdi_enabled="false", https_cert=str(cert), https_key=str(key))
+    proc = _serve(tmp_path, port, "--mllp-port", "0", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                  sdi_enabled="false")
     url = f"https://127.0.0.1:{port}"
     try:
         with httpx.Client(verify=ssl.create_default_context(cafile=pki["ca"][0]), timeout=10) as client:

@@ -91,6 +91,8 @@ class Gate:
         need = NEEDS.get((request.method, getattr(route, "path", "")))
         if need is None or not scopes.permits(principal.grants, need):
             raise Forbidden(need or f"(none defined for {request.method} {getattr(route, 'path', '?')})")
+        if not principal.organisation:  # what a client may see is its organisation's: without one, nothing
+            raise Forbidden("a token that names the client's organisation")
         request.state.principal = principal
         return principal
 

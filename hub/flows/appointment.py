@@ -45,22 +45,23 @@ class AppointmentFlow:
                                      status="rejected", http_status=status)
 
     def create(self, body: bytes, content_type: str | None, operation: str,
-               if_none_exist: str | None = None) -> BookingResult:
-        """Book: a new room, or the first answer again for the same source identifier (or `If-None-Exist`)."""
+               if_none_exist: str | None = None, owner: str | None = None) -> BookingResult:
+        """Book: a new room, or the first answer again for the same source identifier (or `If-None-Exist`).
+        `owner`: the booking organisation; the same identifier from another organisation is another booking."""
         appt, inbound = self._accept(body, content_type, operation)
-        req = fa.to_meeting_request(appt, fa.source_key(appt, if_none_exist))
-        return self.bookings.book(req, _renderer(appt), inbound, fa.patient_search_keys(req))
+        req = fa.to_meeting_request(appt, scoped(fa.source_key(appt, if_none_exist), owner))
+        return self.bookings.book(req, _renderer(appt), inbound, fa.patient_search_keys(req), owner)
 
     def update(self, appointment_id: str, body: bytes, content_type: str | None, operation: str,
-               if_match: str | None = None) -> BookingResult:
-        """Move, change or cancel (`PUT`)."""
+               if_match: str | None = None, viewer: str | None = None) -> BookingResult:
+        """Move, change or cancel (`PUT`); `viewer`: the organisation asking, which must own it."""
         appt, inbound = self._accept(body, content_type, operation)
-        return self._update(appointment_id, appt, inbound, if_match)
+        return self._update(appointment_id, appt, inbound, if_match, viewer)
 
     def patch(self, appointment_id: str, body: bytes, content_type: str | None, operation: str,
-              if_match: str | None = None) -> BookingResult:
+              if_match: str | None = None, viewer: str | None = None) -> BookingResult:
         """A JSON Patch (RFC 6902) on the stored Appointment, then checked and applied as `PUT` is."""
-        row = self.bookings.get(appointment_id)
+        row = self.bookings.get(appointment_id, viewer)
         try:
             patched = jsonpatch.apply_patch(row.resource, orjson.loads(body))
         except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
@@ -69,7 +70,7 @@ class AppointmentFlow:
             self.refused(operation, (content_type or "").split(";")[0].strip(), body, outcome, 400, "json-patch")
             raise InvalidInput(outcome) from None
         appt, inbound = self._accept(body, content_type, operation, parsed=patched)
-        return self._update(appointment_id, appt, inbound, if_match)
+        return self._update(appointment_id, appt, inbound, if_match, viewer)
 
     def _accept(self, body: bytes, content_type: str | None, operation: str,
                 parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], Inbound]:
@@ -88,12 +89,12 @@ class AppointmentFlow:
         return appt, {**fields, "verdict": outcome.to_fhir(), "status": "accepted"}
 
     def _update(self, appointment_id: str, appt: dict[str, Any], inbound: Inbound,
-                if_match: str | None) -> BookingResult:
+                if_match: str | None, viewer: str | None = None) -> BookingResult:
         try:
             if appt.get("id") not in (None, appointment_id):
                 raise InvalidInput(single("invalid", f"The body's id '{appt.get('id')}' is not {appointment_id}",
                                           "id"))
-            row = self.bookings.get(appointment_id)
+            row = self.bookings.get(appointment_id, viewer)
             if if_match and if_match.strip() not in (f'W/"{row.version}"', f'"{row.version}"'):
                 raise HubError(single("conflict", f"Version {row.version} is current, not {if_match}"), status=412)
         except HubError as exc:
@@ -102,3 +103,9 @@ class AppointmentFlow:
             raise
         req = fa.to_meeting_request(appt, row.source_key)
         return self.bookings.update(appointment_id, req, _renderer(appt), inbound, fa.patient_search_keys(req))
+
+
+def scoped(source_key: str, owner: str | None) -> str:
+    """A source key as one organisation's: the same identifier sent by two organisations is two bookings, and
+    neither is answered with the other's."""
+    return f"{owner} {source_key}" if owner else source_key

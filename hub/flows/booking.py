@@ -173,24 +173,27 @@ class BookingFlow:
 
     # --- reads -------------------------------------------------------------------------------------------
 
-    def get(self, appointment_id: str) -> m.Appointment:
+    def get(self, appointment_id: str, viewer: str | None = None) -> m.Appointment:
+        """The booked appointment; with `viewer` (an organisation), only if it may see it — its owner's, or one no
+        organisation owns — else NotFound, as if it did not exist."""
         with self.sessions() as s:
             row = s.get(m.Appointment, appointment_id)
-            if row is None or row.state != "booked":
+            if row is None or row.state != "booked" or (viewer is not None and row.owner not in (None, viewer)):
                 raise NotFound(f"Appointment/{appointment_id}")
             return row
 
     # --- book --------------------------------------------------------------------------------------------
 
     def book(self, req: MeetingRequest, render: Render, inbound: Inbound,
-             patient: tuple[str | None, str | None] = (None, None)) -> BookingResult:
+             patient: tuple[str | None, str | None] = (None, None), owner: str | None = None) -> BookingResult:
         """Book a room for a new request, or answer with the booking an earlier identical request made.
 
-        `inbound` is the request message (raw bytes, verdict); it is stored in the claim's transaction.
+        `inbound` is the request message (raw bytes, verdict); it is stored in the claim's transaction. `owner`:
+        the organisation booking (its source keys are its own: `AppointmentFlow.create` scopes them).
         """
         appointment_id = str(uuid.uuid4())
         message_id = str(inbound.setdefault("id", str(uuid.uuid4())))
-        claimed, attempt = self._claim(appointment_id, req, patient, inbound)
+        claimed, attempt = self._claim(appointment_id, req, patient, inbound, owner)
         if claimed is not None:
             return claimed
         trace: list[Exchange] = []
@@ -215,7 +218,7 @@ class BookingFlow:
         return BookingResult(appointment_id, resource, created=True)
 
     def _claim(self, appointment_id: str, req: MeetingRequest, patient: tuple[str | None, str | None],
-               inbound: Inbound) -> tuple[BookingResult | None, int]:
+               inbound: Inbound, owner: str | None = None) -> tuple[BookingResult | None, int]:
         """Insert the pending appointment, or find the booking that has this source key.
 
         Returns (earlier result, 0) or (None, attempt): the attempt number counts earlier failed tries, so each
@@ -227,7 +230,7 @@ class BookingFlow:
         claim: dict[str, Any] = {
             "id": appointment_id, "source_key": req.source_key, "state": "pending", "status": req.status,
             "version": 1, "resource": {}, "patient_reference": patient[0], "patient_identifier": patient[1],
-            "start": req.start, "end": req.end, "created_at": now, "updated_at": now}
+            "start": req.start, "end": req.end, "created_at": now, "updated_at": now, "owner": owner}
         message = self._message_row(inbound, appointment_id)
         outcome: list[tuple[BookingResult | None, int]] = []
 

@@ -36,9 +36,13 @@ def search(
     identifiers: Sequence[tuple[str | None, str]] = (),
     count: int = 50,
     offset: int = 0,
-) -> tuple[int, list[dict[str, Any]]]:
-    """(total, resources) of booked appointments matching every given parameter (values within one: OR)."""
+    viewer: str | None = None,
+) -> tuple[int, list[tuple[dict[str, Any], str | None]]]:
+    """(total, (resource, owner) of each) of booked appointments matching every given parameter (values within one:
+    OR); with `viewer`, only those that organisation may see (its own, and those no organisation owns)."""
     clauses: list[ColumnElement[bool]] = [Appointment.state == "booked"]
+    if viewer is not None:
+        clauses.append(or_(Appointment.owner == viewer, Appointment.owner.is_(None)))
     if patient_references:
         clauses.append(or_(*[
             or_(Appointment.patient_reference == ref, Appointment.patient_reference.endswith("/" + ref))
@@ -56,8 +60,8 @@ def search(
     if identifiers:
         ors: list[ColumnElement[bool]] = []
         for system, value in identifiers:
-            if system:
-                ors.append(Appointment.source_key == f"{system}|{value}")
+            if system:  # the key as sent, or as the viewer's own (hub.flows.appointment.scoped)
+                ors.append(Appointment.source_key.in_([f"{system}|{value}", f"{viewer} {system}|{value}"]))
             else:
                 ors.append(Appointment.source_key.endswith("|" + value))
             if system in (None, "http://vdx.medcom.dk/meeting"):
@@ -65,8 +69,8 @@ def search(
         clauses.append(or_(*ors) if ors else false())
     where = and_(*clauses)
     total = session.scalar(select(func.count()).select_from(Appointment).where(where)) or 0
-    rows = session.scalars(
-        select(Appointment.resource).where(where).order_by(Appointment.start, Appointment.id)
+    rows = session.execute(
+        select(Appointment.resource, Appointment.owner).where(where).order_by(Appointment.start, Appointment.id)
         .limit(count).offset(offset)
     )
-    return total, list(rows)
+    return total, [(resource, owner) for resource, owner in rows]

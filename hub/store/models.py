@@ -92,6 +92,8 @@ class Appointment(Base):
     resource: Mapped[dict[str, Any]]
     patient_reference: Mapped[str | None] = mapped_column(String(300), index=True)
     patient_identifier: Mapped[str | None] = mapped_column(String(300), index=True)
+    # the organisation (system|value) whose client booked it; None: booked by HL7 v2 or a letter, seen by all
+    owner: Mapped[str | None] = mapped_column(String(200), index=True)
     start: Mapped[datetime] = mapped_column(index=True)
     end: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

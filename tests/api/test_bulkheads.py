@@ -65,7 +65,8 @@ def hung() -> Iterator[HungService]:
 
 
 def _hub(data_root: Path, tmp_path: Path, hung: HungService, **overrides: Any) -> ServerThread:
-    settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{hung.port}", **overrides)
+    # the hung service hangs for tokens too: the hub asks it for none (its guard is what is under test)
+    settings = hub_settings(data_root, tmp_path, f"http://127.0.0.1:{hung.port}", vdx_token_url=None, **overrides)
     srv = ServerThread(create_app(settings))
     srv.settings = settings  # type: ignore[attr-defined]
     return srv

@@ -70,7 +70,8 @@ def _hub_key(hub: Any) -> OwnIssuer:
 def _claims(**changes: Any) -> dict[str, Any]:
     now = int(time.time())
     return {"iss": "http://localhost/auth", "aud": "http://localhost/fhir", "sub": "c", "client_id": "c",
-            "iat": now, "nbf": now, "exp": now + 60, "scope": "system/*.cruds hub/*", **changes}
+            "iat": now, "nbf": now, "exp": now + 60, "scope": "system/*.cruds hub/*",
+            "organisation": "urn:oid:1.2.208.176.1.1|1234561000016000", **changes}
 
 
 @pytest.mark.parametrize(("changes", "said"), [

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from hub.flows.appointment import scoped
 from tests.appointments import iso, video_appointment
+from tests.tokens import ORGANISATION
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 VDX_SYSTEM = "http://vdx.medcom.dk/meeting"
@@ -35,7 +37,7 @@ def db_count(hub: Any, table: str, where: str = "1=1") -> int:
 
 def vdx_meetings(hub: Any) -> list[dict[str, Any]]:
     window = {"from-start-time": "2000-01-01T00:00:00Z", "to-start-time": "2100-01-01T00:00:00Z"}
-    r = httpx.get(f"{hub.vdx.url}/v2/meetings", params=window)
+    r = hub.vdx.client.get("/v2/meetings", params=window)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -50,12 +52,12 @@ def test_books_a_room_and_answers_with_links_and_pins(hub: Any) -> None:
     appt = r.json()
     assert r.headers["location"].endswith(f"/fhir/Appointment/{appt['id']}/_history/1")
     meeting_uuid = vdx_id(appt)
-    info = httpx.get(f"{hub.vdx.url}/v2/scheduling-info/{meeting_uuid}").json()
+    info = hub.vdx.client.get(f"/v2/scheduling-info/{meeting_uuid}").json()
     assert ext(appt, "ehealth-vmr-uri") == info["uriWithDomain"]
     assert ext(appt, "ehealth-guest-pin-code") == str(info["guestPin"])
     assert ext(appt, "ehealth-host-pin-code") == str(info["hostPin"])
     assert ext(appt, "ehealth-meeting-url") == info["portalLink"]
-    meeting = httpx.get(f"{hub.vdx.url}/v2/meetings/{meeting_uuid}").json()
+    meeting = hub.vdx.client.get(f"/v2/meetings/{meeting_uuid}").json()
     assert meeting["startTime"] == iso(datetime.fromisoformat(appt["start"].replace("Z", "+00:00")))
     assert meeting["subject"] == "Forundersøgelse"
     assert ext(appt, "ehealth-max-participants") == 4
@@ -106,16 +108,16 @@ def test_lost_answer_does_not_book_a_second_room(hub: Any) -> None:
     from hub.flows.booking import MEETING_NAMESPACE, external_id
 
     appt = video_appointment(source_id="lost-1")
-    key = f"{appt['identifier'][0]['system']}|lost-1"
+    key = scoped(f"{appt['identifier'][0]['system']}|lost-1", ORGANISATION)  # the hub client's organisation's
     ext_id = external_id(key, 1)
     meeting_uuid = str(uuid.uuid5(MEETING_NAMESPACE, f"{ext_id}#1"))
-    pre = httpx.post(f"{hub.vdx.url}/v2/meetings", json={
+    pre = hub.vdx.client.post("/v2/meetings", json={
         "uuid": meeting_uuid, "externalId": ext_id, "subject": "x", "startTime": appt["start"], "endTime": appt["end"]})
     assert pre.status_code == 200
     r = book(hub, appt)
     assert r.status_code == 201, r.text
     assert vdx_id(r.json()) == meeting_uuid
-    found = httpx.get(f"{hub.vdx.url}/v2/meetings", params={"externalId": ext_id}).json()
+    found = hub.vdx.client.get("/v2/meetings", params={"externalId": ext_id}).json()
     assert len(found) == 1
 
 
@@ -142,14 +144,14 @@ def test_reschedule_before_provisioning_moves_the_same_room(hub: Any) -> None:
     assert r.status_code == 200, r.text
     assert vdx_id(r.json()) == room
     assert r.json()["meta"]["versionId"] == "2"
-    assert httpx.get(f"{hub.vdx.url}/v2/meetings/{room}").json()["startTime"] == iso(later)
+    assert hub.vdx.client.get(f"/v2/meetings/{room}").json()["startTime"] == iso(later)
 
 
 def test_reschedule_after_provisioning_books_a_new_room_and_says_so(hub: Any) -> None:
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)  # inside vmrAvailableBefore
     appt = book(hub, video_appointment(start=start)).json()
     old_room = vdx_id(appt)
-    assert httpx.get(f"{hub.vdx.url}/v2/scheduling-info/{old_room}").json()["provisionStatus"] == "PROVISIONED_OK"
+    assert hub.vdx.client.get(f"/v2/scheduling-info/{old_room}").json()["provisionStatus"] == "PROVISIONED_OK"
     moved = start + timedelta(days=1)
     appt["start"], appt["end"] = iso(moved), iso(moved + timedelta(minutes=30))
     r = hub.client.put(f"/fhir/Appointment/{appt['id']}", json=appt, headers=FHIR)
@@ -159,7 +161,7 @@ def test_reschedule_after_provisioning_books_a_new_room_and_says_so(hub: Any) ->
     assert {"use": "old", "system": VDX_SYSTEM, "value": old_room} in new["identifier"]
     assert "new room" in r.headers["x-hub-notes"]
     assert ext(new, "ehealth-vmr-uri") != ext(appt, "ehealth-vmr-uri")
-    old_end = httpx.get(f"{hub.vdx.url}/v2/meetings/{old_room}").json()["endTime"]
+    old_end = hub.vdx.client.get(f"/v2/meetings/{old_room}").json()["endTime"]
     assert old_end < appt["end"]  # the old room was ended early
 
 
@@ -171,7 +173,7 @@ def test_only_end_time_changes_after_provisioning(hub: Any) -> None:
     r = hub.client.put(f"/fhir/Appointment/{appt['id']}", json=appt, headers=FHIR)
     assert r.status_code == 200
     assert vdx_id(r.json()) == room
-    assert httpx.get(f"{hub.vdx.url}/v2/meetings/{room}").json()["endTime"] == appt["end"]
+    assert hub.vdx.client.get(f"/v2/meetings/{room}").json()["endTime"] == appt["end"]
 
 
 def test_cancel_by_patch_deletes_the_room(hub: Any) -> None:
@@ -182,7 +184,7 @@ def test_cancel_by_patch_deletes_the_room(hub: Any) -> None:
                          headers={"Content-Type": "application/json-patch+json", "Accept": "application/fhir+json"})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
-    assert httpx.get(f"{hub.vdx.url}/v2/meetings/{room}").status_code == 404
+    assert hub.vdx.client.get(f"/v2/meetings/{room}").status_code == 404
     assert ext(r.json(), "ehealth-vmr-uri") is None
 
 
@@ -195,7 +197,7 @@ def test_cancel_after_provisioning_ends_the_room(hub: Any) -> None:
     assert r.status_code == 200
     assert r.json()["resourceType"] == "OperationOutcome"
     assert "provisioned" in r.json()["issue"][0]["diagnostics"]
-    meeting = httpx.get(f"{hub.vdx.url}/v2/meetings/{vdx_id(appt)}").json()
+    meeting = hub.vdx.client.get(f"/v2/meetings/{vdx_id(appt)}").json()
     assert meeting["endTime"] < appt["end"]
 
 
@@ -243,13 +245,14 @@ def test_a_booking_left_pending_by_a_stopped_process_is_settled(hub: Any) -> Non
 
     flow = hub.server.config.app.state.services.flow
     appt = video_appointment(source_id="crashed-1")
-    key = fa.source_key(appt)
+    key = scoped(fa.source_key(appt), ORGANISATION)  # as the hub client's organisation booked it
     inbound = {"direction": "in", "channel": "fhir-rest", "format": "fhir+json", "operation": "POST",
                "content_type": "application/fhir+json", "raw": b"{}", "verdict": None, "status": "accepted"}
-    claimed, attempt = flow._claim(str(uuid.uuid4()), fa.to_meeting_request(appt, key), (None, None), inbound)
+    claimed, attempt = flow._claim(str(uuid.uuid4()), fa.to_meeting_request(appt, key), (None, None), inbound,
+                                   ORGANISATION)
     assert claimed is None and attempt == 1
     orphan = meeting_uuid(key, 1, 1)
-    made = httpx.post(f"{hub.vdx.url}/v2/meetings", json={"uuid": orphan, "externalId": external_id(key, 1),
+    made = hub.vdx.client.post("/v2/meetings", json={"uuid": orphan, "externalId": external_id(key, 1),
                                                            "subject": "x", "startTime": appt["start"],
                                                            "endTime": appt["end"]})
     assert made.status_code == 200
@@ -258,7 +261,7 @@ def test_a_booking_left_pending_by_a_stopped_process_is_settled(hub: Any) -> Non
     assert book(hub, appt).status_code == 409  # being booked, as far as the store knows
     assert flow.settle_pending(timedelta(hours=1)) == 0  # too young to settle
     assert flow.settle_pending(timedelta(0)) == 1
-    assert httpx.get(f"{hub.vdx.url}/v2/meetings/{orphan}").status_code == 404
+    assert hub.vdx.client.get(f"/v2/meetings/{orphan}").status_code == 404
     assert db_count(hub, "appointments", f"source_key = '{key}' AND state = 'failed'") == 1
 
     again = book(hub, appt)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from lxml import etree
 from sqlalchemy import select
 
@@ -59,7 +58,7 @@ def test_a_video_consultation_confirmed_by_xdis13_is_booked_and_a_correction_mov
     assert (booked.start, booked.end) == (WHEN, WHEN + timedelta(minutes=30))
     appt = hub.client.get(f"/fhir/Appointment/{booked.id}").json()
     room = next(i["value"] for i in appt["identifier"] if i["system"] == "http://vdx.medcom.dk/meeting")
-    assert httpx.get(f"{vdx.url}/v2/meetings/{room}").json()["startTime"] == "2031-03-12T09:00:00Z"
+    assert vdx.client.get(f"/v2/meetings/{room}").json()["startTime"] == "2031-03-12T09:00:00Z"
     assert receiver.wait_for(1) == [letter]  # the practice gets its letter, unchanged
 
     # the same envelope again: its first answer, nothing booked twice
@@ -76,7 +75,7 @@ def test_a_video_consultation_confirmed_by_xdis13_is_booked_and_a_correction_mov
     current = hub.client.get(f"/fhir/Appointment/{booked.id}").json()
     room = next(i["value"] for i in current["identifier"] if i["system"] == "http://vdx.medcom.dk/meeting"
                 and i.get("use") == "official")
-    assert httpx.get(f"{vdx.url}/v2/meetings/{room}").json()["startTime"] == "2031-03-13T09:00:00Z"
+    assert vdx.client.get(f"/v2/meetings/{room}").json()["startTime"] == "2031-03-13T09:00:00Z"
 
     # written back as an XDIS13 for the practice
     xdis13 = hub.client.get(f"/fhir/Appointment/{booked.id}/$booking-confirmation",
@@ -88,7 +87,7 @@ def test_a_video_consultation_confirmed_by_xdis13_is_booked_and_a_correction_mov
     assert root.xpath("string(//m:Confirmation/m:Date)", namespaces=ns) == "2031-03-13"
     assert root.xpath("string(//m:Confirmation/m:Time)", namespaces=ns) == "10:00"
     assert root.xpath("string(//m:Patient/m:CivilRegistrationNumber)", namespaces=ns) == CPR
-    short_link = httpx.get(f"{vdx.url}/v2/meetings/{room}").json()["shortLink"]
+    short_link = vdx.client.get(f"/v2/meetings/{room}").json()["shortLink"]
     assert root.xpath("string(//m:Text03)", namespaces=ns) == f"Videokonsultation, ny tid {short_link}"
 
 

@@ -10,12 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from hub.core.config import Settings
 from hub.flows.hl7v2 import Hl7v2Flow
 from hub.hl7v2.ack import acknowledgement
 from hub.hl7v2.message import Unmappable, read
@@ -50,7 +48,7 @@ def _sch(fields: dict[int, str]) -> str:
 @pytest.fixture
 def scheduling(hub: Any, data_root: Path, tmp_path: Path) -> Iterator[MllpClient]:
     """The MLLP listener on the API's store and VDX, as `hub serve` runs it beside the API."""
-    settings = Settings(data_dir=tmp_path / "data", vdx_url=hub.vdx.url, vdx_retries=1)  # the `hub` fixture's
+    settings = hub.settings  # the `hub` fixture's: its store and VDX
     engine = make_engine(settings.effective_database_url)
     flow = Hl7v2Flow(engine, booking_flow(settings, engine, session_factory(engine)), video=VideoPolicy())
     with MllpServer(flow.handle).start_in_thread() as server, MllpClient("127.0.0.1", server.port) as client:
@@ -65,7 +63,7 @@ def appointments(hub: Any) -> list[dict[str, Any]]:
 def room(hub: Any, appointment: dict[str, Any]) -> dict[str, Any]:
     uuid = next(i["value"] for i in appointment["identifier"] if i["system"] == VDX_MEETING and i.get("use") ==
                 "official")
-    return httpx.get(f"{hub.vdx.url}/v2/meetings/{uuid}").json()  # type: ignore[no-any-return]
+    return hub.vdx.client.get(f"/v2/meetings/{uuid}").json()  # type: ignore[no-any-return]
 
 
 def test_the_example_siu_is_a_valid_v25_message_and_maps_to_the_meeting() -> None:

@@ -99,4 +99,4 @@ def test_a_booking_sent_to_two_instances_books_one_room(data_root: Path, tmp_pat
         ids = {r.json()["id"] for r in answers if r.status_code in (200, 201)}
         assert len(ids) == 1
         window = {"from-start-time": "2000-01-01T00:00:00Z", "to-start-time": "2100-01-01T00:00:00Z"}
-        assert len(httpx.get(f"{vdx.url}/v2/meetings", params=window).json()) == 1  # one room in VDX
+        assert len(vdx.client.get("/v2/meetings", params=window).json()) == 1  # one room in VDX

@@ -12,8 +12,10 @@ import pytest
 from hub.api.server_thread import ServerThread
 from hub.video.client import VdxClient, VdxError, VdxRefused
 from hub.video.local import VdxClock, create_vdx_app
+from tests.conftest import VDX_CLIENT
 
 MEETING = {"subject": "Videomøde", "startTime": "2031-01-02T10:00:00Z", "endTime": "2031-01-02T10:30:00Z"}
+
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def test_wrong_secret_is_refused(secured: Any) -> None:
 
 
 def test_refusal_carries_vdx_error_code(vdx: ServerThread) -> None:
-    client = VdxClient(vdx.url)
+    client = VdxClient(vdx.url, token_url=f"{vdx.url}/token", client_id=VDX_CLIENT[0], client_secret=VDX_CLIENT[1])
     body = {**MEETING, "externalId": "x-1"}
     client.create_meeting(dict(body))
     with pytest.raises(VdxRefused) as exc:
@@ -91,5 +93,6 @@ def test_server_errors_are_retried(vdx: ServerThread) -> None:
         await app(scope, receive, send)
 
     with ServerThread(flaky) as srv:
-        created = VdxClient(srv.url, retries=2, backoff=0.01).create_meeting(dict(MEETING))
+        created = VdxClient(srv.url, retries=2, backoff=0.01, token_url=f"{srv.url}/token", client_id=VDX_CLIENT[0],
+                            client_secret=VDX_CLIENT[1]).create_meeting(dict(MEETING))
     assert calls == ["/v2/meetings"] and created["subject"] == "Videomøde"

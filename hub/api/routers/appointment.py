@@ -21,14 +21,31 @@ from hub.api.deps import (
     read_body,
     services,
 )
+from hub.auth import scopes
 from hub.core.errors import InvalidInput
 from hub.core.model import BookingResult
 from hub.core.outcome import Outcome, single
+from hub.fhir.appointment import ROOM_EXTENSIONS
 from hub.fhir.search import parse_date, split_token
 from hub.store import appointments as appointment_store
 from hub.wiring import Services
 
 router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
+
+
+def _viewer(request: Request) -> str:
+    """The calling client's organisation (`hub.api.security.Gate` requires one)."""
+    return str(request.state.principal.organisation)
+
+
+def shown(request: Request, resource: dict[str, Any], owner: str | None) -> dict[str, Any]:
+    """The appointment as this client may see it: the host PIN only for the owner's clients that may write it."""
+    principal = request.state.principal
+    writer = any(scopes.permits(principal.grants, f"system/Appointment.{i}") for i in "cu")
+    if owner is not None and principal.organisation == owner and writer:
+        return resource
+    host = ROOM_EXTENSIONS["host_pin"][0]
+    return {**resource, "extension": [e for e in resource.get("extension", []) if e.get("url") != host]}
 
 
 def _answer(request: Request, svc: Services, result: BookingResult, created_status: int) -> Response:
@@ -43,7 +60,8 @@ def _answer(request: Request, svc: Services, result: BookingResult, created_stat
             for note in result.notes:
                 out.add("information", "informational", note)
             return outcome_response(request, out, 200)
-    return fhir_response(request, result.resource, created_status if result.created else 200, headers)
+    return fhir_response(request, shown(request, result.resource, _viewer(request)),
+                         created_status if result.created else 200, headers)
 
 
 @router.post("", status_code=201, summary="Book a video appointment")
@@ -51,14 +69,14 @@ async def create(request: Request, svc: Services = Depends(services)) -> Respons
     operation = "POST /fhir/Appointment"
     body = await read_body(request, svc.settings.max_body_bytes)
     result = await on_vdx_threads(request, svc.appointments.create, body, request.headers.get("content-type"),
-                                  operation, request.headers.get("if-none-exist"))
+                                  operation, request.headers.get("if-none-exist"), _viewer(request))
     return _answer(request, svc, result, 201)
 
 
 @router.get("/{appointment_id}", summary="Read an appointment")
 async def read(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
-    row = await run_in_threadpool(svc.flow.get, appointment_id)
-    return fhir_response(request, row.resource, 200, {"ETag": f'W/"{row.version}"'})
+    row = await run_in_threadpool(svc.flow.get, appointment_id, _viewer(request))  # another's: 404
+    return fhir_response(request, shown(request, row.resource, row.owner), 200, {"ETag": f'W/"{row.version}"'})
 
 
 @router.put("/{appointment_id}", summary="Move, change or cancel an appointment")
@@ -66,7 +84,8 @@ async def update(appointment_id: str, request: Request, svc: Services = Depends(
     operation = f"PUT /fhir/Appointment/{appointment_id}"
     body = await read_body(request, svc.settings.max_body_bytes)
     result = await on_vdx_threads(request, svc.appointments.update, appointment_id, body,
-                                  request.headers.get("content-type"), operation, request.headers.get("if-match"))
+                                  request.headers.get("content-type"), operation, request.headers.get("if-match"),
+                                  _viewer(request))
     return _answer(request, svc, result, 200)
 
 
@@ -78,7 +97,7 @@ async def patch(appointment_id: str, request: Request, svc: Services = Depends(s
     if (content_type or "").split(";")[0].strip() != "application/json-patch+json":
         raise InvalidInput(single("not-supported", "PATCH takes application/json-patch+json"), status=415)
     result = await on_vdx_threads(request, svc.appointments.patch, appointment_id, body, content_type, operation,
-                                  request.headers.get("if-match"))
+                                  request.headers.get("if-match"), _viewer(request))
     return _answer(request, svc, result, 200)
 
 
@@ -106,11 +125,12 @@ async def search(request: Request, svc: Services = Depends(services)) -> Respons
 
     def run() -> tuple[int, list[dict[str, Any]]]:
         with svc.sessions() as s:
-            return appointment_store.search(
+            total, found = appointment_store.search(
                 s, patient_references=refs, patient_identifiers=pids, dates=dates,
                 statuses=list(_values(params.getlist("status"))),
                 identifiers=[split_token(v) for v in _values(params.getlist("identifier"))],
-                count=count, offset=offset)
+                count=count, offset=offset, viewer=_viewer(request))  # another organisation's are left out
+        return total, [shown(request, resource, owner) for resource, owner in found]
 
     total, resources = await run_in_threadpool(run)
     base = base_url(request, svc.settings)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import services
@@ -21,10 +21,11 @@ router = APIRouter(prefix="/fhir/Appointment", tags=["Appointment"])
 
 
 @router.get("/{appointment_id}/$booking-confirmation", summary="The XDIS13 booking confirmation of a meeting")
-async def booking_confirmation(appointment_id: str, sender: str = Query(description="The sender's GLN"),
+async def booking_confirmation(appointment_id: str, request: Request,
+                               sender: str = Query(description="The sender's GLN"),
                                receiver: str = Query(description="The receiver's GLN"),
                                svc: Services = Depends(services)) -> Response:
-    row = await run_in_threadpool(svc.flow.get, appointment_id)
+    row = await run_in_threadpool(svc.flow.get, appointment_id, request.state.principal.organisation)
     room = await run_in_threadpool(svc.flow.room, appointment_id)
     parties = []
     for gln in (sender, receiver):
