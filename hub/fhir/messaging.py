@@ -79,6 +79,17 @@ class MessageInfo:
         return f"fhir:{self.sender.keys[0] if self.sender.keys else ''}:{self.header_id}"
 
 
+def organisation_keys(organisation: str | None) -> frozenset[str]:
+    """A client's organisation (`system|value`) as the routing keys a message names parties by: its SOR or GLN
+    (a CVR number names no MedCom party)."""
+    system, _, value = (organisation or "").partition("|")
+    if system == SOR_SYSTEM and value:
+        return frozenset({f"sor:{value}"})
+    if system in GLN_SYSTEMS and value:
+        return frozenset({f"gln:{value}"})
+    return frozenset()
+
+
 def party_keys(organization: dict[str, Any] | None) -> tuple[str, ...]:
     """The routing keys of an Organization: `sor:<SOR id>` and `gln:<GLN>`, in that order."""
     keys: list[str] = []

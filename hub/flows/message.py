@@ -239,7 +239,8 @@ class MessageFlow:
         event = encounter_event(info)
         if event is None:
             return []
-        return [(ENCOUNTER_EVENTS.insert(), [event_row(event, message_id, self.now())])]
+        parties = (*info.sender.keys, *(key for receiver in info.receivers for key in receiver.keys))
+        return [(ENCOUNTER_EVENTS.insert(), [event_row(event, message_id, self.now(), parties)])]
 
     def _transient(self, info: MessageInfo, text: str) -> Processed:
         if info.event_code == ACKNOWLEDGEMENT_EVENT:

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from hub.core.model import EncounterEvent
 from hub.store.statements import ENCOUNTER_EVENTS
@@ -23,12 +23,14 @@ def stay_id(stay: str) -> str:
     return str(uuid.uuid5(STAY_NAMESPACE, stay))
 
 
-def event_row(event: EncounterEvent, message_id: str, now: datetime) -> dict[str, Any]:
+def event_row(event: EncounterEvent, message_id: str, now: datetime,
+              parties: tuple[str, ...] | None = None) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "stay": stay_id(event.stay), "event": event.event, "status": event.status,
             "encounter_class": event.encounter_class, "start": event.start, "end": event.end,
             "patient_identifier": event.patient.key if event.patient else None,
             "service_provider": event.service_provider, "occurred_at": event.occurred_at, "message_id": message_id,
-            "received_at": now, "resource": event.resource}
+            "received_at": now, "resource": event.resource,
+            "parties": f" {' '.join(parties)} " if parties else None}
 
 
 class EncounterStore:
@@ -36,10 +38,14 @@ class EncounterStore:
         self.engine = engine
 
     def stays(self, patient_identifier: str | None = None, stay: str | None = None,
-              status: str | None = None) -> list[dict[str, Any]]:
+              status: str | None = None, viewer: frozenset[str] | None = None) -> list[dict[str, Any]]:
         """The Encounters of a patient's stays (or the one stay with id `stay`), each as its latest event left
-        it."""
+        it; with `viewer` (an organisation's routing keys), only from the events that organisation was a party
+        to (or that name no parties)."""
         query = select(ENCOUNTER_EVENTS)
+        if viewer is not None:
+            query = query.where(or_(ENCOUNTER_EVENTS.c.parties.is_(None),
+                                    *[ENCOUNTER_EVENTS.c.parties.contains(f" {key} ") for key in sorted(viewer)]))
         if patient_identifier is not None:
             query = query.where(ENCOUNTER_EVENTS.c.patient_identifier == patient_identifier)
         if stay is not None:

@@ -160,6 +160,9 @@ class EncounterEventRow(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     resource: Mapped[dict[str, Any]]
+    # the routing keys (` sor:… gln:… `) of the organisations its message came from or went to, whose clients
+    # alone see it; None (HL7 v2): seen by every client
+    parties: Mapped[str | None] = mapped_column(String(1000))
 
 
 class ConversionRow(Base):

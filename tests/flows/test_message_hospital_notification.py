@@ -8,6 +8,9 @@ from typing import Any
 
 from tests.conftest import SHARED
 from tests.flows.test_message import JSON, header_of, receivers_of
+from tests.tokens import bearer
+
+SOR = "urn:oid:1.2.208.176.1.1"
 
 EXAMPLES = SHARED / "medcom/fhir/medcom.fhir.dk.hospitalnotification/3.0.2/package/example"
 CPR = "urn:oid:1.2.208.176.1.2|2509479989"
@@ -19,9 +22,15 @@ STAY = [  # one inpatient stay, notification by notification: admitted, on leave
 ]
 
 
+def as_receiver(hub: Any, routes: list[dict[str, Any]]) -> Any:
+    """The hub's client as one of the receiving organisation's: its clients see the stays they were told of."""
+    hub.client.headers.update(bearer(hub.url, hub.settings, organisation=f"{SOR}|{routes[0]['sor']}"))
+    return hub
+
+
 def test_a_stay_follows_its_notifications(messaging_hub: Any) -> None:
     paths = [EXAMPLES / name for name, _ in STAY]
-    hub = messaging_hub(receivers_of(paths))
+    hub = as_receiver(messaging_hub(receivers_of(paths)), receivers_of(paths))
     for path, status in zip(paths, (s for _, s in STAY), strict=True):
         ack = hub.client.post("/fhir/$process-message", content=path.read_bytes(), headers=JSON).json()
         assert header_of(ack)["response"]["code"] == "ok", ack
@@ -44,7 +53,7 @@ def test_a_cancelled_admission_and_a_separate_emergency_stay(messaging_hub: Any)
     admit, cancel, emergency = (EXAMPLES / n for n in ("Bundle-a5e5b880-c087-4055-b9ec-99108695f81d.json",
                                                        "Bundle-c83671a4-9584-11ec-b909-0242ac120002.json",
                                                        "Bundle-h1c8e4a8-6b45-4669-94ad-2a99ad96bf03.json"))
-    hub = messaging_hub(receivers_of([admit, cancel, emergency]))
+    hub = as_receiver(messaging_hub(receivers_of([admit, cancel, emergency])), receivers_of([admit, cancel, emergency]))
     # MedCom's examples all share one episode-of-care identifier; the emergency stay here gets its own
     other = json.loads(emergency.read_bytes())
     encounter = next(e["resource"] for e in other["entry"] if e["resource"]["resourceType"] == "Encounter")
@@ -68,3 +77,18 @@ def test_stays_are_shown_per_patient_only(messaging_hub: Any) -> None:
                             headers=JSON).json()
     assert nobody["total"] == 0 and json.dumps(nobody).count("Encounter/") == 0
     assert hub.client.get("/fhir/Encounter/no-such-stay", headers=JSON).status_code == 404
+
+
+def test_an_organisation_not_party_to_the_notifications_sees_no_stay(messaging_hub: Any) -> None:
+    paths = [EXAMPLES / name for name, _ in STAY[:1]]
+    routes = receivers_of(paths)
+    hub = as_receiver(messaging_hub(routes), routes)
+    assert header_of(hub.client.post("/fhir/$process-message", content=paths[0].read_bytes(),
+                                     headers=JSON).json())["response"]["code"] == "ok"
+    mine = hub.client.get("/fhir/Encounter", params={"patient:identifier": CPR}, headers=JSON).json()
+    assert mine["total"] == 1
+    stay = mine["entry"][0]["resource"]["id"]
+    other = {**JSON, **bearer(hub.url, hub.settings, organisation=f"{SOR}|999999999999999")}
+    found = hub.client.get("/fhir/Encounter", params={"patient:identifier": CPR}, headers=other).json()
+    assert found["total"] == 0 and json.dumps(found).count("Encounter/") == 0
+    assert hub.client.get(f"/fhir/Encounter/{stay}", headers=other).status_code == 404
