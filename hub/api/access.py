@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,9 +30,13 @@ def correlation_id(scope: Scope) -> str:
     return str(scope.get("state", {}).get("correlation_id", ""))
 
 
+Audit = Callable[[Scope, int, str | None], None]  # (scope, status, Location) once answered: `hub.api.audit`
+
+
 class AccessLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, audit: Audit | None = None) -> None:
         self.app = app
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,11 +47,14 @@ class AccessLog:
         scope.setdefault("state", {})["correlation_id"] = correlation
         started = time.perf_counter()
         status = 500  # what the client gets when the app fails before it answers
+        location: str | None = None
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, location
             if message["type"] == "http.response.start":
                 status = message["status"]
+                location = next((v.decode("latin-1") for k, v in message.get("headers", []) if k == b"location"),
+                                None)
                 headers = [h for h in message.get("headers", []) if h[0].lower() != HEADER]
                 message = {**message, "headers": [*headers, (HEADER, correlation.encode("latin-1"))]}
             await send(message)
@@ -57,6 +65,8 @@ class AccessLog:
             elapsed = time.perf_counter() - started
             route = scope.get("route")  # the route's template, not the path: one series per endpoint
             REQUESTS.labels(scope.get("method", ""), getattr(route, "path", "unmatched"), str(status)).observe(elapsed)
+            if self.audit is not None:
+                self.audit(scope, status, location)
             if log.isEnabledFor(logging.INFO):  # the masking is done only for a line that is written
                 query = unquote(scope.get("query_string", b"").decode("latin-1"))  # `%7C0101011234`: a CPR too
                 target = mask_text(scope.get("path", "") + (f"?{query}" if query else ""))

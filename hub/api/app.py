@@ -10,6 +10,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Request, Response
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api import auth, balance, kept, metrics
+from hub.api import audit, auth, balance, kept, metrics
 from hub.api.access import AccessLog, correlation_id
 from hub.api.balance import ConnectionBalancer
 from hub.api.bulkhead import Bulkhead
@@ -34,10 +35,14 @@ from hub.api.routers import (
     validate,
     vans,
 )
+from hub.api.routers import (
+    audit as audit_events,
+)
 from hub.api.security import Gate
 from hub.core.config import Settings
 from hub.core.errors import HubError, UpstreamError
 from hub.core.outcome import single
+from hub.store.audit import AuditTrail
 from hub.wiring import build_services, start_background
 
 log = logging.getLogger("hub.api")
@@ -62,8 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.background = background = start_background(settings, app.state.services)
+        app.state.audit = AuditTrail(app.state.services.flow.engine)
         yield
         background.stop()
+        app.state.audit.stop()
 
     app = FastAPI(title="hub", version="0.1.0", lifespan=lifespan,
                   description="FHIR R4 video appointments booked in VDX; MedCom FHIR messages, OIOXML letters "
@@ -71,7 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "SF1470 case index.")
     if balance.worker_slot is not None:
         app.add_middleware(ConnectionBalancer, counts=balance.worker_slot[0], index=balance.worker_slot[1])
-    app.add_middleware(AccessLog)  # outermost: it sees every answer, the balancer's and the errors' too
+    def record(scope: Any, status: int, location: str | None) -> None:  # each access, once answered
+        trail: AuditTrail | None = getattr(app.state, "audit", None)
+        found = audit.event(scope, status, location) if trail is not None else None
+        if trail is not None and found is not None:
+            trail.record(found)
+
+    app.add_middleware(AccessLog, audit=record)  # outermost: it sees every answer, the balancer's and errors' too
     app.include_router(metadata.router)  # public, as are the token endpoint, its keys and discovery
     app.include_router(auth.router)
     protected = [Depends(gate)]  # a bearer token and the route's scope (hub.api.security)
@@ -83,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vans.router, dependencies=protected)
     app.include_router(encounter.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
+    app.include_router(audit_events.router, dependencies=protected)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:

@@ -107,6 +107,7 @@ async def token(request: Request) -> Response:
     scope = _granted(client, form.get("scope"))
     if scope is None:
         return _error(400, "invalid_scope", "a scope asked for is beyond the client's")
+    request.state.audit_client = (client.client_id, client.organisation)  # the token's event is the client's
     access, lifetime = svc.auth.issuer.issue(client.client_id, client.organisation, scope)
     return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope},
                         headers=NO_STORE)

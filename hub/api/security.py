@@ -36,6 +36,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/medcom/oioxml"): "hub/oioxml",
     ("POST", "/medcom/vans"): "hub/vans",
     ("GET", "/metrics"): "hub/metrics",
+    ("GET", "/fhir/AuditEvent"): "system/AuditEvent.s",
 }
 
 
@@ -87,12 +88,12 @@ class Gate:
     async def __call__(self, request: Request) -> Principal:
         """The dependency every protected router has: the principal, on `request.state.principal` too."""
         principal = self.principal(request.headers.get("authorization"))
+        request.state.principal = principal  # known from here on: a refusal below is audited as this client's
         route = request.scope.get("route")
         need = NEEDS.get((request.method, getattr(route, "path", "")))
         if need is None or not scopes.permits(principal.grants, need):
             raise Forbidden(need or f"(none defined for {request.method} {getattr(route, 'path', '?')})")
         if not principal.organisation:  # what a client may see is its organisation's: without one, nothing
             raise Forbidden("a token that names the client's organisation")
-        request.state.principal = principal
         return principal
 

@@ -259,3 +259,24 @@ class UsedAssertionRow(Base):
 
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuditEventRow(Base):
+    """Who did what, when, with what outcome (IHE BALP as the model): written, never changed (`hub.store.audit`)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    recorded: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # rest | operation | messaging | token | refused
+    subtype: Mapped[str] = mapped_column(String(40))  # read, search-type, create, update, patch, $validate, …
+    action: Mapped[str] = mapped_column(String(1))  # C R U D E
+    outcome: Mapped[str] = mapped_column(String(2))  # 0 success, 4 minor failure, 8 serious failure
+    client_id: Mapped[str | None] = mapped_column(String(200))
+    organisation: Mapped[str | None] = mapped_column(String(200), index=True)
+    address: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))  # CPR numbers masked
+    entity: Mapped[str | None] = mapped_column(String(300), index=True)  # e.g. Appointment/123
+    patient: Mapped[str | None] = mapped_column(String(300), index=True)  # system|value
+    correlation: Mapped[str | None] = mapped_column(String(64))

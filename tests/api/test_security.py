@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from hub.api.app import create_app
 from hub.api.routers import (
     appointment,
+    audit,
     booking_confirmation,
     encounter,
     messaging,
@@ -41,13 +42,13 @@ PROTECTED = [("POST", "/fhir/Appointment"), ("GET", "/fhir/Appointment/x"), ("PU
              ("GET", "/fhir/Appointment/x/$booking-confirmation"), ("GET", "/fhir/Encounter"),
              ("GET", "/fhir/Encounter/x"), ("POST", "/fhir/$process-message"), ("POST", "/fhir/$validate"),
              ("POST", "/fhir/Appointment/$validate"), ("POST", "/medcom/oioxml"), ("POST", "/medcom/vans"),
-             ("GET", "/metrics")]
+             ("GET", "/metrics"), ("GET", "/fhir/AuditEvent")]
 
 
 def test_every_route_has_a_scope() -> None:
     """Deny by default: a route without an entry in the table would be refused to everyone."""
-    routes = {(method, r.path) for module in (appointment, booking_confirmation, encounter, messaging, oioxml,
-                                              validate, vans)
+    routes = {(method, r.path) for module in (appointment, audit, booking_confirmation, encounter, messaging,
+                                              oioxml, validate, vans)
               for r in module.router.routes for method in r.methods}  # type: ignore[attr-defined]
     assert routes | {("GET", "/metrics")} == set(NEEDS)
 
