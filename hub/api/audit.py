@@ -2,7 +2,7 @@
 endpoint — successful, refused (401, 403) or failed — written to `hub.store.audit`, and `GET /fhir/AuditEvent`
 to read an organisation's own as FHIR R4 AuditEvents (IHE Basic Audit Log Patterns as the model: type `rest`,
 the RESTful interaction as subtype, the client as the requesting agent with its network address, the resource and
-the patient as entities).
+the patient as entities: the patient named by a search, or whose appointment was read).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def event(scope: Scope, status: int, location: str | None) -> dict[str, Any] | N
         "audit_client", (None, None))
     kind, subtype, action = _what(method, route)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    patient = next((v[0] for k, v in query.items() if k in ("patient:identifier", "patient") and "|" in v[0]), None)
+    patient = state.get("audit_patient") or next(
+        (v[0] for k, v in query.items() if k in ("patient:identifier", "patient") and "|" in v[0]), None)
     entity = None
     if location:
         parts = urlsplit(location).path.split("/")

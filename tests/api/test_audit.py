@@ -25,7 +25,9 @@ def _events(hub: Any, auth: dict[str, str], **params: str) -> list[dict[str, Any
 def test_every_kind_of_access_is_audited_and_each_organisation_sees_its_own(hub: Any) -> None:
     client_id, secret = register(hub.settings, "system/Appointment.cruds system/AuditEvent.rs hub/*", ISHOJ)
     auth = {**FHIR, "Authorization": f"Bearer {token(hub.url, client_id, secret)}"}
-    booked = httpx.post(f"{hub.url}/fhir/Appointment", json=video_appointment(), headers=auth, timeout=30)
+    patient = {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "0101804321"}}
+    booked = httpx.post(f"{hub.url}/fhir/Appointment", json=video_appointment(patient=patient), headers=auth,
+                        timeout=30)
     appointment = booked.json()["id"]
     httpx.get(f"{hub.url}/fhir/Appointment/{appointment}", headers=auth, timeout=30)
     httpx.get(f"{hub.url}/fhir/Appointment", params={"patient:identifier": CPR}, headers=auth, timeout=30)
@@ -47,6 +49,9 @@ def test_every_kind_of_access_is_audited_and_each_organisation_sees_its_own(hub:
     assert {"system": "urn:oid:1.2.208.176.1.2", "value": "0101804321"} in [
         x["what"].get("identifier") for x in searched["entity"]]
     assert "0101804321" not in searched["outcomeDesc"]  # the path, CPR masked
+    read = next(e for e in events if e["subtype"][0]["code"] == "read")
+    assert {"system": "urn:oid:1.2.208.176.1.2", "value": "0101804321"} in [
+        x["what"].get("identifier") for x in read["entity"]]  # whose appointment was read
     by_entity = _events(hub, auth, entity=f"Appointment/{appointment}")
     assert {e["subtype"][0]["code"] for e in by_entity} == {"read", "update", "create"}
     services = hub.server.config.app.state.services

@@ -76,6 +76,7 @@ async def create(request: Request, svc: Services = Depends(services)) -> Respons
 @router.get("/{appointment_id}", summary="Read an appointment")
 async def read(appointment_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     row = await run_in_threadpool(svc.flow.get, appointment_id, _viewer(request))  # another's: 404
+    request.state.audit_patient = row.patient_identifier  # the read's audit event names whose it was
     return fhir_response(request, shown(request, row.resource, row.owner), 200, {"ETag": f'W/"{row.version}"'})
 
 
