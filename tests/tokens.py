@@ -10,7 +10,7 @@ import httpx
 from hub.auth.secrets import hashed, new_secret
 from hub.core.config import Settings
 from hub.store.clients import ClientStore
-from hub.store.db import make_engine, migrate
+from hub.store.db import make_engine
 
 ALL = "system/*.cruds hub/*"
 ORGANISATION = "urn:oid:1.2.208.176.1.1|1234561000016000"  # a SOR code
@@ -19,8 +19,7 @@ ORGANISATION = "urn:oid:1.2.208.176.1.1|1234561000016000"  # a SOR code
 def register(settings: Settings, scope: str = ALL, organisation: str = ORGANISATION,
              name: str | None = None) -> tuple[str, str]:
     """A client of the hub's own issuer (as `hub clients add` makes one): (client_id, secret)."""
-    engine = make_engine(settings.effective_database_url)
-    migrate(engine)
+    engine = make_engine(settings.effective_database_url)  # the hub's, migrated when it started
     secret = new_secret()
     client = ClientStore(engine).add(name or f"test-{uuid.uuid4().hex[:8]}", organisation, scope, hashed(secret),
                                      None)

@@ -25,6 +25,13 @@ log = logging.getLogger("hub.access")
 HEADER = b"x-correlation-id"
 
 
+def masked_target(scope: Scope) -> str:
+    """The request's path and query as the log and the audit trail show it: CPR numbers masked, URL-encoded
+    ones too (`%7C0101011234`)."""
+    query = unquote(scope.get("query_string", b"").decode("latin-1"))
+    return mask_text(scope.get("path", "") + (f"?{query}" if query else ""))
+
+
 def correlation_id(scope: Scope) -> str:
     """The request's correlation id (set by `AccessLog`)."""
     return str(scope.get("state", {}).get("correlation_id", ""))
@@ -68,7 +75,5 @@ class AccessLog:
             if self.audit is not None:
                 self.audit(scope, status, location)
             if log.isEnabledFor(logging.INFO):  # the masking is done only for a line that is written
-                query = unquote(scope.get("query_string", b"").decode("latin-1"))  # `%7C0101011234`: a CPR too
-                target = mask_text(scope.get("path", "") + (f"?{query}" if query else ""))
-                log.info("%s %s %d %.1f ms %s", scope.get("method", ""), target, status,
+                log.info("%s %s %d %.1f ms %s", scope.get("method", ""), masked_target(scope), status,
                          elapsed * 1000, correlation)

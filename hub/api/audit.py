@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.types import Scope
 
-from hub.core.cpr import mask_text
+from hub.api.access import masked_target
 
 AUDITED = ("/fhir/", "/medcom/", "/auth/token")
 _SUBTYPES = {"POST": ("create", "C"), "PUT": ("update", "U"), "PATCH": ("patch", "U"), "DELETE": ("delete", "D")}
@@ -56,11 +56,10 @@ def event(scope: Scope, status: int, location: str | None) -> dict[str, Any] | N
         entity = "/".join(parts[parts.index("fhir") + 1:][:2]) if "fhir" in parts else None
     elif "{" in route:
         entity = "/".join(path.split("/")[2:4])
-    shown = path + (f"?{scope.get('query_string', b'').decode('latin-1')}" if scope.get("query_string") else "")
     return {"id": str(uuid.uuid4()), "recorded": datetime.now(UTC), "kind": kind, "subtype": subtype,
             "action": action, "outcome": "0" if status < 400 else "4" if status < 500 else "8", "client_id": client,
             "organisation": organisation, "address": (scope.get("client") or ("", 0))[0] or None, "method": method,
-            "path": mask_text(shown)[:500], "entity": entity, "patient": patient,
+            "path": masked_target(scope)[:500], "entity": entity, "patient": patient,
             "correlation": state.get("correlation_id")}
 
 

@@ -24,7 +24,7 @@ from hub.wiring import Services
 
 router = APIRouter(tags=["authorization"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-GRANTABLE = " ".join(["system/*.cruds", "hub/*"])  # what the discovery document says may be asked for
+GRANTABLE = ("system/*.cruds", "hub/*")  # what the discovery document says may be asked for
 
 
 def _error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> Response:
@@ -130,6 +130,6 @@ async def smart_configuration(request: Request) -> dict[str, Any]:
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "RS256", "RS384"],
-        "scopes_supported": GRANTABLE.split(),
+        "scopes_supported": list(GRANTABLE),
         "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric", "permission-v2"],
     }

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 
 from hub.core.config import Settings
-from hub.core.errors import HubError
+from hub.core.errors import HubError, InvalidInput
 from hub.core.outcome import Outcome, single
 from hub.fhir import io
 from hub.wiring import Services
@@ -48,6 +48,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     request.state.raw_body = body = b"".join(chunks)
     return body
+
+
+def refuse_unknown(request: Request, known: set[str]) -> None:
+    """A search naming a parameter the endpoint does not know is refused (400), never silently widened."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInput(single("not-supported", f"Unknown search parameter(s): {', '.join(unknown)}"))
 
 
 def response_kind(request: Request) -> str:

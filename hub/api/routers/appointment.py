@@ -19,6 +19,7 @@ from hub.api.deps import (
     on_vdx_threads,
     outcome_response,
     read_body,
+    refuse_unknown,
     services,
 )
 from hub.auth import scopes
@@ -106,9 +107,7 @@ async def patch(appointment_id: str, request: Request, svc: Services = Depends(s
 async def search(request: Request, svc: Services = Depends(services)) -> Response:
     params = request.query_params
     known = {"patient", "patient:identifier", "date", "status", "identifier", "_count", "_format", "_offset"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise InvalidInput(single("not-supported", f"Unknown search parameter(s): {', '.join(unknown)}"))
+    refuse_unknown(request, known)
     refs: list[str] = []
     pids: list[tuple[str | None, str]] = []
     for value in _values(params.getlist("patient")):

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.api import audit
-from hub.api.deps import base_url, fhir_response, services
+from hub.api.deps import base_url, fhir_response, refuse_unknown, services
 from hub.core.errors import InvalidInput
 from hub.core.outcome import single
 from hub.fhir.search import parse_date
@@ -27,9 +27,7 @@ KNOWN = {"patient:identifier", "entity", "agent", "date", "_count", "_format"}
 @router.get("", summary="The organisation's own audit events")
 async def search(request: Request, svc: Services = Depends(services)) -> Response:
     params = request.query_params
-    unknown = sorted(set(params) - KNOWN)
-    if unknown:
-        raise InvalidInput(single("not-supported", f"Unknown search parameter(s): {', '.join(unknown)}"))
+    refuse_unknown(request, KNOWN)
     since: datetime | None = None
     until: datetime | None = None
     for bound in (parse_date(v) for v in params.getlist("date")):

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import base_url, fhir_response, services
+from hub.api.deps import base_url, fhir_response, refuse_unknown, services
 from hub.core.errors import InvalidInput, NotFound
 from hub.core.outcome import single
 from hub.fhir.messaging import organisation_keys
@@ -34,9 +34,7 @@ KNOWN = {"patient:identifier", "status", "_format"}
 @router.get("", summary="A patient's hospital stays, as their latest notification left them")
 async def search(request: Request, svc: Services = Depends(services)) -> Response:
     params = request.query_params
-    unknown = sorted(set(params) - KNOWN)
-    if unknown:
-        raise InvalidInput(single("not-supported", f"Unknown search parameter(s): {', '.join(unknown)}"))
+    refuse_unknown(request, KNOWN)
     system, value = split_token(params.get("patient:identifier") or "")
     if not system or not value:
         raise InvalidInput(single("required", "Name the patient: patient:identifier=system|value",
